@@ -1,0 +1,1 @@
+"""rootshift gateware: Amaranth components implementing the integer contract (docs/arithmetic.md)."""
