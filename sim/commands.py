@@ -1,4 +1,6 @@
-"""Sub-commands beyond ``train``; each ``register(sub)`` adds one parser."""
+"""Sub-commands beyond ``train``; each ``register(sub)`` adds one parser and calls one library function."""
+
+import json
 
 
 def _flow(sub):
@@ -11,14 +13,79 @@ def _flow(sub):
     p.add_argument("--wbits", type=int, default=4)
     p.add_argument("--abits", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="dual", choices=["dual", "lut"])
 
     def run(a):
         from .flow import print_summary, run_flow
 
-        print_summary(run_flow(a.data, a.out, a.epochs, a.wq, a.aq, a.wbits, a.abits, a.seed))
+        print_summary(run_flow(a.data, a.out, a.epochs, a.wq, a.aq, a.wbits, a.abits, a.seed, a.mode))
         return 0
 
     p.set_defaults(func=run)
 
 
-REGISTER = [_flow]
+def _export(sub):
+    p = sub.add_parser("export", help="export a trained run into the integer contract (.rsq)")
+    p.add_argument("run", help="run directory (or its checkpoint.pt)")
+    p.add_argument("--out", required=True, help="output .rsq file")
+    p.add_argument("--mode", default="dual", choices=["dual", "lut"], help="POST product mode")
+
+    def run(a):
+        from sw import rsq
+        from sw.export import export_checkpoint
+        from sw.train import load_checkpoint
+
+        im = export_checkpoint(load_checkpoint(a.run), a.mode)
+        rsq.save(im, a.out)
+        ref = im.meta.get("float_reference", {})
+        print(json.dumps({"out": a.out, "layers": len(im.layers()), "mode": a.mode,
+                          "float_test_acc": ref.get("test_acc"),
+                          "adapter_beta_max_rel_err": max(im.meta.get("adapter_beta_error", {}).values(), default=None)}))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _inspect(sub):
+    p = sub.add_parser("inspect", help="per-layer summary of an .rsq model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+
+    def run(a):
+        from sw import rsq
+        from sw.evaluate import inspect_layers
+
+        rows = inspect_layers(rsq.load(a.model))
+        if a.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            cols = ["name", "kind", "scheme", "base", "wbits", "abits", "product_mode", "acc_bits", "distinct_codes"]
+            print(" ".join(f"{c:>14}" for c in cols))
+            for r in rows:
+                print(" ".join(f"{str(r[c]):>14}" for c in cols))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _eval(sub):
+    p = sub.add_parser("eval", help="run the golden integer model on a dataset's test split")
+    p.add_argument("model")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--images", type=int, help="first N test images (default: all)")
+    p.add_argument("--dump", help="write every layer's integers for --dump-images to this directory")
+    p.add_argument("--dump-images", help="comma-separated test indices to dump (default 0,1,2,3)")
+    p.add_argument("--json", action="store_true")
+
+    def run(a):
+        from sw import rsq
+        from sw.evaluate import evaluate
+
+        out = evaluate(rsq.load(a.model), a.data, a.images, a.dump, a.dump_images)
+        print(json.dumps(out) if a.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+REGISTER = [_flow, _export, _inspect, _eval]

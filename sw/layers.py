@@ -47,7 +47,7 @@ def make_weight_quantizer(s: LayerScheme, weight):
     if s.wq == "lsq":
         return LSQWeight(weight, s.wbits)
     if s.wq == "shift":
-        return ShiftQuantizer(s.wbits, signed=True, weight=weight)
+        return ShiftQuantizer(s.wbits, signed=True, weight=weight, max_shift=s.max_shift)
     raise ConfigError(f"unknown weight scheme {s.wq!r}")
 
 

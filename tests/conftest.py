@@ -24,3 +24,25 @@ def cli():
 
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A short post+asq W4A4 digits run shared by the export, golden and co-simulation tests."""
+    from sw.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "postasq"
+    train(TrainConfig(epochs=6, out=str(out)), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    from sw import rsq
+    from sw.export import export_checkpoint
+    from sw.train import load_checkpoint
+
+    path = tmp_path_factory.mktemp("rsq") / "model.rsq"
+    im = export_checkpoint(load_checkpoint(trained_run))
+    rsq.save(im, path)
+    return path

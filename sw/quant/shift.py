@@ -1,6 +1,7 @@
 """Differentiable shift quantization (after Badar): values ``+-2**-e`` with an annealed soft staircase.
 
-Levels: weights ``+-alpha * 2**-e`` for ``e = 0 .. 2**(b-1) - 1`` (sign + (b-1) exponent bits, no zero);
+Levels: weights ``+-alpha * 2**-e`` for ``e = 0 .. min(2**(b-1) - 1, max_shift)`` (sign + (b-1) exponent
+bits, no zero; the exponent window is POST's, so the hardware never shifts right by more than ``max_shift``);
 activations ``{0} U {alpha * 2**-e, e = 0 .. 2**b - 2}``. ``alpha`` is a power of two fixed at
 calibration, so every value is exactly ``+-2**n``.
 
@@ -57,11 +58,14 @@ class ShiftQuantizer(nn.Module):
 
     scheme = "shift"
 
-    def __init__(self, bits, signed, weight=None, temperature=1.0):
+    def __init__(self, bits, signed, weight=None, temperature=1.0, max_shift=None):
         super().__init__()
         self.bits = check_bits("shift bits", bits)
         self.signed = signed
         n = 2 ** (bits - 1) if signed else 2**bits - 1
+        if signed and max_shift is not None:
+            n = min(n, max_shift + 1)
+        self.max_exponent = n - 1
         mags = torch.pow(2.0, -torch.arange(n - 1, -1, -1, dtype=torch.float32))
         levels = mags if signed else torch.cat([torch.zeros(1), mags])
         self.register_buffer("levels", levels, persistent=False)

@@ -1,0 +1,170 @@
+"""Integer primitives of the arithmetic contract (docs/arithmetic.md, contract version 1).
+
+Everything here is int64 numpy; nothing on the path from codes to logits is floating point. The golden
+model (``sw.golden``) composes these; the hardware (``hw``) implements the same definitions and its tests
+use these functions as the oracle.
+"""
+
+import numpy as np
+
+from .errors import ConfigError
+
+CONTRACT_VERSION = 1
+FINE_FRAC = 16            # fine activations: value = X * 2**-16
+FINE_MIN, FINE_MAX = -(2**31), 2**31 - 1   # fine activations saturate to signed 32 bits
+QUANT_SHIFT = 40          # activation quantization: code = clamp(rshift_round(X * R, 40), 0, Qp)
+R_MAX = 2**31 - 1         # per-sample activation multiplier saturates here
+M_BITS = 32               # requantization multipliers (after the per-sample beta factor) are signed 32-bit
+M_BASE_BITS = 23          # per-layer multipliers leave 9 bits of headroom for beta <= 512
+LUT_FRAC = 8              # lut mode: LUT[a] = round(a * 2**8 / sqrt 2)
+ACC_MAX_BITS = 62 - M_BITS  # acc * M must fit in int64 with the bias: acc width <= 30 bits
+MODES = ("dual", "lut", "shift", "mult")
+
+
+def rshift_round(v, s):
+    """``floor((v + 2**(s-1)) / 2**s)``: round half up (toward +inf); ``s == 0`` is the identity."""
+    v = np.asarray(v, dtype=np.int64)
+    s = int(s)
+    if s < 0:
+        raise ConfigError(f"shift must be >= 0, not {s}")
+    return v if s == 0 else (v + (np.int64(1) << np.int64(s - 1))) >> np.int64(s)
+
+
+def rdiv(a, b):
+    """Integer division rounding half up: ``floor(a / b + 1/2)`` for ``b > 0``."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    return (2 * a + b) // (2 * b)
+
+
+def saturate(v, lo, hi):
+    return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
+
+
+def lut_table(abits, frac=LUT_FRAC):
+    """``LUT[a] = round(a * 2**frac / sqrt 2)`` for every activation code ``a`` (2**abits entries).
+
+    Computed in integers: the rounded square root of ``a**2 * 2**(2*frac - 1)``, which is exact because
+    ``a * 2**frac / sqrt 2`` is never a half-integer.
+    """
+    from math import isqrt
+
+    out = []
+    for a in range(2**abits):
+        n = a * a * 2 ** (2 * frac - 1)
+        r = isqrt(n)
+        # round to nearest: compare n with (r + 1/2)**2 = r*r + r + 1/4
+        out.append(r + 1 if 4 * n >= 4 * r * r + 4 * r + 1 else r)
+    return np.array(out, dtype=np.int64)
+
+
+def weight_terms(codes, fmt, mode):
+    """Signed per-weight integer factors of the weight codes, by accumulator.
+
+    Returns a dict of int64 arrays shaped like ``codes``: for ``dual`` ``{"even", "odd"}`` with
+    ``+-2**(E - k)`` where the exponent is even / odd (0 elsewhere); for ``lut`` the same two, to be
+    applied to ``a << LUT_FRAC`` and ``LUT[a]``; for ``shift`` (base 2) ``{"acc"}``.
+    """
+    sign, zero, k, odd = fmt.decode(codes)
+    E = fmt.max_shift
+    mag = np.where(zero, 0, np.int64(1) << (E - k).astype(np.int64)) * sign
+    if mode in ("dual", "lut"):
+        if fmt.base != "sqrt2":
+            raise ConfigError(f"product mode {mode} is for base sqrt2; base 2 uses mode shift")
+        return {"even": np.where(odd == 0, mag, 0), "odd": np.where(odd == 1, mag, 0)}
+    if mode == "shift":
+        if fmt.base != "2":
+            raise ConfigError("product mode shift is for base 2; base sqrt2 uses dual or lut")
+        return {"acc": mag}
+    raise ConfigError(f"unknown product mode {mode!r}; one of {', '.join(MODES)}")
+
+
+def accumulate(a_cols, terms, mode, abits):
+    """Accumulators of one layer. ``a_cols`` (P, K) activation codes, ``terms`` from
+    :func:`weight_terms` each (Cout, K) (or ``{"acc": w}`` integer weights for ``mult``).
+    Returns a dict of (P, Cout) int64 accumulators: ``even``/``odd`` for dual, ``acc`` otherwise.
+
+    ``a << (E - k)`` summed with signs equals ``a @ (+-2**(E-k))``: a shift is a multiplication by a
+    power of two, so the matrix product of codes and terms is the sum the hardware builds from shifts.
+    """
+    a = np.asarray(a_cols, dtype=np.int64)
+    if mode == "dual":
+        return {"even": a @ terms["even"].T, "odd": a @ terms["odd"].T}
+    if mode == "lut":
+        t_even = a << np.int64(LUT_FRAC)
+        t_odd = lut_table(abits)[a]
+        return {"acc": t_even @ terms["even"].T + t_odd @ terms["odd"].T}
+    if mode in ("shift", "mult"):
+        return {"acc": a @ terms["acc"].T}
+    raise ConfigError(f"unknown product mode {mode!r}")
+
+
+def acc_bound(mode, k, abits, fmt=None, wbits=None):
+    """Largest ``|accumulator|`` any operands can produce: ``K * max|a| * max|term|``."""
+    amax = 2**abits - 1
+    if mode == "mult":
+        return k * amax * 2 ** (wbits - 1)
+    top = 1 << fmt.max_shift
+    if mode == "lut":
+        return k * amax * (1 << LUT_FRAC) * top
+    return k * amax * top
+
+
+def acc_width(bound):
+    """Signed two's-complement bits that hold every value in ``[-bound, bound]``."""
+    return int(bound).bit_length() + 1
+
+
+def requantize(accs, mults, bias, shift, lo, hi):
+    """``clamp(rshift_round(sum_i acc_i * M_i + B, S), lo, hi)`` per output channel.
+
+    ``accs`` list of (P, C) accumulators, ``mults`` matching list of (C,) or (P, C) multipliers,
+    ``bias`` (C,), ``shift`` int, ``lo``/``hi`` the clamp (``lo = 0`` is the ReLU).
+    """
+    total = np.asarray(bias, dtype=np.int64)
+    for acc, m in zip(accs, mults):
+        total = total + np.asarray(acc, dtype=np.int64) * np.asarray(m, dtype=np.int64)
+    return saturate(rshift_round(total, shift), lo, hi)
+
+
+def beta_multiplier(m_base, beta_fx):
+    """Per-sample multiplier ``rshift_round(M_base * beta_fx, 16)``; ``beta_fx`` is beta in fine units."""
+    m = rshift_round(np.asarray(m_base, np.int64)[None, :] * np.asarray(beta_fx, np.int64)[:, None], FINE_FRAC)
+    return m
+
+
+def quant_codes(x, r, qmax):
+    """Activation codes ``clamp(rshift_round(X * R, 40), 0, Qp)``; ``R`` broadcasts per sample."""
+    return saturate(rshift_round(np.asarray(x, np.int64) * np.asarray(r, np.int64), QUANT_SHIFT), 0, qmax)
+
+
+def step_multiplier(k_step, beta_fx):
+    """``R = min(rdiv(K_s, beta_fx), R_MAX)`` with ``K_s = round(2**40 / s)``: 1 / (s * beta) per sample."""
+    return np.minimum(rdiv(np.int64(k_step), np.maximum(np.asarray(beta_fx, np.int64), 1)), R_MAX)
+
+
+def adapter_beta_int(x, w1, b1, f1, w2, b2, f2):
+    """Integer ASQ adapter on fine activations ``x`` (N, C, H, W). Returns ``beta_fx`` (N,), >= 1.
+
+    GAP: ``rdiv(sum_hw X, H*W)``; hidden ``relu(rshift_round(W1 g + B1, f1))``; out
+    ``max(1, rshift_round(W2 h + B2, f2))`` (the ReLU and the 1e-8 clamp become a floor of one fine LSB).
+    ``w1`` is None for the single-layer adapter (C < 8).
+    """
+    x = np.asarray(x, np.int64)
+    g = rdiv(x.reshape(x.shape[0], x.shape[1], -1).sum(-1), x.shape[2] * x.shape[3]) if x.ndim == 4 else x
+    h = g
+    if w1 is not None:
+        h = np.maximum(rshift_round(h @ np.asarray(w1, np.int64).T + np.asarray(b1, np.int64), f1), 0)
+    z = rshift_round(h @ np.asarray(w2, np.int64).T + np.asarray(b2, np.int64), f2)[:, 0]
+    return np.maximum(z, 1)
+
+
+def im2col(x, kh, kw, stride, pad, pad_value=0):
+    """(N, C, H, W) -> (N, Ho*Wo, C*kh*kw) patches, column order (c, i, j) like ``weight.reshape(Cout, -1)``."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=pad_value)
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    s = xp.strides
+    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo), (s[0], s[1], s[2], s[3], s[2] * stride, s[3] * stride))
+    return np.ascontiguousarray(view.transpose(0, 4, 5, 1, 2, 3)).reshape(n, ho * wo, c * kh * kw), ho, wo
