@@ -88,4 +88,29 @@ def _eval(sub):
     p.set_defaults(func=run)
 
 
-REGISTER = [_flow, _export, _inspect, _eval]
+def _generate(sub):
+    p = sub.add_parser("generate", help="emit Verilog for a PE array (rootshift_top.v + manifest.json)")
+    p.add_argument("--wbits", type=int, default=4)
+    p.add_argument("--abits", type=int, default=8)
+    p.add_argument("--base", default="sqrt2", help="sqrt2 | 2")
+    p.add_argument("--pe", default="dual", help="dual | lut | shift | mult")
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--cols", type=int, default=8)
+    p.add_argument("--max-k", type=int, default=1152, help="largest K = Cin*kh*kw the array is built for")
+    p.add_argument("--max-shift", type=int, default=7, help="exponent window E (largest shift)")
+    p.add_argument("--out", default="build/gen")
+
+    def run(a):
+        from hw.generate import generate
+        from hw.params import ArrayParams
+
+        params = ArrayParams(wbits=a.wbits, abits=a.abits, base=a.base, pe=a.pe, rows=a.rows, cols=a.cols,
+                             max_k=a.max_k, max_shift=a.max_shift)
+        man = generate(params, a.out)
+        print(json.dumps({"out": a.out, "top": man["top"], "acc_bits": man["acc_bits"], "data_bits": man["data_bits"]}))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+REGISTER = [_flow, _export, _inspect, _eval, _generate]

@@ -1,0 +1,206 @@
+"""Accelerator: the PE array, its buffers, the requantizer and the stream-protocol controller."""
+
+from amaranth.hdl import Array, Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import protocol as P
+from .params import BIAS_BITS, M_BITS, OUT_BITS, PROTOCOL_VERSION, ArrayParams
+from .pe import PE_LATENCY
+from .pe_array import PEArray
+from .requantizer import Requantizer
+
+
+class Accelerator(wiring.Component):
+    """One tile engine: the host loads a tile's activations (rows x K), weight codes (cols x K) and
+    per-column requantization constants, starts it, and reads rows x cols fine outputs back.
+
+    Every command and data word arrives on ``i_stream``; answers leave on ``o_stream``
+    (docs/hardware.md, "Protocol"; constants in :mod:`hw.protocol`). ``i_stream.ready`` is low while a
+    tile runs, which is the only flow control the host needs.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(data_bits))
+    o_stream : Out(stream.Signature(32))
+    busy : Out(1)
+    """
+
+    def __init__(self, params: ArrayParams):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be ArrayParams, not {params!r}")
+        self.p = params
+        super().__init__({
+            "i_stream": In(stream.Signature(params.data_bits)),
+            "o_stream": Out(stream.Signature(OUT_BITS)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        n_out = p.rows * p.cols
+        wpc = p.n_acc + 2  # words per column in LOAD_REQ
+        req_bits = p.n_acc * M_BITS + BIAS_BITS
+
+        m.submodules.act_mem = act_mem = Memory(shape=unsigned(p.rows * p.abits), depth=p.max_k, init=[])
+        m.submodules.wgt_mem = wgt_mem = Memory(shape=unsigned(p.cols * p.wbits), depth=p.max_k, init=[])
+        m.submodules.req_mem = req_mem = Memory(shape=unsigned(req_bits), depth=p.cols, init=[])
+        m.submodules.out_mem = out_mem = Memory(shape=unsigned(OUT_BITS), depth=n_out, init=[])
+        act_w, act_r = act_mem.write_port(), act_mem.read_port()
+        wgt_w, wgt_r = wgt_mem.write_port(), wgt_mem.read_port()
+        req_w, req_r = req_mem.write_port(), req_mem.read_port()
+        out_w, out_r = out_mem.write_port(), out_mem.read_port()
+
+        m.submodules.array = arr = PEArray(p)
+        m.submodules.requant = rq = Requantizer(p.acc_bits, p.n_acc)
+
+        ist, ost = self.i_stream, self.o_stream
+        op, arg = ist.payload[28:32], ist.payload[0:28]
+        k_len = Signal(range(p.max_k + 1))
+        shift = Signal(range(64))
+        relu = Signal()
+        n = Signal(16)
+        cnt = Signal(16)
+        flags = Signal(8)
+        cycles, busy_cycles = Signal(32), Signal(32)
+        m.d.sync += cycles.eq(cycles + 1)
+
+        # compute pipeline: memory read (1 cycle), then the PEs (PE_LATENCY)
+        issue_valid = Signal()
+        m.d.comb += [act_r.addr.eq(cnt), wgt_r.addr.eq(cnt)]
+        # issue_valid is registered alongside the read address, so it lines up with the read data
+        m.d.comb += [arr.valid.eq(issue_valid), arr.a.eq(act_r.data), arr.w.eq(wgt_r.data)]
+
+        # requantization pipeline: select PE + read column constants (1 cycle), then the Requantizer
+        col = Signal(range(p.cols))
+        rq_issue = Signal()
+        idx_pipe = [Signal(range(n_out), name=f"idx_{i}") for i in range(Requantizer.LATENCY + 1)]
+        m.d.comb += [arr.sel.eq(cnt), req_r.addr.eq(col)]
+        acc0_r, acc1_r, v_r = Signal.like(arr.acc0), Signal.like(arr.acc1), Signal()
+        m.d.sync += [acc0_r.eq(arr.acc0), acc1_r.eq(arr.acc1), v_r.eq(rq_issue), idx_pipe[0].eq(cnt)]
+        for a, b in zip(idx_pipe, idx_pipe[1:]):
+            m.d.sync += b.eq(a)
+        ms = [req_r.data[i * M_BITS:(i + 1) * M_BITS] for i in range(p.n_acc)]
+        m.d.comb += [rq.acc0.eq(acc0_r), rq.acc1.eq(acc1_r), rq.m0.eq(ms[0].as_signed()),
+                     rq.bias.eq(req_r.data[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(shift), rq.relu.eq(relu),
+                     rq.i_valid.eq(v_r)]
+        if p.n_acc == 2:
+            m.d.comb += rq.m1.eq(ms[1].as_signed())
+        m.d.comb += [out_w.addr.eq(idx_pipe[-1]), out_w.data.eq(rq.y.as_unsigned()), out_w.en.eq(rq.o_valid)]
+
+        # LOAD_REQ assembly: words of one column, written when its last word arrives
+        words = Array(Signal(32, name=f"req_word_{i}") for i in range(wpc - 1))
+        widx = Signal(range(wpc))
+
+        status = Array([P.MAGIC << 16 | PROTOCOL_VERSION << 8 | flags, cycles, busy_cycles])
+        handshake_out = ost.valid & ost.ready
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += ist.ready.eq(1)
+                with m.If(ist.valid):
+                    m.d.sync += [cnt.eq(0), n.eq(arg[0:16]), col.eq(0), widx.eq(0)]
+                    with m.Switch(op):
+                        with m.Case(P.OP_CLEAR):
+                            m.d.sync += [flags.eq(0), cycles.eq(0), busy_cycles.eq(0)]
+                        with m.Case(P.OP_CONFIG):
+                            with m.If((arg[0:16] == 0) | (arg[0:16] > p.max_k) | (arg[16:22] == 0)):
+                                m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Else():
+                                m.d.sync += [k_len.eq(arg[0:16]), shift.eq(arg[16:22]), relu.eq(arg[22])]
+                        with m.Case(P.OP_LOAD_ACT, P.OP_LOAD_WGT):
+                            with m.If(arg[0:16] > p.max_k):
+                                m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Elif(arg[0:16] != 0):
+                                with m.If(op == P.OP_LOAD_ACT):
+                                    m.next = "LOAD_ACT"
+                                with m.Else():
+                                    m.next = "LOAD_WGT"
+                        with m.Case(P.OP_LOAD_REQ):
+                            with m.If(arg[0:16] > p.cols):
+                                m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Elif(arg[0:16] != 0):
+                                m.next = "LOAD_REQ"
+                        with m.Case(P.OP_START):
+                            with m.If(k_len == 0):
+                                m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Else():
+                                m.d.comb += arr.clear.eq(1)  # zero every accumulator before the first term
+                                m.next = "COMPUTE"
+                        with m.Case(P.OP_READ):
+                            with m.If((arg[0:16] > n_out) | (arg[0:16] == 0)):
+                                m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Else():
+                                m.next = "READ"
+                        with m.Case(P.OP_STATUS):
+                            m.next = "STATUS"
+                        with m.Default():
+                            m.d.sync += flags.eq(flags | P.FLAG_BAD_OPCODE)
+            with m.State("LOAD_ACT"):
+                m.d.comb += [ist.ready.eq(1), act_w.addr.eq(cnt), act_w.data.eq(ist.payload),
+                             act_w.en.eq(ist.valid)]
+                with m.If(ist.valid):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == n - 1):
+                        m.next = "IDLE"
+            with m.State("LOAD_WGT"):
+                m.d.comb += [ist.ready.eq(1), wgt_w.addr.eq(cnt), wgt_w.data.eq(ist.payload),
+                             wgt_w.en.eq(ist.valid)]
+                with m.If(ist.valid):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == n - 1):
+                        m.next = "IDLE"
+            with m.State("LOAD_REQ"):
+                m.d.comb += ist.ready.eq(1)
+                with m.If(ist.valid):
+                    with m.If(widx == wpc - 1):
+                        m.d.comb += [req_w.addr.eq(col), req_w.en.eq(1),
+                                     req_w.data.eq(Cat(*[words[i] for i in range(wpc - 1)], ist.payload[0:32]))]
+                        m.d.sync += [widx.eq(0), col.eq(col + 1)]
+                        with m.If(col == n - 1):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [words[widx].eq(ist.payload[0:32]), widx.eq(widx + 1)]
+            with m.State("COMPUTE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [issue_valid.eq(1), cnt.eq(cnt + 1),
+                             busy_cycles.eq(busy_cycles + 1)]
+                with m.If(cnt == k_len - 1):
+                    m.d.sync += n.eq(0)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # the last k-slice needs the memory read cycle plus PE_LATENCY to reach the accumulators
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [issue_valid.eq(0), n.eq(n + 1), busy_cycles.eq(busy_cycles + 1)]
+                with m.If(n == PE_LATENCY):
+                    m.d.sync += [cnt.eq(0), col.eq(0)]
+                    m.next = "REQUANT"
+            with m.State("REQUANT"):
+                m.d.comb += [self.busy.eq(1), rq_issue.eq(1)]
+                m.d.sync += [cnt.eq(cnt + 1), col.eq(col + 1), busy_cycles.eq(busy_cycles + 1)]
+                with m.If(col == p.cols - 1):
+                    m.d.sync += col.eq(0)
+                with m.If(cnt == n_out - 1):
+                    m.d.sync += n.eq(0)
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [n.eq(n + 1), busy_cycles.eq(busy_cycles + 1)]
+                with m.If(n == Requantizer.LATENCY + 1):
+                    m.next = "IDLE"
+            with m.State("READ"):
+                m.d.comb += [ost.valid.eq(1), ost.payload.eq(out_r.data),
+                             out_r.addr.eq(cnt + handshake_out)]
+                with m.If(handshake_out):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == n - 1):
+                        m.next = "IDLE"
+            with m.State("STATUS"):
+                m.d.comb += [ost.valid.eq(1), ost.payload.eq(status[cnt[0:2]])]
+                with m.If(handshake_out):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 2):
+                        m.next = "IDLE"
+        return m

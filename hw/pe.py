@@ -1,0 +1,96 @@
+"""ProcessingElement: one output-stationary MAC cell in one of the contract's product modes."""
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sw import contract as C
+
+from .barrel_shifter import BarrelShifter
+from .params import ArrayParams
+from .post_decoder import PostDecoder
+
+
+class ProcessingElement(wiring.Component):
+    """Accumulates ``sum over k`` of one activation code times one weight code, exactly as the contract's
+    ``accumulate`` (docs/arithmetic.md, "Products and accumulators").
+
+    * ``dual``: ``+-(a << (E-k))`` into ``acc_even`` or ``acc_odd``; no multiplier.
+    * ``lut``: ``+-(t << (E-k))`` with ``t = a << 8`` (even) or ``LUT[a] = round(a 2^8 / sqrt 2)`` (odd).
+    * ``shift``: base 2, ``+-(a << (E-k))``.
+    * ``mult``: ``a * w`` with signed integer weights (the multiplier baseline).
+
+    Two pipeline stages: decode and shift (registered), then accumulate. The shift PEs never form a
+    negative term: ``acc + (mag ^ s) + s`` adds ``-mag`` for ``s = 1``, and a zero code simply does
+    not enable the accumulator. ``clear`` zeroes the accumulators through the flip-flops' synchronous
+    reset, so starting a sum costs no multiplexer.
+
+    Members
+    -------
+    a : In(abits)          -- activation code (unsigned)
+    w : In(wbits)          -- weight code
+    valid : In(1)          -- (a, w) is a term of the sum
+    clear : In(1)          -- zero the accumulators (the cycle before the first term's stage 2)
+    acc : Out(signed(acc_bits)) -- ``acc`` (lut/shift/mult) or ``acc_even`` (dual)
+    acc_odd : Out(signed(acc_bits)) -- dual only (0 otherwise)
+    """
+
+    def __init__(self, params: ArrayParams):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be ArrayParams, not {params!r}")
+        self.p = params
+        super().__init__({
+            "a": In(params.abits), "w": In(params.wbits), "valid": In(1), "clear": In(1),
+            "acc": Out(signed(params.acc_bits)), "acc_odd": Out(signed(params.acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        acc_e = Signal(signed(p.acc_bits))
+        acc_o = Signal(signed(p.acc_bits))
+        valid_r = Signal()
+        m.d.sync += valid_r.eq(self.valid)
+        if p.pe == "mult":
+            prod = Signal(signed(p.abits + p.wbits + 1))
+            m.d.sync += prod.eq(self.a.as_unsigned() * self.w.as_signed())
+            with m.If(self.clear):
+                m.d.sync += acc_e.eq(0)
+            with m.Elif(valid_r):
+                m.d.sync += acc_e.eq(acc_e + prod)
+        else:
+            m.submodules.decoder = dec = PostDecoder(p.format)
+            m.d.comb += dec.code.eq(self.w)
+            if p.pe == "lut":
+                lut = Array(Const(v, C.LUT_FRAC + p.abits) for v in C.lut_table(p.abits))
+                t = Mux(dec.odd, lut[self.a], self.a << C.LUT_FRAC)
+                width = p.abits + C.LUT_FRAC
+            else:
+                t, width = self.a, p.abits
+            m.submodules.shifter = sh = BarrelShifter(width, p.shift_max)
+            m.d.comb += [sh.i.eq(t), sh.amount.eq(dec.shift)]
+            # stage 1: register the magnitude and what to do with it
+            mag = Signal(unsigned(width + p.shift_max))
+            neg, odd, nz = Signal(), Signal(), Signal()
+            m.d.sync += [mag.eq(sh.o), neg.eq(dec.sign), nz.eq(~dec.zero)]
+            if p.pe == "dual":
+                m.d.sync += odd.eq(dec.odd)
+            # stage 2: acc + (mag ^ s) + s  ==  acc +- mag
+            ext = Signal(signed(p.acc_bits))
+            m.d.comb += ext.eq(mag)
+            addend = Mux(neg, ~ext, ext)
+            with m.If(self.clear):
+                m.d.sync += [acc_e.eq(0), acc_o.eq(0)]
+            with m.Elif(valid_r & nz):
+                if p.pe == "dual":
+                    with m.If(odd):
+                        m.d.sync += acc_o.eq(acc_o + addend + neg)
+                    with m.Else():
+                        m.d.sync += acc_e.eq(acc_e + addend + neg)
+                else:
+                    m.d.sync += acc_e.eq(acc_e + addend + neg)
+        m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
+        return m
+
+
+PE_LATENCY = 2  # cycles from (a, w, valid) to the updated acc

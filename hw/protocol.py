@@ -1,0 +1,82 @@
+"""The host <-> accelerator stream protocol (docs/hardware.md, "Protocol"). Shared by the co-simulation
+driver and a board link: both only ever speak these words."""
+
+from .params import PROTOCOL_VERSION
+
+OP_CLEAR = 0x0      # clear the error flags and the cycle counters
+OP_CONFIG = 0x1     # arg[15:0] = K, arg[21:16] = S, arg[22] = relu
+OP_LOAD_ACT = 0x2   # arg[15:0] = n; n words follow, word k = a[r][k] at bits [r*abits +: abits]
+OP_LOAD_WGT = 0x3   # arg[15:0] = n; n words follow, word k = w[c][k] at bits [c*wbits +: wbits]
+OP_LOAD_REQ = 0x4   # arg[15:0] = n columns; per column: M0, (M1 if dual), B[31:0], B[63:32] (low 32 bits)
+OP_START = 0x5      # run one tile: K MAC cycles, then requantize every PE into the output buffer
+OP_READ = 0x6       # arg[15:0] = n; the device sends out[0..n-1] (32-bit, index r*cols + c)
+OP_STATUS = 0x7     # the device sends 3 words: magic|version|flags, total cycles, busy cycles
+
+MAGIC = 0x5253      # "RS"
+FLAG_BAD_OPCODE = 1
+FLAG_BAD_ARG = 2
+
+
+def header(op, arg=0):
+    if not 0 <= arg < 1 << 28:
+        raise ValueError(f"command argument {arg} does not fit 28 bits")
+    return (op << 28) | arg
+
+
+def config(k, shift, relu):
+    if not 1 <= shift <= 63:
+        raise ValueError(f"requantization shift {shift} outside 1..63")
+    return header(OP_CONFIG, (k & 0xFFFF) | (shift << 16) | (int(bool(relu)) << 22))
+
+
+def status_word0(flags=0):
+    return (MAGIC << 16) | (PROTOCOL_VERSION << 8) | flags
+
+
+def _pack(values, bits):
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+def tile_words(params, a_tile, w_tile, mults, bias, shift, relu):
+    """Every input-stream word for one tile, then ``OP_READ``. Host-side encoding, no hardware here.
+
+    ``a_tile`` (R, K) activation codes with ``R <= rows``; ``w_tile`` (Ccols, K) weight codes in the
+    hardware's format (two's complement for the multiplier PE) with ``Ccols <= cols``; ``mults`` list of
+    ``n_acc`` arrays (Ccols,) of 32-bit signed multipliers; ``bias`` (Ccols,) 64-bit signed. Unused
+    rows and columns are loaded with zero codes / zero constants.
+    """
+    import numpy as np
+
+    p = params
+    a_tile, w_tile = np.asarray(a_tile, np.int64), np.asarray(w_tile, np.int64)
+    r, k = a_tile.shape
+    c = w_tile.shape[0]
+    if not (1 <= r <= p.rows and 1 <= c <= p.cols and 1 <= k <= p.max_k and w_tile.shape[1] == k):
+        raise ValueError(f"tile {r}x{c} with K={k} does not fit a {p.rows}x{p.cols} array with max_k={p.max_k}")
+    zero_code = p.format.zero_field if p.format else 0
+    a_full = np.zeros((p.rows, k), np.int64)
+    a_full[:r] = a_tile
+    w_full = np.full((p.cols, k), zero_code, np.int64)
+    w_full[:c] = w_tile
+    words = [config(k, shift, relu), header(OP_LOAD_ACT, k)]
+    words += [_pack(a_full[:, i], p.abits) for i in range(k)]
+    words.append(header(OP_LOAD_WGT, k))
+    words += [_pack(w_full[:, i], p.wbits) for i in range(k)]
+    words.append(header(OP_LOAD_REQ, p.cols))
+    for j in range(p.cols):
+        ms = [int(m[j]) if j < c else 0 for m in mults]
+        b = int(bias[j]) if j < c else 0
+        words += [m & 0xFFFFFFFF for m in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
+    words += [header(OP_START), header(OP_READ, p.rows * p.cols)]
+    return words
+
+
+def unpack_outputs(params, words, r, c):
+    """The (r, c) block of a tile's ``OP_READ`` answer as signed 32-bit integers."""
+    import numpy as np
+
+    v = np.array([w - (1 << 32) if w & (1 << 31) else w for w in words], np.int64)
+    return v.reshape(params.rows, params.cols)[:r, :c]

@@ -1,0 +1,257 @@
+"""Each hardware component in amaranth.sim against the contract's own functions (sw.contract) as oracle.
+
+Hypothesis draws the operands; worst-case operands (largest codes, all negative, zero codes, extreme
+multipliers and biases) are always added to what it draws.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hw import protocol as P
+from hw.accelerator import Accelerator
+from hw.barrel_shifter import BarrelShifter
+from hw.params import ArrayParams
+from hw.pe import PE_LATENCY, ProcessingElement
+from hw.post_decoder import PostDecoder
+from hw.requantizer import Requantizer
+from hw.testbench import run_words, simulate
+from sw import contract as C
+from sw.errors import ConfigError
+from sw.numfmt import PowerFormat
+
+SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def signed(v, bits):
+    v = int(v) & ((1 << bits) - 1)
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+@pytest.mark.parametrize("bits, base, has_zero", [(2, "sqrt2", True), (4, "sqrt2", True), (8, "sqrt2", True),
+                                                  (4, "2", True), (5, "2", False)])
+def test_post_decoder_exhaustive(bits, base, has_zero):
+    window = 15 if base == "sqrt2" else 7
+    fmt = PowerFormat(bits, base, min(2 ** (bits - 1) - (2 if has_zero else 1), window), has_zero)
+    dut = PostDecoder(fmt)
+
+    async def bench(ctx):
+        out = []
+        for c in range(2**bits):
+            ctx.set(dut.code, c)
+            out.append((ctx.get(dut.sign), ctx.get(dut.zero), ctx.get(dut.shift), ctx.get(dut.odd)))
+        return out
+
+    got = simulate(dut, bench)
+    legal = set(fmt.all_codes().tolist())
+    sign, zero, k, odd = fmt.decode(fmt.all_codes())
+    ref = {int(c): (int(s < 0), int(z), fmt.max_shift - int(kk), int(o)) for c, s, z, kk, o in
+           zip(fmt.all_codes(), sign, zero, k, odd)}
+    for c, (s, z, sh, o) in enumerate(got):
+        if c in legal:
+            if ref[c][1]:
+                assert z == 1
+            else:
+                assert (s, z, sh, o) == ref[c], c
+        else:
+            assert z == 1  # past the window: never exported, decodes as zero
+
+
+@pytest.mark.parametrize("width, max_shift", [(4, 3), (8, 7), (12, 15), (1, 0)])
+def test_barrel_shifter_exhaustive(width, max_shift):
+    dut = BarrelShifter(width, max_shift)
+
+    async def bench(ctx):
+        bad = []
+        for v in [0, 1, 2**width - 1, (2**width - 1) // 3]:
+            for s in range(max_shift + 1):
+                ctx.set(dut.i, v)
+                ctx.set(dut.amount, s)
+                if ctx.get(dut.o) != v << s:
+                    bad.append((v, s, ctx.get(dut.o)))
+        return bad
+
+    assert simulate(dut, bench) == []
+    assert len(dut.o) == width + max_shift
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_component_parameters_are_validated():
+    with pytest.raises(TypeError, match="Width must be a positive integer, not 0"):
+        BarrelShifter(0, 3)
+    with pytest.raises(TypeError, match="Accumulator count must be 1 or 2, not 3"):
+        Requantizer(20, 3)
+    with pytest.raises(ConfigError, match="wbits must be an integer in 2..8, not 9"):
+        ArrayParams(wbits=9)
+    with pytest.raises(ConfigError, match="rows must be an integer in 1..64, not 0"):
+        ArrayParams(rows=0)
+    with pytest.raises(ConfigError, match="pe dual needs base sqrt2"):
+        ArrayParams(base="2", pe="dual")
+
+
+def _pe_params(mode, wbits, abits):
+    base = "2" if mode == "shift" else "sqrt2"
+    return ArrayParams(wbits=wbits, abits=abits, base=base, pe=mode, rows=1, cols=1, max_k=64)
+
+
+def _worst_vectors(p, k):
+    amax = 2**p.abits - 1
+    if p.pe == "mult":
+        lo, hi = -(2 ** (p.wbits - 1)), 2 ** (p.wbits - 1) - 1
+        ws = [np.full(k, lo), np.full(k, hi), np.zeros(k, np.int64)]
+    else:
+        fmt = p.format
+        sign, zero, kk, odd = fmt.decode(fmt.all_codes())
+        big = [int(c) for c, s, z, e in zip(fmt.all_codes(), sign, zero, kk) if not z and e == 0]
+        ws = [np.full(k, c) for c in big] + [np.full(k, fmt.zero_field)]
+        odd_codes = [int(c) for c, z, o in zip(fmt.all_codes(), zero, odd) if o and not z]
+        if odd_codes:
+            ws.append(np.full(k, odd_codes[0]))
+    return [(np.full(k, amax), w) for w in ws] + [(np.zeros(k, np.int64), ws[0])]
+
+
+def _draw_vectors(data, p, n):
+    out = []
+    for _ in range(n):
+        k = data.draw(st.integers(1, 24))
+        a = np.array(data.draw(st.lists(st.integers(0, 2**p.abits - 1), min_size=k, max_size=k)))
+        if p.pe == "mult":
+            w = np.array(data.draw(st.lists(st.integers(-(2 ** (p.wbits - 1)), 2 ** (p.wbits - 1) - 1), min_size=k, max_size=k)))
+        else:
+            w = np.array(data.draw(st.lists(st.sampled_from(p.format.all_codes().tolist()), min_size=k, max_size=k)))
+        out.append((a, w))
+    return out
+
+
+def _pe_oracle(p, a, w):
+    terms = {"acc": w[None, :]} if p.pe == "mult" else C.weight_terms(w[None, :], p.format, p.pe)
+    acc = C.accumulate(a[None, :], terms, p.pe, p.abits)
+    return (int(acc["even"][0, 0]), int(acc["odd"][0, 0])) if p.pe == "dual" else (int(acc["acc"][0, 0]), 0)
+
+
+@pytest.mark.parametrize("mode, wbits, abits", [("dual", 4, 4), ("dual", 8, 8), ("lut", 4, 8), ("lut", 3, 2),
+                                                ("shift", 4, 4), ("mult", 4, 8), ("mult", 8, 8)])
+@SETTINGS
+@given(data=st.data())
+def test_processing_element_matches_contract(mode, wbits, abits, data):
+    p = _pe_params(mode, wbits, abits)
+    vectors = _worst_vectors(p, 64) + _draw_vectors(data, p, 6)
+    dut = ProcessingElement(p)
+
+    async def bench(ctx):
+        got = []
+        for a, w in vectors:
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            for ai, wi in zip(a, w):
+                ctx.set(dut.a, int(ai))
+                ctx.set(dut.w, int(wi) & ((1 << p.wbits) - 1))
+                ctx.set(dut.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.valid, 0)
+            await ctx.tick().repeat(PE_LATENCY)
+            got.append((signed(ctx.get(dut.acc), p.acc_bits), signed(ctx.get(dut.acc_odd), p.acc_bits)))
+        return got
+
+    got = simulate(dut, bench)
+    for (a, w), g in zip(vectors, got):
+        exp = _pe_oracle(p, a, w)
+        assert g == exp, (mode, a.tolist(), w.tolist())
+
+
+@pytest.mark.parametrize("n_acc", [1, 2])
+@SETTINGS
+@given(data=st.data())
+def test_requantizer_matches_contract(n_acc, data):
+    acc_bits = 30
+    amax = 2 ** (acc_bits - 1)
+    extremes = [(amax - 1, amax - 1, 2**31 - 1, 2**31 - 1, 2**62, 1, 0), (-amax, -amax, -(2**31), -(2**31), -(2**62), 1, 1),
+                (0, 0, 0, 0, 0, 63, 0), (-1, -1, 1, 1, -1, 1, 1), (5, 3, 3, 3, 1, 2, 0)]
+    drawn = [tuple(data.draw(st.tuples(st.integers(-amax, amax - 1), st.integers(-amax, amax - 1),
+                                       st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1),
+                                       st.integers(-(2**62), 2**62), st.integers(1, 63), st.integers(0, 1))))
+             for _ in range(20)]
+    vectors = extremes + drawn
+    dut = Requantizer(acc_bits, n_acc)
+
+    async def bench(ctx):
+        got = []
+        for a0, a1, m0, m1, b, s, relu in vectors:
+            for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1), (dut.bias, b),
+                           (dut.shift, s), (dut.relu, relu), (dut.i_valid, 1)):
+                ctx.set(sig, v)
+            await ctx.tick()
+            ctx.set(dut.i_valid, 0)
+            await ctx.tick().repeat(Requantizer.LATENCY - 1)
+            assert ctx.get(dut.o_valid) == 1
+            got.append(ctx.get(dut.y))
+        return got
+
+    got = simulate(dut, bench)
+    for (a0, a1, m0, m1, b, s, relu), g in zip(vectors, got):
+        accs, ms = [np.array([[a0]])], [np.array([m0])]
+        if n_acc == 2:
+            accs.append(np.array([[a1]]))
+            ms.append(np.array([m1]))
+        exp = int(C.requantize(accs, ms, np.array([b]), s, 0 if relu else C.FINE_MIN, C.FINE_MAX)[0, 0])
+        assert g == exp
+
+
+def _tile_oracle(p, a, w, mults, bias, shift, relu):
+    terms = {"acc": w} if p.pe == "mult" else C.weight_terms(w, p.format, p.pe)
+    accs = C.accumulate(a, terms, p.pe, p.abits)
+    keys = ["even", "odd"] if p.pe == "dual" else ["acc"]
+    return C.requantize([accs[k] for k in keys], mults, bias, shift, 0 if relu else C.FINE_MIN, C.FINE_MAX)
+
+
+@pytest.mark.parametrize("mode, rows, cols", [("dual", 2, 3), ("lut", 3, 2), ("shift", 2, 2), ("mult", 2, 2)])
+def test_accelerator_tiles_match_contract(mode, rows, cols):
+    base = "2" if mode == "shift" else "sqrt2"
+    p = ArrayParams(wbits=4, abits=4, base=base, pe=mode, rows=rows, cols=cols, max_k=40)
+    rng = np.random.default_rng(7)
+    tiles = []
+    for k, full in ((40, True), (1, True), (13, False)):
+        r, c = (rows, cols) if full else (1, cols - 1 or 1)
+        a = rng.integers(0, 16, size=(r, k))
+        w = rng.integers(-8, 8, size=(c, k)) if mode == "mult" else rng.choice(p.format.all_codes(), size=(c, k))
+        mults = [rng.integers(-(2**31), 2**31, size=c) for _ in range(p.n_acc)]
+        tiles.append((a, w, mults, rng.integers(-(2**50), 2**50, size=c), int(rng.integers(1, 40)), bool(rng.integers(2))))
+    # worst case: all-max activations, all-negative largest weights, K = max_k
+    neg = (-8 if mode == "mult" else int([c for c in p.format.all_codes() if c >> 3 and (c & 7) == 0][0]))
+    tiles.append((np.full((rows, 40), 15), np.full((cols, 40), neg), [np.full(cols, 2**31 - 1)] * p.n_acc,
+                  np.zeros(cols, np.int64), 1, False))
+    dut = Accelerator(p)
+
+    async def bench(ctx):
+        outs = []
+        for a, w, mults, bias, shift, relu in tiles:
+            words = P.tile_words(p, a, w, mults, bias, shift, relu)
+            outs.append(await run_words(ctx, dut, words, rows * cols))
+        status = await run_words(ctx, dut, [P.header(P.OP_STATUS)], 3)
+        return outs, status
+
+    outs, status = simulate(dut, bench)
+    for (a, w, mults, bias, shift, relu), out in zip(tiles, outs):
+        got = P.unpack_outputs(p, out, a.shape[0], w.shape[0])
+        exp = _tile_oracle(p, a, w, mults, bias, shift, relu)
+        assert np.array_equal(got, exp)
+    assert status[0] == P.status_word0(0)
+    assert status[2] > 0 and status[1] > status[2]
+
+
+def test_accelerator_flags_bad_commands():
+    p = ArrayParams(rows=1, cols=1, max_k=8, wbits=4, abits=4)
+    dut = Accelerator(p)
+
+    async def bench(ctx):
+        s1 = await run_words(ctx, dut, [P.header(0xE), P.header(P.OP_STATUS)], 3)
+        s2 = await run_words(ctx, dut, [P.header(P.OP_LOAD_ACT, 9), P.header(P.OP_STATUS)], 3)
+        s3 = await run_words(ctx, dut, [P.header(P.OP_CLEAR), P.header(P.OP_STATUS)], 3)
+        return s1, s2, s3
+
+    s1, s2, s3 = simulate(dut, bench)
+    assert s1[0] == P.status_word0(P.FLAG_BAD_OPCODE)
+    assert s2[0] == P.status_word0(P.FLAG_BAD_OPCODE | P.FLAG_BAD_ARG)
+    assert s3[0] == P.status_word0(0)
