@@ -113,4 +113,35 @@ def _generate(sub):
     p.set_defaults(func=run)
 
 
-REGISTER = [_flow, _export, _inspect, _eval, _generate]
+def _cosim(sub):
+    p = sub.add_parser("cosim", help="run an .rsq model on the generated RTL (cocotb) and compare with the golden model")
+    p.add_argument("model")
+    p.add_argument("--sim", default="verilator", help="verilator | icarus")
+    p.add_argument("--images", type=int, default=16)
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--cols", type=int, default=8)
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--waves", help="on a mismatch, write the failing tile's waveform (VCD) here")
+    p.add_argument("--json", action="store_true")
+
+    def run(a):
+        from .cosim import cosim_model
+
+        rep = cosim_model(a.model, a.sim, a.images, a.rows, a.cols, a.waves, data=a.data)
+        if a.json:
+            print(json.dumps(rep))
+        else:
+            for k, v in rep.items():
+                if k not in ("hardware", "utilization_per_layer"):
+                    print(f"{k}: {v}")
+        if rep["mismatches"]:
+            import sys
+
+            print(f"rootshift cosim: {rep['first_mismatch']['message']}", file=sys.stderr)
+            return 1
+        return 0
+
+    p.set_defaults(func=run)
+
+
+REGISTER = [_flow, _export, _inspect, _eval, _generate, _cosim]

@@ -6,14 +6,13 @@ biases; weight codes stay pure codes. Every check that could make the integer mo
 """
 
 import math
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import nn
 
 from . import contract as C
 from .errors import ConfigError
+from .intmodel import IntModel
 from .layers import QConv2d, QLinear
 from .models import BasicBlock, ResNet
 from .numfmt import PowerFormat
@@ -21,23 +20,6 @@ from .quant import APoTQuantizer, ASQActivation, ASQAdapter, InputCodes, LSQActi
 
 SUPPORTED_W = ("post", "pot", "shift", "lsq")
 SUPPORTED_A = ("asq", "lsq", "input8")
-
-
-@dataclass
-class IntModel:
-    """The integer model: ordered ops on named tensors, plus metadata. Arrays are int64 numpy."""
-
-    meta: dict
-    ops: list = field(default_factory=list)
-
-    def op(self, name):
-        for o in self.ops:
-            if o.get("name") == name:
-                return o
-        raise KeyError(name)
-
-    def layers(self):
-        return [o for o in self.ops if o["op"] in ("conv", "linear")]
 
 
 def _bn_affine(bn, cout):

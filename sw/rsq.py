@@ -24,7 +24,7 @@ import numpy as np
 
 from . import contract as C
 from .errors import FormatError
-from .export import IntModel
+from .intmodel import IntModel
 from .fileio import atomic_write_bytes
 from .numfmt import PowerFormat
 

@@ -1,0 +1,107 @@
+"""cocotb test bench (cocotb 2.x): runs one job file against the generated ``rootshift_top``.
+
+Launched by :mod:`sim.cosim` through ``cocotb_tools.runner``. The job (a pickle named by
+``ROOTSHIFT_JOB``) is either a list of raw protocol requests (``tiles``) or a whole model on images
+(``model``, through :class:`sim.driver.HostDriver`); the bench writes what the device answered to the
+job's result file. Comparison with the golden model happens in the caller, where the report is made.
+"""
+
+import os
+import pickle
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+
+from hw.protocol import OP_START
+
+
+class StreamPort:
+    """The accelerator's two streams, driven from cocotb one word per clock at most."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.clk = dut.clk
+        self.received = 0
+        # fault injection, to prove the checker catches a wrong word: flip bit 0 of received word N
+        fault = os.environ.get("ROOTSHIFT_INJECT_FAULT")
+        self.fault = int(fault) if fault else None
+
+    async def send(self, words):
+        """One word per clock. The controller is ready in IDLE and in every LOAD state (docs/hardware.md),
+        so only a word that follows ``START`` waits for ``ready``; that keeps one trigger per word."""
+        dut = self.dut
+        dut.i_stream__valid.value = 1
+        wait = True  # the first word of a request: the device may still be busy
+        for w in words:
+            dut.i_stream__payload.value = int(w)
+            if wait:
+                await ReadOnly()
+                if not int(dut.i_stream__ready.value):
+                    # a tile is running: sleep until the controller is ready again (one trigger, not K)
+                    await RisingEdge(dut.i_stream__ready)
+            await RisingEdge(self.clk)
+            wait = (int(w) >> 28) == OP_START
+        dut.i_stream__valid.value = 0
+
+    async def recv(self, n):
+        dut = self.dut
+        out = []
+        if n == 0:
+            return out
+        dut.o_stream__ready.value = 1
+        while len(out) < n:
+            await ReadOnly()
+            if int(dut.o_stream__valid.value):
+                word = int(dut.o_stream__payload.value)
+                if self.received == self.fault:
+                    word ^= 1
+                self.received += 1
+                out.append(word)
+            await RisingEdge(self.clk)
+        dut.o_stream__ready.value = 0
+        return out
+
+    async def transact(self, request):
+        await self.send(request.words)
+        return await self.recv(request.n_out)
+
+
+@cocotb.test(timeout_time=2, timeout_unit="sec")  # 200M cycles of simulated time: a hang fails, never blocks
+async def run_job(dut):
+    with open(os.environ["ROOTSHIFT_JOB"], "rb") as f:
+        job = pickle.load(f)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.i_stream__valid.value = 0
+    dut.o_stream__ready.value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    port = StreamPort(dut)
+    prof = None
+    if os.environ.get("ROOTSHIFT_PROFILE"):
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+    t0 = time.perf_counter()
+    result = {}
+    if job["kind"] == "tiles":
+        result["outputs"] = [await port.transact(r) for r in job["requests"]]
+    else:
+        from hw.params import ArrayParams
+        from sim.driver import HostDriver, run_async
+        from sw import rsq
+
+        driver = HostDriver(ArrayParams(**job["params"]), rsq.load(job["model"]))
+        record = {}
+        result["logits"] = await run_async(driver.run(job["pixels"], record), port.transact)
+        result["record"] = record
+    result["wall_s"] = time.perf_counter() - t0
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.environ["ROOTSHIFT_PROFILE"])
+    with open(job["result"], "wb") as f:
+        pickle.dump(result, f)

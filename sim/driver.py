@@ -1,0 +1,215 @@
+"""Host driver: runs an exported ``.rsq`` model on a generated accelerator through its stream protocol.
+
+The driver is sans-IO: :meth:`HostDriver.run` is a generator that yields :class:`Request` s (words to
+send, how many words to read back) and receives the answers, so the same code drives cocotb, an
+``amaranth.sim`` test bench or a serial link to a board (:func:`run_sync` / :func:`run_async`).
+On the host it does only what docs/arithmetic.md assigns to the host, with the contract's own
+functions: im2col and tiling, quant ops and the ASQ adapter, per-sample multipliers, residual adds
+and pooling. Every conv/linear layer's MACs and requantization run on the accelerator.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw import protocol as P
+from hw.params import ArrayParams
+from sw import contract as C
+from sw import golden
+from sw.errors import ConfigError
+
+
+@dataclass
+class Request:
+    words: list
+    n_out: int
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class LayerMap:
+    """How one conv/linear layer runs on the hardware (exactly; docs/hardware.md, "What the host does")."""
+
+    codes: np.ndarray          # (Cout, K) in the hardware's code format
+    d: int                     # E_hw - E_layer: extra left shift of every accumulator
+    shift: int                 # S + d
+    k: int
+
+
+def hardware_for(im, rows=8, cols=8, max_k=None):
+    """The smallest :class:`ArrayParams` that runs every layer of ``im`` (one PE mode for the network)."""
+    layers = im.layers()
+    modes = {op["mode"] for op in layers}
+    if len(modes) != 1:
+        raise ConfigError(f"the model mixes product modes {sorted(modes)}; one accelerator runs one mode")
+    mode = modes.pop()
+    bases = {op.get("base") for op in layers if op.get("base")}
+    base = bases.pop() if bases else "sqrt2"
+    wbits = max(op["wbits"] for op in layers)
+    abits = max(op["abits"] for op in layers)
+    if mode == "mult":
+        max_shift = 7
+    else:
+        max_shift = max(golden.layer_format(op).max_shift for op in layers)
+        max_shift = max(max_shift, 1)
+        # the hardware window must hold every layer's exponents
+        need = max(golden.layer_format(op).max_exponent for op in layers)
+        window = (2 * max_shift + 1) if base == "sqrt2" else max_shift
+        if min(2 ** (wbits - 1) - 2, window) < need:
+            max_shift = (need + 1) // 2 if base == "sqrt2" else need
+    k = max(op["k"] for op in layers)
+    return ArrayParams(wbits=wbits, abits=abits, base=base, pe=mode, rows=rows, cols=cols,
+                       max_k=max_k or k, max_shift=max_shift)
+
+
+def map_layer(op, p: ArrayParams):
+    """Re-encode a layer's codes for the hardware and derive its shift correction; errors name the layer."""
+    name = op["name"]
+    codes = np.asarray(op["codes"], np.int64).reshape(op["cout"], -1)
+    k = codes.shape[1]
+    if k > p.max_k:
+        raise ConfigError(f"layer {name}: K = {k} exceeds the hardware's max_k {p.max_k}")
+    if op["abits"] > p.abits or op["wbits"] > p.wbits:
+        raise ConfigError(f"layer {name}: W{op['wbits']}A{op['abits']} does not fit W{p.wbits}A{p.abits} hardware")
+    if op["mode"] != p.pe:
+        raise ConfigError(f"layer {name}: product mode {op['mode']} but the hardware PE is {p.pe}")
+    if p.pe == "mult":
+        return LayerMap(codes & ((1 << p.wbits) - 1), 0, op["shift"], k)
+    lf, hf = golden.layer_format(op), p.format
+    if lf.base != hf.base:
+        raise ConfigError(f"layer {name}: base {lf.base} but the hardware decodes base {hf.base}")
+    sign, zero, kk, odd = lf.decode(codes)
+    e = kk * 2 + odd if lf.base == "sqrt2" else kk
+    if (e[~zero] > hf.max_exponent).any() if (~zero).any() else False:
+        raise ConfigError(f"layer {name}: exponent {int(e[~zero].max())} outside the hardware window 0..{hf.max_exponent}")
+    field_ = np.where(zero, hf.zero_field, e)
+    hw_codes = np.where(sign < 0, 1 << (p.wbits - 1), 0) | field_
+    d = hf.max_shift - lf.max_shift
+    if op["shift"] + d > 63:
+        raise ConfigError(f"layer {name}: requantization shift {op['shift']} + {d} exceeds 63")
+    return LayerMap(hw_codes, d, op["shift"] + d, k)
+
+
+def _s32(v):
+    return int(v) - (1 << 32) if int(v) & (1 << 31) else int(v)
+
+
+class HostDriver:
+    """Members: ``params`` (the hardware), ``im`` (the model), ``maps`` (per layer :class:`LayerMap`)."""
+
+    def __init__(self, params: ArrayParams, im):
+        self.params, self.im = params, im
+        self.maps = {op["name"]: map_layer(op, params) for op in im.layers()}
+
+    def run_layer(self, op, a, beta_fx, image):
+        """Generator: one conv/linear layer for one image's codes ``a`` (1, C, H, W) or (1, C)."""
+        p, lm = self.params, self.maps[op["name"]]
+        if op["op"] == "conv":
+            kh, kw = op["kernel"]
+            cols, ho, wo = C.im2col(a, kh, kw, op["stride"], op["pad"])
+            cols = cols[0]
+        else:
+            cols, ho, wo = a.reshape(1, -1), 1, 1
+        n_pos, cout = cols.shape[0], op["cout"]
+        keys, mults = golden.layer_multipliers(op, beta_fx)
+        mults = [m[0] for m in mults]
+        bias = np.asarray(op["bias"], np.int64) << np.int64(lm.d)
+        if np.abs(bias).max(initial=0) >= 2**63 // 2:
+            raise ConfigError(f"layer {op['name']}: bias << {lm.d} overflows the 64-bit hardware bias")
+        y = np.zeros((n_pos, cout), np.int64)
+        yield Request([P.config(lm.k, lm.shift, op["relu"])], 0, {"layer": op["name"], "image": image})
+        for c0 in range(0, cout, p.cols):
+            c = min(p.cols, cout - c0)
+            head = [P.header(P.OP_LOAD_WGT, lm.k)] + _slices(lm.codes[c0:c0 + c], p.cols, p.wbits,
+                                                             p.format.zero_field if p.format else 0)
+            head += [P.header(P.OP_LOAD_REQ, p.cols)] + _req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols)
+            for p0 in range(0, n_pos, p.rows):
+                r = min(p.rows, n_pos - p0)
+                words = head + [P.header(P.OP_LOAD_ACT, lm.k)] + _slices(cols[p0:p0 + r], p.rows, p.abits, 0)
+                words += [P.header(P.OP_START), P.header(P.OP_READ, r * p.cols)]
+                head = []
+                out = yield Request(words, r * p.cols, {"layer": op["name"], "image": image, "tile": (p0 // p.rows, c0 // p.cols),
+                                                       "p0": p0, "c0": c0, "rows": r, "cols": c})
+                v = np.array([_s32(x) for x in out], np.int64).reshape(r, p.cols)[:, :c]
+                y[p0:p0 + r, c0:c0 + c] = v
+        if op["op"] == "linear":
+            return y.reshape(1, cout)
+        return y.reshape(1, ho, wo, cout).transpose(0, 3, 1, 2)
+
+    def run(self, pixels, record=None):
+        """Generator over every image: returns logits (N, classes); ``record`` (dict) gets every layer's
+        hardware output per image and the per-layer cycle counts read from the device."""
+        pixels = np.asarray(pixels, np.int64)
+        logits = []
+        for n in range(len(pixels)):
+            env, betas = {}, {}
+            yield Request([P.header(P.OP_CLEAR)], 0, {"image": n})
+            cycles = {}
+            for op in self.im.ops:
+                kind = op["op"]
+                if kind == "input":
+                    env[op["out"]] = pixels[n:n + 1]
+                elif kind == "quant":
+                    env[op["out"]], betas[op["name"]] = golden.quant_forward(op, env[op["in"]])
+                elif kind in ("conv", "linear"):
+                    before = yield Request([P.header(P.OP_STATUS)], 3, {"image": n})
+                    env[op["out"]] = yield from self.run_layer(op, env[op["in"]], betas[op["beta_from"]], n)
+                    after = yield Request([P.header(P.OP_STATUS)], 3, {"image": n})
+                    if (after[0] & 0xFF) != 0:
+                        raise ConfigError(f"layer {op['name']}: the device flagged a protocol error (flags {after[0] & 0xFF:#x})")
+                    cycles[op["name"]] = {"total": after[1] - before[1], "busy": after[2] - before[2]}
+                    if record is not None:
+                        record.setdefault("outputs", {}).setdefault(op["name"], []).append(env[op["out"]][0])
+                elif kind == "add_relu":
+                    a, b = (env[i] for i in op["in"])
+                    env[op["out"]] = C.saturate(a + b, 0, C.FINE_MAX)
+                elif kind == "maxpool":
+                    env[op["out"]] = golden.maxpool(env[op["in"]], op["kernel"], op["stride"], op["pad"])
+                elif kind == "avgpool":
+                    env[op["out"]] = golden.avgpool(env[op["in"]])
+                else:
+                    raise ConfigError(f"unsupported op {kind!r}")
+            status = yield Request([P.header(P.OP_STATUS)], 3, {"image": n})
+            if record is not None:
+                record.setdefault("cycles", []).append({"image_total": status[1], "image_busy": status[2], "layers": cycles})
+            logits.append(env[self.im.meta["output"]][0])
+        return np.stack(logits)
+
+
+def _slices(mat, lanes, bits, fill):
+    """k-slice words of a (n, K) matrix across ``lanes`` lanes (unused lanes hold ``fill``)."""
+    mat = np.asarray(mat, np.int64)
+    n, k = mat.shape
+    full = np.full((lanes, k), fill, np.int64)
+    full[:n] = mat & ((1 << bits) - 1)
+    shifts = (np.arange(lanes, dtype=object) * bits)
+    return [int(sum(int(full[i, j]) << int(shifts[i]) for i in range(lanes))) for j in range(k)]
+
+
+def _req_words(mults, bias, lanes):
+    words = []
+    for j in range(lanes):
+        ms = [int(m[j]) if j < len(bias) else 0 for m in mults]
+        b = int(bias[j]) if j < len(bias) else 0
+        words += [x & 0xFFFFFFFF for x in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
+    return words
+
+
+def run_sync(gen, transact):
+    """Drive a driver generator with a blocking ``transact(request) -> list of words``."""
+    try:
+        req = next(gen)
+        while True:
+            req = gen.send(transact(req))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(gen, transact):
+    """Drive a driver generator with an async ``transact(request) -> list of words`` (cocotb)."""
+    try:
+        req = next(gen)
+        while True:
+            req = gen.send(await transact(req))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,104 @@
+"""A pure-Python model of the accelerator at the protocol level, built from the contract's functions.
+
+It answers the same words the RTL answers (docs/hardware.md, "Protocol"), so the host driver can be
+tested without a simulator, and a co-simulation mismatch can be split into "driver" or "RTL".
+Cycle counts follow the controller's FSM: one cycle per accepted word, K + 1 + PE latency + rows*cols +
+requantizer latency + 2 per tile.
+"""
+
+import numpy as np
+
+from hw import protocol as P
+from hw.params import ArrayParams
+from hw.pe import PE_LATENCY
+from hw.requantizer import Requantizer
+from sw import contract as C
+
+
+def _lanes(word, lanes, bits):
+    return [(word >> (i * bits)) & ((1 << bits) - 1) for i in range(lanes)]
+
+
+def _signed(v, bits):
+    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+
+
+class DeviceModel:
+    def __init__(self, params: ArrayParams):
+        self.p = params
+        p = params
+        self.act = np.zeros((p.max_k, p.rows), np.int64)
+        self.wgt = np.zeros((p.max_k, p.cols), np.int64)
+        self.req = [[0] * (p.n_acc + 1) for _ in range(p.cols)]
+        self.out = np.zeros(p.rows * p.cols, np.int64)
+        self.k = self.shift = 0
+        self.relu = False
+        self.flags = 0
+        self.cycles = self.busy = 0
+
+    def transact(self, words, n_out):
+        it = iter(words)
+        answer = []
+        p = self.p
+        for w in it:
+            self.cycles += 1
+            op, arg = (w >> 28) & 0xF, w & 0x0FFFFFFF
+            n = arg & 0xFFFF
+            if op == P.OP_CLEAR:
+                self.flags, self.cycles, self.busy = 0, 0, 0
+            elif op == P.OP_CONFIG:
+                k, s = arg & 0xFFFF, (arg >> 16) & 0x3F
+                if k == 0 or k > p.max_k or s == 0:
+                    self.flags |= P.FLAG_BAD_ARG
+                else:
+                    self.k, self.shift, self.relu = k, s, bool((arg >> 22) & 1)
+            elif op in (P.OP_LOAD_ACT, P.OP_LOAD_WGT):
+                lanes, bits, mem = (p.rows, p.abits, self.act) if op == P.OP_LOAD_ACT else (p.cols, p.wbits, self.wgt)
+                if n > p.max_k:
+                    self.flags |= P.FLAG_BAD_ARG
+                    continue
+                for i in range(n):
+                    mem[i] = _lanes(next(it), lanes, bits)
+                    self.cycles += 1
+            elif op == P.OP_LOAD_REQ:
+                if n > p.cols:
+                    self.flags |= P.FLAG_BAD_ARG
+                    continue
+                for c in range(n):
+                    ws = [next(it) for _ in range(p.n_acc + 2)]
+                    self.cycles += p.n_acc + 2
+                    self.req[c] = [_signed(x, 32) for x in ws[:p.n_acc]] + [_signed(ws[-2] | (ws[-1] << 32), 64)]
+            elif op == P.OP_START:
+                if self.k == 0:
+                    self.flags |= P.FLAG_BAD_ARG
+                    continue
+                self._compute()
+                t = self.k + 1 + PE_LATENCY + p.rows * p.cols + Requantizer.LATENCY + 2
+                self.cycles += t
+                self.busy += t
+            elif op == P.OP_READ:
+                answer += [int(v) & 0xFFFFFFFF for v in self.out[:n]]
+                self.cycles += n
+            elif op == P.OP_STATUS:
+                answer += [P.status_word0(self.flags), self.cycles & 0xFFFFFFFF, self.busy & 0xFFFFFFFF]
+                self.cycles += 3
+            else:
+                self.flags |= P.FLAG_BAD_OPCODE
+        if len(answer) != n_out:
+            raise AssertionError(f"device model answered {len(answer)} words, the request expected {n_out}")
+        return answer
+
+    def _compute(self):
+        p = self.p
+        a = self.act[:self.k].T                       # (rows, K)
+        w = self.wgt[:self.k].T                       # (cols, K)
+        if p.pe == "mult":
+            terms = {"acc": np.where(w >> (p.wbits - 1) & 1, w - (1 << p.wbits), w)}
+        else:
+            terms = C.weight_terms(w, p.format, p.pe)
+        accs = C.accumulate(a, terms, p.pe, p.abits)
+        keys = ["even", "odd"] if p.pe == "dual" else ["acc"]
+        mults = [np.array([self.req[c][i] for c in range(p.cols)]) for i in range(p.n_acc)]
+        bias = np.array([self.req[c][-1] for c in range(p.cols)])
+        y = C.requantize([accs[k] for k in keys], mults, bias, self.shift, 0 if self.relu else C.FINE_MIN, C.FINE_MAX)
+        self.out = y.reshape(-1)
