@@ -5,8 +5,9 @@
   multiplier PE also without DSPs (``mult-lut``), the fair LUT comparison for "no multiplier" designs;
 * the complete accelerator (array + buffers + requantizer + controller) behind ``ImplementationHarness``:
   synthesis, then nextpnr for Fmax and fit, at 4 weight bits (``--full``: every bit-width). An 8x8
-  accelerator needs ~12k LUTs and more BRAM than the UP5K has (5,280 LCs, 30 EBR), so iCE40 is placed
-  as 4x4 and ECP5 as 8x8 (``--pnr-size``).
+  accelerator needs ~12k LUTs and more BRAM than the UP5K has (5,280 LCs, 30 EBR), and the WASM build
+  of nextpnr-ecp5 needs over 25 minutes for one 8x8 placement, so both are placed as 4x4 by default
+  (``--pnr-size ecp5=8x8`` for the larger one).
 * ``max_k`` 576, the largest K of ResNet-8/20 (64 channels x 3x3). Configurations whose worst-case
   accumulator exceeds the contract's 30 bits are listed as such.
 
@@ -72,7 +73,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=8)
     ap.add_argument("--max-k", type=int, default=576)
-    ap.add_argument("--pnr-size", nargs="+", default=["ice40=4x4", "ecp5=8x8"], help="FAMILY=ROWSxCOLS for place and route")
+    ap.add_argument("--pnr-size", nargs="+", default=["ice40=4x4", "ecp5=4x4"], help="FAMILY=ROWSxCOLS for place and route")
     ap.add_argument("--full", action="store_true", help="place and route every bit-width, not only 4")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args(argv)

@@ -138,20 +138,13 @@ class Accelerator(wiring.Component):
                             m.next = "STATUS"
                         with m.Default():
                             m.d.sync += flags.eq(flags | P.FLAG_BAD_OPCODE)
-            with m.State("LOAD_ACT"):
-                m.d.comb += [ist.ready.eq(1), act_w.addr.eq(cnt), act_w.data.eq(ist.payload),
-                             act_w.en.eq(ist.valid)]
-                with m.If(ist.valid):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == n - 1):
-                        m.next = "IDLE"
-            with m.State("LOAD_WGT"):
-                m.d.comb += [ist.ready.eq(1), wgt_w.addr.eq(cnt), wgt_w.data.eq(ist.payload),
-                             wgt_w.en.eq(ist.valid)]
-                with m.If(ist.valid):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == n - 1):
-                        m.next = "IDLE"
+            for state, port in (("LOAD_ACT", act_w), ("LOAD_WGT", wgt_w)):
+                with m.State(state):
+                    m.d.comb += [ist.ready.eq(1), port.addr.eq(cnt), port.data.eq(ist.payload), port.en.eq(ist.valid)]
+                    with m.If(ist.valid):
+                        m.d.sync += cnt.eq(cnt + 1)
+                        with m.If(cnt == n - 1):
+                            m.next = "IDLE"
             with m.State("LOAD_REQ"):
                 m.d.comb += ist.ready.eq(1)
                 with m.If(ist.valid):

@@ -14,12 +14,17 @@ def _flow(sub):
     p.add_argument("--abits", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="dual", choices=["dual", "lut"])
+    p.add_argument("--images", type=int, default=4, help="test images to co-simulate on the RTL")
+    p.add_argument("--sim", default="verilator")
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--cols", type=int, default=8)
 
     def run(a):
         from .flow import print_summary, run_flow
 
-        print_summary(run_flow(a.data, a.out, a.epochs, a.wq, a.aq, a.wbits, a.abits, a.seed, a.mode))
-        return 0
+        s = run_flow(a.data, a.out, a.epochs, a.wq, a.aq, a.wbits, a.abits, a.seed, a.mode, a.images, a.sim, a.rows, a.cols)
+        print_summary(s)
+        return 1 if s["rtl_mismatches"] else 0
 
     p.set_defaults(func=run)
 

@@ -35,10 +35,23 @@ def simulator_available(sim):
     return shutil.which("iverilog") is not None
 
 
+def _hw_fingerprint():
+    """The generator's own sources and Amaranth's version: a change to either regenerates the RTL."""
+    import amaranth
+
+    import hw
+
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for f in sorted(Path(hw.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.digest()
+
+
 def rtl_for(params: ArrayParams, cache=None):
-    """Generate the RTL for ``params`` once; later calls reuse it (keyed by the parameters)."""
+    """Generate the RTL for ``params`` once; later calls reuse it (keyed by the parameters and the
+    generator's sources, so an edited ``hw/`` never runs stale Verilog)."""
     cache = Path(cache or CACHE)
-    key = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode() + _hw_fingerprint()).hexdigest()[:16]
     d = cache / f"rtl-{key}"
     d.mkdir(parents=True, exist_ok=True)
     with _lock(d / ".lock"):

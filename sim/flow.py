@@ -1,35 +1,63 @@
-"""The main job end to end on one dataset: train -> export -> golden eval (-> generate -> cosim).
+"""The main job end to end on one dataset: train -> export -> golden eval -> generate -> cosim.
 
-Each stage is a library call on what the previous one wrote under ``out``; the summary fits one screen.
+Each stage is a library call on what the previous one wrote under ``out``; the summary fits one screen
+and is also written to ``out/summary.json``.
 """
 
 import json
 from pathlib import Path
 
+from hw.generate import generate
 from sw import rsq
 from sw.evaluate import evaluate
 from sw.export import export_checkpoint
+from sw.fileio import atomic_write_json
 from sw.train import TrainConfig, load_checkpoint, train
+
+from .cosim import cosim_model
+from .driver import hardware_for
 
 
 def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbits=4, abits=4, seed=0,
-             mode="dual", progress=True, log=print):
+             mode="dual", images=4, sim="verilator", rows=8, cols=8, progress=True, log=print):
     out = Path(out)
-    log(f"[1/3] train {wq}/{aq} W{wbits}A{abits} on {data} ({epochs} epochs)")
+    log(f"[1/5] train {wq}/{aq} W{wbits}A{abits} on {data} ({epochs} epochs)")
     metrics = train(TrainConfig(data=data, wq=wq, aq=aq, wbits=wbits, abits=abits, epochs=epochs, seed=seed,
                                 out=str(out / "train")), progress=progress)
-    log("[2/3] export to the integer contract")
+    log("[2/5] export to the integer contract")
     im = export_checkpoint(load_checkpoint(out / "train"), mode)
     model_path = out / "model.rsq"
     rsq.save(im, model_path)
-    log("[3/3] golden integer model on the test split")
+    log("[3/5] golden integer model on the test split")
     ev = evaluate(rsq.load(model_path), data)
-    return {"data": data, "scheme": f"{wq}/{aq} W{wbits}A{abits}", "mode": mode,
-            "float_acc": metrics["test_acc"], "integer_acc": ev["test_acc"],
-            "agreement_int_vs_float": ev["agreement_with_float"], "test_images": ev["images"],
-            "adapter_beta_max_rel_err": max(im.meta.get("adapter_beta_error", {}).values(), default=None),
-            "model": str(model_path)}
+    params = hardware_for(im, rows, cols)
+    log(f"[4/5] generate the {rows}x{cols} {params.pe} array (W{params.wbits}A{params.abits}, max_k {params.max_k})")
+    man = generate(params, out / "rtl")
+    log(f"[5/5] co-simulate {images} test images on {sim} (the first build takes a minute or two)")
+    cs = cosim_model(model_path, sim, images, rows, cols)
+    summary = {
+        "data": data, "scheme": f"{wq}/{aq} W{wbits}A{abits}", "mode": mode,
+        "float_acc": metrics["test_acc"], "integer_acc": ev["test_acc"], "agreement_int_vs_float": ev["agreement_with_float"],
+        "test_images": ev["images"], "rtl_images": cs["images"], "rtl_acc_on_those": cs["rtl_acc"],
+        "rtl_mismatches": cs["mismatches"], "rtl_compared_values": cs["compared_values"],
+        "cycles_per_image": cs["cycles_per_image"], "utilization": cs["utilization"],
+        "wall_s_per_image": cs["wall_s_per_image"], "acc_bits": man["acc_bits"],
+        "model": str(model_path), "rtl": str(out / "rtl" / man["verilog"]),
+    }
+    atomic_write_json(out / "summary.json", summary)
+    return summary
 
 
-def print_summary(summary):
-    print(json.dumps(summary, indent=2))
+def print_summary(s):
+    lines = [
+        f"rootshift flow: {s['scheme']} on {s['data']} ({s['mode']} mode)",
+        f"  accuracy    float {100 * s['float_acc']:.2f} %   integer {100 * s['integer_acc']:.2f} %   "
+        f"agreement {100 * s['agreement_int_vs_float']:.2f} % ({s['test_images']} test images)",
+        f"  RTL         {s['rtl_images']} images, {s['rtl_compared_values']} values compared, "
+        f"{s['rtl_mismatches']} mismatches, accuracy on them {100 * s['rtl_acc_on_those']:.1f} %",
+        f"  cycles      {s['cycles_per_image']:.0f} per image, utilization {100 * s['utilization']:.1f} %, "
+        f"{s['wall_s_per_image']:.2f} s wall per image",
+        f"  files       {s['model']}  {s['rtl']}",
+    ]
+    print("\n".join(lines))
+    print(json.dumps(s))
