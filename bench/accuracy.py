@@ -58,7 +58,7 @@ def main(argv=None):
     for d in a.data:
         if 4 in a.bits:
             fp, pa, lsq = (100 * sum(results[(k, d, 4)]) / len(a.seeds) for k in ("fp", "post+asq", "lsq"))
-            ok = fp - pa <= 0.5 and pa >= lsq
+            ok = round(fp - pa, 6) <= 0.5 and round(pa - lsq, 6) >= 0
             body += f"\n\n{d}: post+asq W4A4 {pa:.2f} vs fp {fp:.2f} (gap {fp - pa:+.2f}) and lsq {lsq:.2f}: target {'met' if ok else 'NOT met'}."
     print(body)
     if not a.no_write:

@@ -5,10 +5,16 @@ shapes, not on weights. Printed as a ratio to the float fake-quantized model in 
 """
 
 import argparse
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section  # noqa: E402
 
 from sw import golden
 from sw.data import to_input
@@ -39,12 +45,20 @@ def one(name, shape, n, mode):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args(argv)
     print(f"{'model':<28}{'mode':>6}{'golden img/s':>14}{'float img/s':>13}{'golden/float':>14}")
+    table = ["| model | mode | golden img/s | float img/s | golden / float |", "|---|---|---|---|---|"]
     for name, shape in (("resnet8", (1, 8, 8)), ("resnet20", (3, 32, 32))):
         for mode in ("dual", "lut"):
             g, f = one(name, shape, a.images if name == "resnet8" else max(16, a.images // 8), mode)
-            print(f"{name + ' ' + 'x'.join(map(str, shape)):<28}{mode:>6}{g:>14.1f}{f:>13.1f}{g / f:>14.3f}")
+            label = name + " " + "x".join(map(str, shape))
+            print(f"{label:<28}{mode:>6}{g:>14.1f}{f:>13.1f}{g / f:>14.3f}")
+            table.append(f"| {label} | {mode} | {g:.1f} | {f:.1f} | {g / f:.3f} |")
+    if not a.no_write:
+        cmd = "python bench/golden.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+        write_section("golden", f"## Golden-model throughput (CPU, int64 numpy)\n\nMade by `{cmd.strip()}`; float = the "
+                      "fake-quantized torch model in the same process.\n\n" + "\n".join(table))
 
 
 if __name__ == "__main__":
