@@ -1,7 +1,6 @@
 """Export, the .rsq format and the golden model: round trip, corruption handling, agreement."""
 
 import json
-import struct
 import subprocess
 
 import numpy as np
