@@ -8,7 +8,7 @@ sized by the contract's worst-case bound (``sw.contract.acc_bound``) for ``max_k
 from dataclasses import asdict, dataclass
 
 from sw import contract as C
-from sw.errors import ConfigError
+from sw.errors import ConfigError, check_bits
 from sw.numfmt import PowerFormat
 
 PROTOCOL_VERSION = 1
@@ -37,10 +37,8 @@ class ArrayParams:
     max_shift: int = 7
 
     def __post_init__(self):
-        if isinstance(self.wbits, bool) or not isinstance(self.wbits, int) or not 2 <= self.wbits <= 8:
-            raise ConfigError(f"wbits must be an integer in 2..8, not {self.wbits!r}")
-        if isinstance(self.abits, bool) or not isinstance(self.abits, int) or not 2 <= self.abits <= 8:
-            raise ConfigError(f"abits must be an integer in 2..8, not {self.abits!r}")
+        check_bits("wbits", self.wbits)
+        check_bits("abits", self.abits)
         if self.pe not in PE_MODES:
             raise ConfigError(f"pe must be one of {', '.join(PE_MODES)}, not {self.pe!r}")
         if self.base not in ("sqrt2", "2"):

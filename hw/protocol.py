@@ -33,11 +33,26 @@ def status_word0(flags=0):
     return (MAGIC << 16) | (PROTOCOL_VERSION << 8) | flags
 
 
-def _pack(values, bits):
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
+def slice_words(mat, lanes, bits, fill=0):
+    """k-slice words of a (n, K) code matrix across ``lanes`` lanes: word k holds ``mat[i][k]`` at bits
+    ``[i*bits +: bits]`` (two's complement for signed codes); lanes past n hold ``fill``."""
+    import numpy as np
+
+    mat = np.asarray(mat, np.int64)
+    n, k = mat.shape
+    full = np.full((lanes, k), fill, np.int64)
+    full[:n] = mat & ((1 << bits) - 1)
+    return [sum(int(full[i, j]) << (i * bits) for i in range(lanes)) for j in range(k)]
+
+
+def req_words(mults, bias, lanes):
+    """``OP_LOAD_REQ`` data for ``lanes`` columns: per column M0, (M1), B[31:0], B[63:32]; unused columns 0."""
+    words = []
+    for j in range(lanes):
+        ms = [int(m[j]) if j < len(bias) else 0 for m in mults]
+        b = int(bias[j]) if j < len(bias) else 0
+        words += [x & 0xFFFFFFFF for x in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
+    return words
 
 
 def tile_words(params, a_tile, w_tile, mults, bias, shift, relu):
@@ -57,19 +72,9 @@ def tile_words(params, a_tile, w_tile, mults, bias, shift, relu):
     if not (1 <= r <= p.rows and 1 <= c <= p.cols and 1 <= k <= p.max_k and w_tile.shape[1] == k):
         raise ValueError(f"tile {r}x{c} with K={k} does not fit a {p.rows}x{p.cols} array with max_k={p.max_k}")
     zero_code = p.format.zero_field if p.format else 0
-    a_full = np.zeros((p.rows, k), np.int64)
-    a_full[:r] = a_tile
-    w_full = np.full((p.cols, k), zero_code, np.int64)
-    w_full[:c] = w_tile
-    words = [config(k, shift, relu), header(OP_LOAD_ACT, k)]
-    words += [_pack(a_full[:, i], p.abits) for i in range(k)]
-    words.append(header(OP_LOAD_WGT, k))
-    words += [_pack(w_full[:, i], p.wbits) for i in range(k)]
-    words.append(header(OP_LOAD_REQ, p.cols))
-    for j in range(p.cols):
-        ms = [int(m[j]) if j < c else 0 for m in mults]
-        b = int(bias[j]) if j < c else 0
-        words += [m & 0xFFFFFFFF for m in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
+    words = [config(k, shift, relu), header(OP_LOAD_ACT, k)] + slice_words(a_tile, p.rows, p.abits)
+    words += [header(OP_LOAD_WGT, k)] + slice_words(w_tile, p.cols, p.wbits, zero_code)
+    words += [header(OP_LOAD_REQ, p.cols)] + req_words(mults, bias, p.cols)
     words += [header(OP_START), header(OP_READ, p.rows * p.cols)]
     return words
 

@@ -16,6 +16,7 @@ import numpy as np
 from hw.generate import TOP, generate
 from hw.params import ArrayParams
 from hw.tools import verilator_env
+from sim.driver import hardware_for
 from sw import golden, rsq
 from sw.errors import ConfigError, RootshiftError
 
@@ -206,7 +207,7 @@ def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_di
     from sw.data import load_dataset
 
     im = rsq.load(model_path)
-    params = _params_for(im, rows, cols)
+    params = hardware_for(im, rows, cols)
     data = data or im.meta.get("train_config", {}).get("data", "digits")
     ds = load_dataset(data, (im.meta.get("input_shape") or [0, 0, 224])[2])
     if images < 1:
@@ -238,12 +239,6 @@ def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_di
         if waves_dir:
             report["waves"] = str(dump_failing_tile(im, params, pixels, mismatch, sim, waves_dir, cache))
     return report
-
-
-def _params_for(im, rows, cols):
-    from sim.driver import hardware_for
-
-    return hardware_for(im, rows, cols)
 
 
 def _layer_macs(im, pixels):

@@ -120,12 +120,12 @@ class HostDriver:
         yield Request([P.config(lm.k, lm.shift, op["relu"])], 0, {"layer": op["name"], "image": image})
         for c0 in range(0, cout, p.cols):
             c = min(p.cols, cout - c0)
-            head = [P.header(P.OP_LOAD_WGT, lm.k)] + _slices(lm.codes[c0:c0 + c], p.cols, p.wbits,
-                                                             p.format.zero_field if p.format else 0)
-            head += [P.header(P.OP_LOAD_REQ, p.cols)] + _req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols)
+            head = [P.header(P.OP_LOAD_WGT, lm.k)] + P.slice_words(lm.codes[c0:c0 + c], p.cols, p.wbits,
+                                                                   p.format.zero_field if p.format else 0)
+            head += [P.header(P.OP_LOAD_REQ, p.cols)] + P.req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols)
             for p0 in range(0, n_pos, p.rows):
                 r = min(p.rows, n_pos - p0)
-                words = head + [P.header(P.OP_LOAD_ACT, lm.k)] + _slices(cols[p0:p0 + r], p.rows, p.abits, 0)
+                words = head + [P.header(P.OP_LOAD_ACT, lm.k)] + P.slice_words(cols[p0:p0 + r], p.rows, p.abits)
                 words += [P.header(P.OP_START), P.header(P.OP_READ, r * p.cols)]
                 head = []
                 out = yield Request(words, r * p.cols, {"layer": op["name"], "image": image, "tile": (p0 // p.rows, c0 // p.cols),
@@ -174,25 +174,6 @@ class HostDriver:
                 record.setdefault("cycles", []).append({"image_total": status[1], "image_busy": status[2], "layers": cycles})
             logits.append(env[self.im.meta["output"]][0])
         return np.stack(logits)
-
-
-def _slices(mat, lanes, bits, fill):
-    """k-slice words of a (n, K) matrix across ``lanes`` lanes (unused lanes hold ``fill``)."""
-    mat = np.asarray(mat, np.int64)
-    n, k = mat.shape
-    full = np.full((lanes, k), fill, np.int64)
-    full[:n] = mat & ((1 << bits) - 1)
-    shifts = (np.arange(lanes, dtype=object) * bits)
-    return [int(sum(int(full[i, j]) << int(shifts[i]) for i in range(lanes))) for j in range(k)]
-
-
-def _req_words(mults, bias, lanes):
-    words = []
-    for j in range(lanes):
-        ms = [int(m[j]) if j < len(bias) else 0 for m in mults]
-        b = int(bias[j]) if j < len(bias) else 0
-        words += [x & 0xFFFFFFFF for x in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
-    return words
 
 
 def run_sync(gen, transact):
