@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
-from sw.train import TrainConfig, train  # noqa: E402
+from rootshift.sw.train import TrainConfig, train  # noqa: E402
 
 METHODS = [("lsq", "lsq", "lsq"), ("pot", "pot", "lsq"), ("apot", "apot", "lsq"), ("post", "post", "lsq"),
            ("post+asq", "post", "asq"), ("shift", "shift", "shift")]

@@ -18,14 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
-from hw import protocol as P  # noqa: E402
-from sim.cosim import cosim_model  # noqa: E402
-from sim.driver import HostDriver, hardware_for, run_sync  # noqa: E402
-from sim.model import DeviceModel  # noqa: E402
-from sw import rsq  # noqa: E402
-from sw.data import load_dataset  # noqa: E402
-from sw.export import export_checkpoint  # noqa: E402
-from sw.train import TrainConfig, load_checkpoint, train  # noqa: E402
+from rootshift.hw import protocol as P  # noqa: E402
+from rootshift.sim.cosim import cosim_model  # noqa: E402
+from rootshift.sim.driver import HostDriver, hardware_for, run_sync  # noqa: E402
+from rootshift.sim.model import DeviceModel  # noqa: E402
+from rootshift.sw import rsq  # noqa: E402
+from rootshift.sw.data import load_dataset  # noqa: E402
+from rootshift.sw.export import export_checkpoint  # noqa: E402
+from rootshift.sw.train import TrainConfig, load_checkpoint, train  # noqa: E402
 
 
 def breakdown(im, rows, cols, pixels):

@@ -16,11 +16,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
-from sw import golden
-from sw.data import to_input
-from sw.export import export_model
-from sw.layers import calibrate, layer_schemes, quantize_model
-from sw.models import build_model
+from rootshift.sw import golden
+from rootshift.sw.data import to_input
+from rootshift.sw.export import export_model
+from rootshift.sw.layers import calibrate, layer_schemes, quantize_model
+from rootshift.sw.models import build_model
 
 
 def one(name, shape, n, mode):

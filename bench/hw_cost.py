@@ -24,13 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
-from hw.generate import component_verilog  # noqa: E402
-from hw.harness import ImplementationHarness  # noqa: E402
-from hw.params import ArrayParams  # noqa: E402
-from hw.pe import ProcessingElement  # noqa: E402
-from hw.pe_array import PEArray  # noqa: E402
-from hw.tools import ToolError, nextpnr, synth  # noqa: E402
-from sw.errors import ConfigError  # noqa: E402
+from rootshift.hw.generate import component_verilog  # noqa: E402
+from rootshift.hw.harness import ImplementationHarness  # noqa: E402
+from rootshift.hw.params import ArrayParams  # noqa: E402
+from rootshift.hw.pe import ProcessingElement  # noqa: E402
+from rootshift.hw.pe_array import PEArray  # noqa: E402
+from rootshift.hw.tools import ToolError, nextpnr, synth  # noqa: E402
+from rootshift.sw.errors import ConfigError  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

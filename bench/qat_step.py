@@ -15,8 +15,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
-from sw.layers import calibrate, layer_schemes, quantize_model  # noqa: E402
-from sw.models import build_model  # noqa: E402
+from rootshift.sw.layers import calibrate, layer_schemes, quantize_model  # noqa: E402
+from rootshift.sw.models import build_model  # noqa: E402
 
 CONFIGS = [("fp", "fp"), ("lsq", "lsq"), ("pot", "lsq"), ("apot", "lsq"), ("post", "lsq"), ("post", "asq"), ("shift", "shift")]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from sw.fileio import atomic_write_json, atomic_write_text
+from rootshift.sw.fileio import atomic_write_json, atomic_write_text
 
 from .accelerator import Accelerator
 from .params import ArrayParams

@@ -7,9 +7,9 @@ sized by the contract's worst-case bound (``sw.contract.acc_bound``) for ``max_k
 
 from dataclasses import asdict, dataclass
 
-from sw import contract as C
-from sw.errors import ConfigError, check_bits
-from sw.numfmt import PowerFormat
+from rootshift.sw import contract as C
+from rootshift.sw.errors import ConfigError, check_bits
+from rootshift.sw.numfmt import PowerFormat
 
 PROTOCOL_VERSION = 1
 PE_MODES = ("dual", "lut", "shift", "mult")

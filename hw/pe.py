@@ -4,7 +4,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from sw import contract as C
+from rootshift.sw import contract as C
 
 from .barrel_shifter import BarrelShifter
 from .params import ArrayParams

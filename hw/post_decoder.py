@@ -4,7 +4,7 @@ from amaranth.hdl import Const, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.numfmt import PowerFormat
+from rootshift.sw.numfmt import PowerFormat
 
 
 class PostDecoder(wiring.Component):

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sw.errors import RootshiftError
+from rootshift.sw.errors import RootshiftError
 
 
 class ToolError(RootshiftError):

@@ -9,11 +9,11 @@ import argparse
 import json
 import sys
 
-from sw.errors import ConfigError, FormatError, RootshiftError
+from rootshift.sw.errors import ConfigError, FormatError, RootshiftError
 
 
 def _cmd_train(a):
-    from sw.train import TrainConfig, train
+    from rootshift.sw.train import TrainConfig, train
 
     overrides = json.loads(a.override) if a.override else {}
     cfg = TrainConfig(data=a.data, model=a.model, wq=a.wq, aq=a.aq, wbits=a.wbits, abits=a.abits,

@@ -14,7 +14,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hw.protocol import OP_START
+from rootshift.hw.protocol import OP_START
 
 
 class StreamPort:
@@ -91,9 +91,9 @@ async def run_job(dut):
     if job["kind"] == "tiles":
         result["outputs"] = [await port.transact(r) for r in job["requests"]]
     else:
-        from hw.params import ArrayParams
-        from sim.driver import HostDriver, run_async
-        from sw import rsq
+        from rootshift.hw.params import ArrayParams
+        from rootshift.sim.driver import HostDriver, run_async
+        from rootshift.sw import rsq
 
         driver = HostDriver(ArrayParams(**job["params"]), rsq.load(job["model"]))
         record = {}

@@ -36,9 +36,9 @@ def _export(sub):
     p.add_argument("--mode", default="dual", choices=["dual", "lut"], help="POST product mode")
 
     def run(a):
-        from sw import rsq
-        from sw.export import export_checkpoint
-        from sw.train import load_checkpoint
+        from rootshift.sw import rsq
+        from rootshift.sw.export import export_checkpoint
+        from rootshift.sw.train import load_checkpoint
 
         im = export_checkpoint(load_checkpoint(a.run), a.mode)
         rsq.save(im, a.out)
@@ -57,8 +57,8 @@ def _inspect(sub):
     p.add_argument("--json", action="store_true")
 
     def run(a):
-        from sw import rsq
-        from sw.evaluate import inspect_layers
+        from rootshift.sw import rsq
+        from rootshift.sw.evaluate import inspect_layers
 
         rows = inspect_layers(rsq.load(a.model))
         if a.json:
@@ -83,8 +83,8 @@ def _eval(sub):
     p.add_argument("--json", action="store_true")
 
     def run(a):
-        from sw import rsq
-        from sw.evaluate import evaluate
+        from rootshift.sw import rsq
+        from rootshift.sw.evaluate import evaluate
 
         out = evaluate(rsq.load(a.model), a.data, a.images, a.dump, a.dump_images)
         print(json.dumps(out) if a.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
@@ -106,8 +106,8 @@ def _generate(sub):
     p.add_argument("--out", default="build/gen")
 
     def run(a):
-        from hw.generate import generate
-        from hw.params import ArrayParams
+        from rootshift.hw.generate import generate
+        from rootshift.hw.params import ArrayParams
 
         params = ArrayParams(wbits=a.wbits, abits=a.abits, base=a.base, pe=a.pe, rows=a.rows, cols=a.cols,
                              max_k=a.max_k, max_shift=a.max_shift)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.generate import TOP, generate
-from hw.params import ArrayParams
-from hw.tools import verilator_env
-from sim.driver import hardware_for
-from sw import golden, rsq
-from sw.errors import ConfigError, RootshiftError
+from rootshift.hw.generate import TOP, generate
+from rootshift.hw.params import ArrayParams
+from rootshift.hw.tools import verilator_env
+from rootshift.sim.driver import hardware_for
+from rootshift.sw import golden, rsq
+from rootshift.sw.errors import ConfigError, RootshiftError
 
 SIMULATORS = ("verilator", "icarus")
 CACHE = Path(os.environ.get("ROOTSHIFT_CACHE", Path.cwd() / "build" / "cosim"))
@@ -40,11 +40,11 @@ def _hw_fingerprint():
     """The generator's own sources and Amaranth's version: a change to either regenerates the RTL."""
     import amaranth
 
-    import hw
+    import rootshift.hw as hw
 
     h = hashlib.sha256(amaranth.__version__.encode())
-    for f in sorted(Path(hw.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
+    for f in sorted(Path(hw.__file__).parent.rglob("*.py")):
+        h.update(str(f.relative_to(Path(hw.__file__).parent)).encode() + f.read_bytes())
     return h.digest()
 
 
@@ -160,7 +160,7 @@ def run_job(params, job, sim="verilator", waves=False, cache=None, waves_dir=Non
         test_dir.mkdir()
         t0 = time.perf_counter()
         log = Path(tmp) / "sim.log"
-        runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="sim.cocotb_bench", build_dir=bdir, test_dir=test_dir,
+        runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="rootshift.sim.cocotb_bench", build_dir=bdir, test_dir=test_dir,
                     log_file=log,
                     # assertion rewriting of every imported module costs seconds; only the bench needs it
                     extra_env={"ROOTSHIFT_JOB": str(jf), "COCOTB_REWRITE_ASSERTION_FILES": "cocotb_bench.py"}, waves=waves,
@@ -204,7 +204,7 @@ def compare_layers(im, pixels, record, params):
 
 def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_dir=None, cache=None, data=None):
     """Run ``images`` test images of an ``.rsq`` model on the RTL and compare with the golden model."""
-    from sw.data import load_dataset
+    from rootshift.sw.data import load_dataset
 
     im = rsq.load(model_path)
     params = hardware_for(im, rows, cols)
@@ -258,8 +258,8 @@ def dump_failing_tile(im, params, pixels, mismatch, sim, waves_dir, cache=None):
     The tile's words are found by replaying the driver against the Python device model, which answers
     exactly what the RTL should have answered.
     """
-    from sim.driver import HostDriver, Request, run_sync
-    from sim.model import DeviceModel
+    from rootshift.sim.driver import HostDriver, Request, run_sync
+    from rootshift.sim.model import DeviceModel
 
     layer, image, tile = mismatch["layer"], mismatch["image"], tuple(mismatch["tile"])
     dev = DeviceModel(params)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw import protocol as P
-from hw.params import ArrayParams
-from sw import contract as C
-from sw import golden
-from sw.errors import ConfigError
+from rootshift.hw import protocol as P
+from rootshift.hw.params import ArrayParams
+from rootshift.sw import contract as C
+from rootshift.sw import golden
+from rootshift.sw.errors import ConfigError
 
 
 @dataclass

@@ -7,12 +7,12 @@ and is also written to ``out/summary.json``.
 import json
 from pathlib import Path
 
-from hw.generate import generate
-from sw import rsq
-from sw.evaluate import evaluate
-from sw.export import export_checkpoint
-from sw.fileio import atomic_write_json
-from sw.train import TrainConfig, load_checkpoint, train
+from rootshift.hw.generate import generate
+from rootshift.sw import rsq
+from rootshift.sw.evaluate import evaluate
+from rootshift.sw.export import export_checkpoint
+from rootshift.sw.fileio import atomic_write_json
+from rootshift.sw.train import TrainConfig, load_checkpoint, train
 
 from .cosim import cosim_model
 from .driver import hardware_for

@@ -8,11 +8,11 @@ requantizer latency + 2 per tile.
 
 import numpy as np
 
-from hw import protocol as P
-from hw.params import ArrayParams
-from hw.pe import PE_LATENCY
-from hw.requantizer import Requantizer
-from sw import contract as C
+from rootshift.hw import protocol as P
+from rootshift.hw.params import ArrayParams
+from rootshift.hw.pe import PE_LATENCY
+from rootshift.hw.requantizer import Requantizer
+from rootshift.sw import contract as C
 
 
 def _lanes(word, lanes, bits):

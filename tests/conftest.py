@@ -15,7 +15,7 @@ def root():
 def rootshift_cmd():
     """The installed console script, next to the running interpreter."""
     exe = Path(sys.executable).parent / "rootshift"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sim.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "rootshift.sim.cli"]
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A short post+asq W4A4 digits run shared by the export, golden and co-simulation tests."""
-    from sw.train import TrainConfig, train
+    from rootshift.sw.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "postasq"
     train(TrainConfig(epochs=6, out=str(out)), progress=False)
@@ -38,9 +38,9 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported(trained_run, tmp_path_factory):
-    from sw import rsq
-    from sw.export import export_checkpoint
-    from sw.train import load_checkpoint
+    from rootshift.sw import rsq
+    from rootshift.sw.export import export_checkpoint
+    from rootshift.sw.train import load_checkpoint
 
     path = tmp_path_factory.mktemp("rsq") / "model.rsq"
     im = export_checkpoint(load_checkpoint(trained_run))

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sw import contract as C
-from sw.numfmt import PowerFormat
+from rootshift.sw import contract as C
+from rootshift.sw.numfmt import PowerFormat
 
 ints = st.integers(-(2**40), 2**40)
 

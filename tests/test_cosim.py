@@ -9,15 +9,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from hw import protocol as P
-from hw.params import ArrayParams
-from sim.cosim import compare_layers, cosim_model, run_job
-from sim.driver import HostDriver, Request, hardware_for, run_sync
-from sim.model import DeviceModel
-from sw import contract as C
-from sw import golden, rsq
-from sw.data import load_dataset
-from sw.errors import ConfigError
+from rootshift.hw import protocol as P
+from rootshift.hw.params import ArrayParams
+from rootshift.sim.cosim import compare_layers, cosim_model, run_job
+from rootshift.sim.driver import HostDriver, Request, hardware_for, run_sync
+from rootshift.sim.model import DeviceModel
+from rootshift.sw import contract as C
+from rootshift.sw import golden, rsq
+from rootshift.sw.data import load_dataset
+from rootshift.sw.errors import ConfigError
 
 HAVE_ICARUS = shutil.which("iverilog") is not None
 icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog is not installed (make setup installs it as root)")

@@ -5,9 +5,9 @@ import pickle
 import numpy as np
 import pytest
 
-from sw.data import load_dataset
-from sw.errors import ConfigError, FormatError
-from sw.train import TrainConfig, train
+from rootshift.sw.data import load_dataset
+from rootshift.sw.errors import ConfigError, FormatError
+from rootshift.sw.train import TrainConfig, train
 
 
 def _cifar_dir(root, n=20):

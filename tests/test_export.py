@@ -6,13 +6,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from sw import contract as C
-from sw import golden, rsq
-from sw.data import load_dataset
-from sw.errors import ConfigError, FormatError
-from sw.export import export_model
-from sw.layers import layer_schemes, quantize_model
-from sw.models import build_model
+from rootshift.sw import contract as C
+from rootshift.sw import golden, rsq
+from rootshift.sw.data import load_dataset
+from rootshift.sw.errors import ConfigError, FormatError
+from rootshift.sw.export import export_model
+from rootshift.sw.layers import layer_schemes, quantize_model
+from rootshift.sw.models import build_model
 
 
 def test_golden_agrees_with_float_model(exported):
@@ -180,7 +180,7 @@ def test_eval_json_and_dump(exported, cli, tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["images"] == 360 and out["agreement_with_float"] >= 0.995 and 0 < out["test_acc"] <= 1
-    from sw.evaluate import load_dump
+    from rootshift.sw.evaluate import load_dump
 
     manifest, arrays = load_dump(d)
     assert manifest["images"] == [0, 5]

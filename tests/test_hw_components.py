@@ -9,17 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hw import protocol as P
-from hw.accelerator import Accelerator
-from hw.barrel_shifter import BarrelShifter
-from hw.params import ArrayParams
-from hw.pe import PE_LATENCY, ProcessingElement
-from hw.post_decoder import PostDecoder
-from hw.requantizer import Requantizer
-from hw.testbench import run_words, simulate
-from sw import contract as C
-from sw.errors import ConfigError
-from sw.numfmt import PowerFormat
+from rootshift.hw import protocol as P
+from rootshift.hw.accelerator import Accelerator
+from rootshift.hw.barrel_shifter import BarrelShifter
+from rootshift.hw.params import ArrayParams
+from rootshift.hw.pe import PE_LATENCY, ProcessingElement
+from rootshift.hw.post_decoder import PostDecoder
+from rootshift.hw.requantizer import Requantizer
+from rootshift.hw.testbench import run_words, simulate
+from rootshift.sw import contract as C
+from rootshift.sw.errors import ConfigError
+from rootshift.sw.numfmt import PowerFormat
 
 SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 
-from hw.generate import component_verilog, generate
-from hw.params import ArrayParams
-from hw.pe_array import PEArray
-from hw.requantizer import Requantizer
-from hw.tools import lint, synth
+from rootshift.hw.generate import component_verilog, generate
+from rootshift.hw.params import ArrayParams
+from rootshift.hw.pe_array import PEArray
+from rootshift.hw.requantizer import Requantizer
+from rootshift.hw.tools import lint, synth
 
 DSP_CELLS = ("SB_MAC16", "MULT18X18D", "ALU54B")
 

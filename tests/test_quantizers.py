@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from sw.numfmt import PowerFormat
-from sw.quant import (APoTQuantizer, ASQActivation, LSQActivation, LSQWeight, PowerQuantizer, ShiftQuantizer,
+from rootshift.sw.numfmt import PowerFormat
+from rootshift.sw.quant import (APoTQuantizer, ASQActivation, LSQActivation, LSQWeight, PowerQuantizer, ShiftQuantizer,
                       anneal, apot_magnitudes, check_adapters)
-from sw.quant.shift import hard_staircase, soft_staircase
+from rootshift.sw.quant.shift import hard_staircase, soft_staircase
 
 
 def weight(c=4, k=27, seed=0):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sw.layers import QConv2d, QLinear, layer_schemes, quantize_model
-from sw.models import build_model
-from sw.train import TrainConfig, train
+from rootshift.sw.layers import QConv2d, QLinear, layer_schemes, quantize_model
+from rootshift.sw.models import build_model
+from rootshift.sw.train import TrainConfig, train
 
 
 def test_models_build_and_run():
@@ -96,7 +96,7 @@ def test_init_from_another_model_is_refused(cli, tmp_path):
 def test_ddp_two_gloo_processes(tmp_path, root):
     torchrun = Path(sys.executable).parent / "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "sim.cli", "train",
+    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "rootshift.sim.cli", "train",
                         "--epochs", "2", "--out", str(tmp_path / "ddp"), "--quiet"],
                        capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
