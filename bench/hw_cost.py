@@ -85,7 +85,7 @@ def main(argv=None):
             for wb in a.bits:
                 for label, pe, dsp in modes:
                     try:
-                        p1 = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=1, cols=1, max_k=a.max_k)
+                        p1 = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=1, cols=2, max_k=a.max_k)
                         pa = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=a.rows, cols=a.cols, max_k=a.max_k)
                     except ConfigError as e:
                         print(f"{fam:6} {label:8} W{wb}: {e}", flush=True)

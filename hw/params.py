@@ -18,9 +18,9 @@ M_BITS = C.M_BITS    # requantization multipliers
 BIAS_BITS = 64
 
 
-def _positive(name, value, hi=None):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (hi is not None and value > hi):
-        rng = f"1..{hi}" if hi is not None else ">= 1"
+def _positive(name, value, hi=None, lo=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ConfigError(f"{name} must be an integer in {rng}, not {value!r}")
     return value
 
@@ -48,9 +48,14 @@ class ArrayParams:
         if self.pe == "shift" and self.base != "2":
             raise ConfigError("pe shift needs base 2 (base sqrt2 needs --pe dual or --pe lut)")
         _positive("rows", self.rows, 64)
-        _positive("cols", self.cols, 64)
-        _positive("max_k", self.max_k, 65535)
+        # one column or K = 1 would give the column counter / buffer addresses zero width, which no
+        # Verilog tool accepts (Verilator: ASCRANGE); refuse them here rather than deep in a simulator
+        _positive("cols", self.cols, 64, lo=2)
+        _positive("max_k", self.max_k, 65535, lo=2)
         _positive("max_shift", self.max_shift, 30)
+        if self.pe != "mult" and self.shift_max == 0:
+            raise ConfigError(f"wbits {self.wbits} leaves pe {self.pe} no exponent window (E = 0: every weight is +-1, "
+                              f"nothing to shift); use wbits >= 3")
         if self.acc_bits > C.ACC_MAX_BITS:
             raise ConfigError(f"max_k {self.max_k} with abits {self.abits} and max_shift {self.max_shift} needs "
                               f"{self.acc_bits}-bit accumulators; the contract allows {C.ACC_MAX_BITS}")

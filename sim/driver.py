@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rootshift.hw import protocol as P
-from rootshift.hw.params import ArrayParams
+from rootshift.hw.params import BIAS_BITS, ArrayParams
 from rootshift.sw import contract as C
 from rootshift.sw import golden
 from rootshift.sw.errors import ConfigError
@@ -90,6 +90,23 @@ def map_layer(op, p: ArrayParams):
     return LayerMap(hw_codes, d, op["shift"] + d, k)
 
 
+def hardware_bias(op, lm: LayerMap):
+    """The layer's bias as the hardware loads it, ``B * 2^d`` (docs/hardware.md, "What the host does").
+
+    Checked in exact integers *before* any int64 arithmetic: a shifted bias that leaves the
+    hardware's signed 64-bit register is refused, naming the layer, instead of wrapping.
+    """
+    lo, hi = -(1 << (BIAS_BITS - 1)), (1 << (BIAS_BITS - 1)) - 1
+    out = []
+    for c, b in enumerate(np.asarray(op["bias"]).reshape(-1).tolist()):
+        v = int(b) << lm.d
+        if not lo <= v <= hi:
+            raise ConfigError(f"layer {op['name']}: bias[{c}] = {int(b)} times 2^{lm.d} (window correction) is {v}, "
+                              f"outside the hardware's signed {BIAS_BITS}-bit bias")
+        out.append(v)
+    return np.array(out, np.int64)
+
+
 def _s32(v):
     return int(v) - (1 << 32) if int(v) & (1 << 31) else int(v)
 
@@ -113,9 +130,7 @@ class HostDriver:
         n_pos, cout = cols.shape[0], op["cout"]
         keys, mults = golden.layer_multipliers(op, beta_fx)
         mults = [m[0] for m in mults]
-        bias = np.asarray(op["bias"], np.int64) << np.int64(lm.d)
-        if np.abs(bias).max(initial=0) >= 2**63 // 2:
-            raise ConfigError(f"layer {op['name']}: bias << {lm.d} overflows the 64-bit hardware bias")
+        bias = hardware_bias(op, lm)
         y = np.zeros((n_pos, cout), np.int64)
         yield Request([P.config(lm.k, lm.shift, op["relu"])], 0, {"layer": op["name"], "image": image})
         for c0 in range(0, cout, p.cols):

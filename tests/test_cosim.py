@@ -157,3 +157,16 @@ def test_cosim_cli_json_and_a_caught_fault(exported, cli, tmp_path):
     assert m["layer"] and m["expected"] != m["got"] and len(m["tile"]) == 2
     assert "mismatch in layer" in r.stderr
     assert list(waves.glob("*.vcd")) or list(waves.glob("*.fst"))
+
+
+def test_driver_checks_the_bias_before_shifting_it():
+    """Issue 11: ``B << d`` was formed in int64 and checked afterwards, so 2^62 << 4 wrapped to 0 and the
+    device computed with bias 0 while the golden model used the exact bias."""
+    from rootshift.sim.driver import LayerMap, hardware_bias
+
+    lm = LayerMap(np.zeros((2, 3), np.int64), d=4, shift=10, k=3)
+    ok = hardware_bias({"name": "conv", "bias": np.array([2**58, -(2**59)], np.int64)}, lm)
+    assert ok.tolist() == [2**62, -(2**63)]
+    for b in (2**62, 2**59, -(2**59) - 1, 2**63 - 1):
+        with pytest.raises(ConfigError, match=r"layer conv: bias\[1\] = .* times 2\^4 .* outside the hardware's signed 64-bit bias"):
+            hardware_bias({"name": "conv", "bias": np.array([0, b], np.int64)}, lm)

@@ -90,9 +90,29 @@ def test_component_parameters_are_validated():
         ArrayParams(base="2", pe="dual")
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"wbits": 2}, r"wbits 2 leaves pe dual no exponent window \(E = 0"),
+    ({"wbits": 2, "pe": "shift", "base": "2"}, r"wbits 2 leaves pe shift no exponent window"),
+    ({"cols": 1}, "cols must be an integer in 2..64, not 1"),
+    ({"max_k": 1}, "max_k must be an integer in 2..65535, not 1"),
+])
+def test_array_params_refuse_zero_width_wires(kw, message):
+    """Each of these once generated a zero-width signal that stopped Verilator (ASCRANGE)."""
+    with pytest.raises(ConfigError, match=message):
+        ArrayParams(**kw)
+
+
+def test_smallest_accepted_array_lints_clean(tmp_path):
+    from rootshift.hw.generate import generate
+    from rootshift.hw.tools import lint
+
+    man = generate(ArrayParams(wbits=3, abits=2, rows=1, cols=2, max_k=2), tmp_path)
+    lint(tmp_path / man["verilog"])
+
+
 def _pe_params(mode, wbits, abits):
     base = "2" if mode == "shift" else "sqrt2"
-    return ArrayParams(wbits=wbits, abits=abits, base=base, pe=mode, rows=1, cols=1, max_k=64)
+    return ArrayParams(wbits=wbits, abits=abits, base=base, pe=mode, rows=1, cols=2, max_k=64)
 
 
 def _worst_vectors(p, k):
@@ -242,7 +262,7 @@ def test_accelerator_tiles_match_contract(mode, rows, cols):
 
 
 def test_accelerator_flags_bad_commands():
-    p = ArrayParams(rows=1, cols=1, max_k=8, wbits=4, abits=4)
+    p = ArrayParams(rows=1, cols=2, max_k=8, wbits=4, abits=4)
     dut = Accelerator(p)
 
     async def bench(ctx):
