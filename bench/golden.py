@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section  # noqa: E402
+from _results import add_common_args, configure, write_section  # noqa: E402
 
 from rootshift.sw import golden
 from rootshift.sw.data import to_input
@@ -44,9 +44,12 @@ def one(name, shape, n, mode):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--images", type=int, default=256)
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--images", type=int, default=256, help="resnet8 images per measurement (resnet20: 1/8)")
+    add_common_args(ap)
     a = ap.parse_args(argv)
+    configure(a)
+    if a.quick:
+        a.images = min(a.images, 64)
     print(f"{'model':<28}{'mode':>6}{'golden img/s':>14}{'float img/s':>13}{'golden/float':>14}")
     table = ["| model | mode | golden img/s | float img/s | golden / float |", "|---|---|---|---|---|"]
     for name, shape in (("resnet8", (1, 8, 8)), ("resnet20", (3, 32, 32))):
@@ -55,10 +58,9 @@ def main(argv=None):
             label = name + " " + "x".join(map(str, shape))
             print(f"{label:<28}{mode:>6}{g:>14.1f}{f:>13.1f}{g / f:>14.3f}")
             table.append(f"| {label} | {mode} | {g:.1f} | {f:.1f} | {g / f:.3f} |")
-    if not a.no_write:
-        cmd = "python bench/golden.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
-        write_section("golden", f"## Golden-model throughput (CPU, int64 numpy)\n\nMade by `{cmd.strip()}`; float = the "
-                      "fake-quantized torch model in the same process.\n\n" + "\n".join(table))
+    cmd = "python bench/golden.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    write_section("golden", f"## Golden-model throughput (CPU, int64 numpy)\n\nMade by `{cmd.strip()}`; float = the "
+                  "fake-quantized torch model in the same process.\n\n" + "\n".join(table))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section  # noqa: E402
+from _results import add_common_args, configure, write_section  # noqa: E402
 
 from rootshift.sw.layers import calibrate, layer_schemes, quantize_model  # noqa: E402
 from rootshift.sw.models import build_model  # noqa: E402
@@ -57,8 +57,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--no-write", action="store_true")
+    add_common_args(ap)
     a = ap.parse_args(argv)
+    configure(a)
+    if a.quick:
+        a.steps, a.warmup = min(a.steps, 2), min(a.warmup, 1)
     if torch.cuda.is_available():
         dev, spec = torch.device("cuda"), ("resnet18", 224, 256, 1000)
     else:
@@ -72,13 +75,12 @@ def main(argv=None):
         mr = f"{mem / base_m:.2f}" if mem else "n/a"
         print(f"{name:<14}{t * 1e3:>10.1f}{t / base_t:>9.2f}{mr:>9}")
         table.append(f"| {name} | {t * 1e3:.1f} | {t / base_t:.2f} | {mr} |")
-    if not a.no_write:
-        import shlex
+    import shlex
 
-        cmd = "python bench/qat_step.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
-        write_section(f"qat_step_{dev.type}", f"## QAT step time ({dev.type}: {spec[0]} {spec[1]}x{spec[1]}, batch {spec[2]})\n\n"
-                      f"Made by `{cmd.strip()}`; ratios against the fp model in the same process. The GPU target "
-                      "(<= 1.15x time, <= 1.3x memory on ResNet-18 224x224 batch 256) needs a CUDA machine.\n\n" + "\n".join(table))
+    cmd = "python bench/qat_step.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    write_section(f"qat_step_{dev.type}", f"## QAT step time ({dev.type}: {spec[0]} {spec[1]}x{spec[1]}, batch {spec[2]})\n\n"
+                  f"Made by `{cmd.strip()}`; ratios against the fp model in the same process. The GPU target "
+                  "(<= 1.15x time, <= 1.3x memory on ResNet-18 224x224 batch 256) needs a CUDA machine.\n\n" + "\n".join(table))
 
 
 if __name__ == "__main__":

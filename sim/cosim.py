@@ -21,7 +21,18 @@ from rootshift.sw import golden, rsq
 from rootshift.sw.errors import ConfigError, RootshiftError
 
 SIMULATORS = ("verilator", "icarus")
-CACHE = Path(os.environ.get("ROOTSHIFT_CACHE", Path.cwd() / "build" / "cosim"))
+
+
+def cache_dir():
+    """Where generated RTL and simulator builds are kept between runs (they are keyed by content).
+
+    ``$ROOTSHIFT_CACHE`` if set, else ``$XDG_CACHE_HOME/rootshift``, else ``~/.cache/rootshift``: never the
+    current directory, so a command gives the same result wherever it is run.
+    """
+    if os.environ.get("ROOTSHIFT_CACHE"):
+        return Path(os.environ["ROOTSHIFT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rootshift"
 
 
 class Mismatch(RootshiftError):
@@ -51,7 +62,7 @@ def _hw_fingerprint():
 def rtl_for(params: ArrayParams, cache=None):
     """Generate the RTL for ``params`` once; later calls reuse it (keyed by the parameters and the
     generator's sources, so an edited ``hw/`` never runs stale Verilog)."""
-    cache = Path(cache or CACHE)
+    cache = Path(cache or cache_dir())
     key = hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode() + _hw_fingerprint()).hexdigest()[:16]
     d = cache / f"rtl-{key}"
     d.mkdir(parents=True, exist_ok=True)
@@ -84,26 +95,63 @@ def icarus_kick(verilog):
     return out
 
 
-def build(params: ArrayParams, sim="verilator", waves=False, cache=None):
-    """Compile the RTL for ``sim`` (cached by the Verilog's hash, simulator and waves); returns the runner."""
+def build(params: ArrayParams, sim="verilator", waves=False, cache=None, rtl=None):
+    """Compile the RTL for ``sim`` (cached by the Verilog's hash, simulator and waves); returns the runner.
+
+    ``rtl`` is a directory written by ``rootshift generate`` to use instead of generating one."""
     from cocotb_tools.runner import get_runner
 
     if sim not in SIMULATORS:
         raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     if not simulator_available(sim):
         raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
-    rtl = rtl_for(params, cache)
+    rtl = Path(rtl) if rtl is not None else rtl_for(params, cache)
     manifest = json.loads((rtl / "manifest.json").read_text())
-    bdir = Path(cache or CACHE) / f"{sim}-{manifest['verilog_sha256'][:16]}{'-waves' if waves else ''}"
+    bdir = Path(cache or cache_dir()) / f"{sim}-{manifest['verilog_sha256'][:16]}{'-waves' if waves else ''}"
     stamp = bdir / ".built"
     if sim == "verilator":
         os.environ.update({k: v for k, v in verilator_env().items() if k in ("PATH", "VERILATOR_ROOT")})
     runner = get_runner(sim)
     t0 = time.perf_counter()
     bdir.mkdir(parents=True, exist_ok=True)
+    from rootshift.sw.progress import task
+
     with _lock(bdir / ".lock"):
-        built = _build_locked(runner, rtl, bdir, stamp, manifest, sim, waves, t0)
+        if stamp.is_file():
+            built = _build_locked(runner, rtl, bdir, stamp, manifest, sim, waves, t0)
+        else:
+            with task(f"building the {sim} model of the {params.rows}x{params.cols} array (once; 30-120 s)"):
+                built = _build_locked(runner, rtl, bdir, stamp, manifest, sim, waves, t0)
     return runner, bdir, built
+
+
+class _poll_lines:
+    """Advance a progress bar by the number of lines a subprocess appends to ``path``."""
+
+    def __init__(self, path, bar):
+        self.path, self.bar, self.seen = Path(path), bar, 0
+
+    def _poll(self):
+        while not self.stop.wait(0.5):
+            try:
+                n = self.path.read_text().count("\n")
+            except OSError:
+                continue
+            if n > self.seen:
+                self.bar.advance(n - self.seen)
+                self.seen = n
+
+    def __enter__(self):
+        import threading
+
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 class _lock:
@@ -149,22 +197,29 @@ def _build_locked(runner, rtl, bdir, stamp, manifest, sim, waves, t0):
     return 0.0
 
 
-def run_job(params, job, sim="verilator", waves=False, cache=None, waves_dir=None):
+def run_job(params, job, sim="verilator", waves=False, cache=None, waves_dir=None, rtl=None, what=None):
     """Run one job dict through cocotb; returns the bench's result dict (plus ``build_s``)."""
-    runner, bdir, built = build(params, sim, waves, cache)
+    from rootshift.sw.progress import task
+
+    runner, bdir, built = build(params, sim, waves, cache, rtl)
     with tempfile.TemporaryDirectory() as tmp:
-        job = dict(job, result=str(Path(tmp) / "result.pkl"))
+        # the bench appends one line per finished image to ``progress`` (a bar here, nothing in the log)
+        prog_file = Path(tmp) / "progress"
+        job = dict(job, result=str(Path(tmp) / "result.pkl"), progress=str(prog_file))
         jf = Path(tmp) / "job.pkl"
         jf.write_bytes(pickle.dumps(job))
         test_dir = Path(tmp) / "run"
         test_dir.mkdir()
         t0 = time.perf_counter()
         log = Path(tmp) / "sim.log"
-        runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="rootshift.sim.cocotb_bench", build_dir=bdir, test_dir=test_dir,
-                    log_file=log,
-                    # assertion rewriting of every imported module costs seconds; only the bench needs it
-                    extra_env={"ROOTSHIFT_JOB": str(jf), "COCOTB_REWRITE_ASSERTION_FILES": "cocotb_bench.py"}, waves=waves,
-                    results_xml=str(Path(tmp) / "results.xml"), timescale=("1ns", "1ps") if sim == "icarus" else None)
+        n_images = len(job["pixels"]) if "pixels" in job else None
+        with task(what or f"co-simulating on {sim}", total=n_images) as bar, _poll_lines(prog_file, bar):
+            runner.test(hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_module="rootshift.sim.cocotb_bench",
+                        build_dir=bdir, test_dir=test_dir, log_file=log,
+                        # assertion rewriting of every imported module costs seconds; only the bench needs it
+                        extra_env={"ROOTSHIFT_JOB": str(jf), "COCOTB_REWRITE_ASSERTION_FILES": "cocotb_bench.py"},
+                        waves=waves, results_xml=str(Path(tmp) / "results.xml"),
+                        timescale=("1ns", "1ps") if sim == "icarus" else None)
         from cocotb_tools.check_results import get_results
 
         _, failed = get_results(Path(tmp) / "results.xml")
@@ -202,19 +257,60 @@ def compare_layers(im, pixels, record, params):
     return None, compared
 
 
-def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_dir=None, cache=None, data=None):
-    """Run ``images`` test images of an ``.rsq`` model on the RTL and compare with the golden model."""
+def rtl_params(rtl, im, rows, cols):
+    """The ArrayParams of what ``rootshift generate`` wrote into ``rtl``, checked against the model.
+
+    Rows and columns come from the manifest; every other parameter must equal what the model needs
+    (``max_k`` may be larger). A mismatch is refused with the differing parameters named.
+    """
+    rtl = Path(rtl)
+    man_path = rtl / "manifest.json"
+    if not man_path.is_file():
+        raise ConfigError(f"--rtl {rtl}: no manifest.json (write one with `rootshift generate --out {rtl}`)")
+    try:
+        man = json.loads(man_path.read_text())
+        verilog = rtl / man["verilog"]
+        got = {k: man[k] for k in ("wbits", "abits", "base", "pe", "rows", "cols", "max_k", "max_shift")}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--rtl {rtl}: manifest.json is not a rootshift manifest ({e})") from e
+    if not verilog.is_file():
+        raise ConfigError(f"--rtl {rtl}: the manifest names {verilog.name}, which is missing")
+    need = asdict(hardware_for(im, got["rows"], got["cols"]))
+    diff = [f"{k} (RTL {got[k]!r}, model needs {need[k]!r})" for k in ("pe", "base", "wbits", "abits", "max_shift")
+            if got[k] != need[k]]
+    if got["max_k"] < need["max_k"]:
+        diff.append(f"max_k (RTL {got['max_k']}, model needs at least {need['max_k']})")
+    if diff:
+        raise ConfigError(f"--rtl {rtl} was generated for other parameters than the model needs: {'; '.join(diff)}")
+    return ArrayParams(**got)
+
+
+def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_dir=None, cache=None, data=None,
+                rtl=None):
+    """Run ``images`` test images of an ``.rsq`` model on the RTL and compare with the golden model.
+
+    Everything that can be checked is checked before the (minutes-long) simulator build: the
+    simulator, the image count, the RTL's manifest and the dataset's shape against the model.
+    """
     from rootshift.sw.data import load_dataset
 
+    if sim not in SIMULATORS:
+        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if not simulator_available(sim):
+        raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ConfigError(f"--images must be a positive integer, not {images!r}")
     im = rsq.load(model_path)
-    params = hardware_for(im, rows, cols)
+    params = rtl_params(rtl, im, rows, cols) if rtl is not None else hardware_for(im, rows, cols)
     data = data or im.meta.get("train_config", {}).get("data", "digits")
-    ds = load_dataset(data, (im.meta.get("input_shape") or [0, 0, 224])[2])
-    if images < 1:
-        raise ConfigError("--images must be at least 1")
+    shape = im.meta.get("input_shape")
+    ds = load_dataset(data, (shape or [0, 0, 224])[2])
     pixels = ds.test.batch(range(min(images, len(ds.test))))[0].numpy()
+    if shape and list(pixels.shape[1:]) != list(shape):
+        raise ConfigError(f"dataset {data} has {list(pixels.shape[1:])} inputs but the model was exported for {shape}")
     res = run_job(params, {"kind": "model", "model": str(Path(model_path).resolve()), "params": asdict(params),
-                           "pixels": pixels}, sim, waves=False, cache=cache)
+                           "pixels": pixels}, sim, waves=False, cache=cache, rtl=rtl,
+                  what=f"co-simulating {len(pixels)} image(s) on {sim}")
     record = res["record"]
     mismatch, compared = compare_layers(im, pixels, record, params)
     ref = golden.run(im, pixels)

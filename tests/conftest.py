@@ -23,6 +23,12 @@ def cli():
     return rootshift_cmd()
 
 
+@pytest.fixture(scope="session")
+def cli_cmd():
+    """The same as ``cli``, for modules that import :mod:`rootshift.sim.cli` under that name."""
+    return rootshift_cmd()
+
+
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 

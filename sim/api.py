@@ -1,0 +1,128 @@
+"""The public Python API: one function per ``rootshift`` command, each returning exactly the data that
+the command prints under ``--json``. The CLI (:mod:`rootshift.sim.cli`) is a thin layer over these.
+
+    from rootshift.sim import api as rs
+
+    metrics = rs.train(data="digits", wq="post", aq="asq", wbits=4, abits=4, epochs=15, out="runs/x")
+    info = rs.export("runs/x", out="runs/x/model.rsq")
+    ev = rs.evaluate("runs/x/model.rsq")
+    rep = rs.cosim("runs/x/model.rsq", images=4)
+    page = rs.report("runs/x")
+
+Functions that take a model accept a path to an ``.rsq`` file. Every failure raises
+:class:`rootshift.sw.errors.RootshiftError` (or a subclass) with a message that names the problem.
+"""
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from rootshift.sw.errors import ConfigError
+
+__all__ = ["train", "export", "inspect", "evaluate", "generate", "cosim", "flow", "report"]
+
+
+def _load(model):
+    from rootshift.sw import rsq
+
+    return rsq.load(model)
+
+
+def train(progress=True, **config):
+    """Quantization-aware training into ``config['out']``; the metrics (without the per-epoch history).
+
+    ``config`` takes the fields of :class:`rootshift.sw.train.TrainConfig`; an unknown one is refused.
+    """
+    from rootshift.sw.train import TrainConfig, train as _train
+
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    m = _train(TrainConfig(**config), progress=progress)
+    return None if m is None else {k: v for k, v in m.items() if k != "history"}
+
+
+def export(run, out, mode="dual"):
+    """Export a trained run (directory or ``checkpoint.pt``) to an ``.rsq`` integer model."""
+    from rootshift.sw import rsq
+    from rootshift.sw.evaluate import inspect_layers
+    from rootshift.sw.export import export_checkpoint
+    from rootshift.sw.train import load_checkpoint
+
+    im = export_checkpoint(load_checkpoint(run), mode)
+    rsq.save(im, out)
+    ref = im.meta.get("float_reference", {})
+    errs = im.meta.get("adapter_beta_error", {})
+    modes = sorted({r["product_mode"] for r in inspect_layers(im)})
+    return {"out": str(out), "layers": len(im.layers()), "mode": modes[0] if len(modes) == 1 else modes,
+            "float_test_acc": ref.get("test_acc"), "adapter_beta_max_rel_err": max(errs.values(), default=None),
+            "bytes": Path(out).stat().st_size}
+
+
+def inspect(model):
+    """Per layer: scheme, base, bits, product mode, accumulator width, codes used."""
+    from rootshift.sw.evaluate import inspect_layers
+
+    return inspect_layers(_load(model))
+
+
+def evaluate(model, data=None, images=None, dump=None, dump_images=None):
+    """The golden integer model on a test split; accuracy and top-1 agreement with the float model."""
+    from rootshift.sw.evaluate import evaluate as _evaluate
+
+    return _evaluate(_load(model), data, images, dump, dump_images)
+
+
+GENERATE_DEFAULTS = {"wbits": 4, "abits": 8, "base": "sqrt2", "pe": "dual", "max_k": 1152, "max_shift": 7}
+
+
+def generate(out, model=None, rows=8, cols=8, **params):
+    """Write the Verilog of a PE-array accelerator and its ``manifest.json`` into ``out``.
+
+    With ``model`` (an ``.rsq`` file) the array is the smallest that runs it (bits, base, PE mode,
+    ``max_k``, exponent window); otherwise ``params`` (wbits, abits, base, pe, max_k, max_shift) default to
+    :data:`GENERATE_DEFAULTS`.
+    """
+    from rootshift.hw.generate import generate as _generate
+    from rootshift.hw.params import ArrayParams
+
+    given = {k: v for k, v in params.items() if v is not None}
+    unknown = sorted(set(given) - set(GENERATE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown array parameter(s) {', '.join(unknown)}; known: {', '.join(GENERATE_DEFAULTS)}")
+    if model is not None:
+        if given:
+            raise ConfigError(f"--model derives the array from the model; do not also give {', '.join('--' + k.replace('_', '-') for k in given)}")
+        from rootshift.sim.driver import hardware_for
+
+        p = hardware_for(_load(model), rows, cols)
+    else:
+        p = ArrayParams(rows=rows, cols=cols, **(GENERATE_DEFAULTS | given))
+    man = _generate(p, out)
+    return {"out": str(out), "top": man["top"], "verilog": str(Path(out) / man["verilog"]),
+            "acc_bits": man["acc_bits"], "data_bits": man["data_bits"], "params": asdict(p)}
+
+
+def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None):
+    """Co-simulate test images of an ``.rsq`` model on the RTL and compare every value with the golden model.
+
+    ``rtl`` co-simulates what :func:`generate` wrote there (refused if its manifest does not match the
+    model); otherwise the RTL is generated into the cache (:func:`rootshift.sim.cosim.cache_dir`).
+    """
+    from rootshift.sim.cosim import cosim_model
+
+    return cosim_model(model, sim, images, rows, cols, waves, cache=cache, data=data, rtl=rtl)
+
+
+def flow(**options):
+    """The main job end to end (train, export, eval, generate, cosim); the summary dict."""
+    from rootshift.sim.flow import run_flow
+
+    return run_flow(**options)
+
+
+def report(run_dir, out=None):
+    """A self-contained HTML report of a run directory; ``{"out": path, "sections": [...]}``."""
+    from rootshift.sim.report import write_report
+
+    return write_report(run_dir, out)

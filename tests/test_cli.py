@@ -1,0 +1,137 @@
+"""The command line as people meet it: help with defaults and choices, --version, formatted output,
+exit codes that tell a bug from bad input, and --json equal to the Python API."""
+
+import json
+import subprocess
+
+import pytest
+
+from rootshift.sim import cli
+from rootshift.sw.errors import ConfigError
+
+
+def _subparsers(parser):
+    import argparse
+
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = cli.build_parser()
+    for name, sub in _subparsers(parser).items():
+        fmt = cli._Formatter(name)
+        for act in sub._actions:
+            if not act.option_strings or act.dest == "help":
+                continue
+            assert act.help, f"{name} {act.option_strings} has no help"
+            if act.default is not None and not isinstance(act.default, bool):
+                assert "default" in fmt._get_help_string(act), f"{name} {act.option_strings} hides its default"
+        assert any("--json" in a.option_strings for a in sub._actions), f"{name} has no --json"
+
+
+@pytest.mark.parametrize("cmd,option,values", [
+    ("train", "--wq", {"post", "pot", "apot", "lsq", "shift", "fp"}),
+    ("train", "--aq", {"asq", "lsq", "shift", "fp"}),
+    ("train", "--model", {"resnet8", "resnet20", "resnet18", "resnet34"}),
+    ("generate", "--pe", {"dual", "lut", "shift", "mult"}),
+    ("cosim", "--sim", {"verilator", "icarus"}),
+    ("flow", "--sim", {"verilator", "icarus"}),
+])
+def test_choices(cmd, option, values):
+    sub = _subparsers(cli.build_parser())[cmd]
+    (act,) = [a for a in sub._actions if option in a.option_strings]
+    assert set(act.choices) == values
+
+
+def test_bad_choice_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--wq", "ternary"])
+    assert e.value.code == 2
+    assert "invalid choice: 'ternary'" in capsys.readouterr().err
+
+
+def test_version(cli_cmd):
+    r = subprocess.run([*cli_cmd, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("rootshift ")
+
+
+def test_numbers_for_people():
+    assert cli._fmt(0.9777777777777777, "test_acc") == "97.78 %"
+    assert cli._fmt(0.216, "utilization") == "21.60 %"
+    assert cli._fmt(3.14159265, "wall_s") == "3.142"
+    assert cli._fmt(123456, "compared_values") == "123,456"
+    assert cli._fmt(None) == "-"
+
+
+def test_table_is_aligned_for_long_names(capsys):
+    rows = [{"name": "stages.2.0.shortcut.0", "kind": "conv", "k": 32}, {"name": "fc", "kind": "linear", "k": 64}]
+    cli.print_table(rows, ["name", "kind", "k"])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "conv" in ln or "linear" in ln]
+    assert len(lines) == 2
+    assert "stages.2.0.shortcut.0" in lines[0]  # never truncated
+    assert lines[0].index("conv") == lines[1].index("linear")  # columns line up
+
+
+def _fail_with(exc):
+    def run(_a):
+        raise exc
+
+    return run
+
+
+@pytest.mark.parametrize("exc,code,text", [
+    (ConfigError("--rows must be a positive integer, not 0"), 2, "error: --rows must be"),
+    (PermissionError(13, "Permission denied", "/ro/model.rsq"), 2, "/ro/model.rsq: Permission denied"),
+    (OSError(28, "No space left on device"), 2, "No space left on device"),
+    (ZeroDivisionError("division by zero"), 7, "internal error: ZeroDivisionError"),
+])
+def test_exit_codes(monkeypatch, capsys, exc, code, text):
+    monkeypatch.setattr(cli, "cmd_inspect", _fail_with(exc))
+    monkeypatch.setattr(cli, "build_parser", _patched_parser(cli.build_parser, "inspect", cli.cmd_inspect))
+    assert cli.main(["inspect", "x.rsq"]) == code
+    err = capsys.readouterr().err
+    assert text in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+    if code == 7:
+        path = err.split("traceback is in ")[1].strip()
+        assert "ZeroDivisionError" in open(path).read()
+
+
+def _patched_parser(build, name, func):
+    def patched():
+        p = build()
+        _subparsers(p)[name].set_defaults(func=func)
+        return p
+
+    return patched
+
+
+def test_override_must_be_json(capsys):
+    assert cli.main(["train", "--override", "{fc: 4}", "--out", "/nonexistent/never"]) == 2
+    assert "--override is not valid JSON" in capsys.readouterr().err
+
+
+def test_json_equals_the_api(exported, cli_cmd):
+    from rootshift.sim import api
+
+    for args, expected in ((["inspect", str(exported), "--json"], api.inspect(exported)),
+                           (["eval", str(exported), "--images", "20", "--json"], api.evaluate(exported, images=20))):
+        r = subprocess.run([*cli_cmd, *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == json.loads(json.dumps(expected))
+        assert r.stderr == ""  # no progress under --json
+
+
+def test_generate_from_a_model_and_conflicts(exported, tmp_path):
+    from rootshift.sim import api
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sw import rsq
+
+    d = api.generate(tmp_path / "rtl", model=exported, rows=2, cols=2)
+    from dataclasses import asdict
+
+    assert d["params"] == asdict(hardware_for(rsq.load(exported), 2, 2))
+    with pytest.raises(ConfigError, match="do not also give --wbits"):
+        api.generate(tmp_path / "rtl2", model=exported, wbits=3)
