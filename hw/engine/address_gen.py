@@ -1,0 +1,143 @@
+"""AddressGenerator: im2col by address generation for one conv/linear layer (no host, no im2col copy)."""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .desc import ConvDesc
+
+
+class AddressGenerator(wiring.Component):
+    """Visits a layer tile by tile (``tile_p`` outer, ``tile_c`` inner, then k over ``(i, j, g, lane)``)
+    and gives, every issue cycle, each array row's input word address, whether the row's operand is real
+    (inside the image, a real channel, a real output position) and the lane to take from the word.
+    After each tile's last k-slice it inserts ``desc.gap`` bubble cycles (``desc.tile_gap``): the PEs'
+    ``clear`` for the next tile must not coincide with the last term's accumulation (``PE_LATENCY = 2``),
+    and the shadow registers' drain must end before the next capture.
+
+    Every update is an adder and a compare (docs/engine.md): per row the corner offset ``ab`` of its
+    receptive field, and one shared offset ``off`` of the k-slice inside it.
+
+    Members
+    -------
+    desc : In(ConvDesc)          -- the layer's descriptor fields (``desc.conv_fields``); held while busy
+    start : In(1)                -- begin the layer (ignored while busy)
+    busy : Out(1)
+    valid : Out(1)               -- a k-slice is issued this cycle
+    addr : Out(ArrayLayout(signed(32), rows)) -- word address per row, relative to the input tensor
+    ok : Out(rows)               -- the row's operand is real (else the array gets code 0)
+    live : Out(rows)             -- the row's output position exists (its result is written)
+    lane : Out(range(lanes))     -- the lane of the word that holds this k-slice's channel
+    waddr : Out(32)              -- weight-image word, relative to the layer's first
+    first, last : Out(1)         -- first / last k-slice of a tile
+    tile_p, tile_c : Out(16)
+    pos0 : Out(24)               -- output position of row 0 of this tile
+    done : Out(1)                -- one cycle, after the last tile's bubble
+    """
+
+    def __init__(self, rows, lanes):
+        for name, v in (("rows", rows), ("lanes", lanes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TypeError(f"{name} must be a positive integer, not {v!r}")
+        self.rows, self.lanes = rows, lanes
+        super().__init__({
+            "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "valid": Out(1),
+            "addr": Out(data.ArrayLayout(signed(32), rows)), "ok": Out(rows), "live": Out(rows),
+            "lane": Out(range(max(2, lanes))), "waddr": Out(32), "first": Out(1), "last": Out(1),
+            "tile_p": Out(16), "tile_c": Out(16), "pos0": Out(24), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        d, R = self.desc, self.rows
+        ox = [Signal(16, name=f"ox{r}") for r in range(R)]
+        by = [Signal(signed(24), name=f"by{r}") for r in range(R)]
+        bx = [Signal(signed(24), name=f"bx{r}") for r in range(R)]
+        ab = [Signal(signed(32), name=f"ab{r}") for r in range(R)]
+        pos = [Signal(24, name=f"pos{r}") for r in range(R)]
+        i, j, g = Signal(16), Signal(16), Signal(16)
+        lane, cpos = Signal(range(max(2, self.lanes))), Signal(17)
+        off, waddr = Signal(signed(32)), Signal(32)
+        tp, tc, setup, bubble = Signal(16), Signal(16), Signal(range(R + 1)), Signal(16)
+        first = Signal()
+
+        last = (lane == self.lanes - 1) & (g == d.groups - 1) & (j == d.kw - 1) & (i == d.kh - 1)
+        m.d.comb += [self.lane.eq(lane), self.waddr.eq(waddr), self.first.eq(first), self.last.eq(last),
+                     self.tile_p.eq(tp), self.tile_c.eq(tc), self.pos0.eq(pos[0])]
+        for r in range(R):
+            y, x = by[r] + i, bx[r] + j
+            m.d.comb += [self.addr[r].eq(ab[r] + off),
+                         self.live[r].eq(pos[r] < d.npos),
+                         self.ok[r].eq((y >= 0) & (y < d.h) & (x >= 0) & (x < d.w) & (cpos < d.cin) &
+                                       (pos[r] < d.npos))]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    for r in range(R):
+                        m.d.sync += [ox[r].eq(0), by[r].eq(-d.pad), bx[r].eq(-d.pad), ab[r].eq(d.ab0), pos[r].eq(0)]
+                    m.d.sync += [i.eq(0), j.eq(0), g.eq(0), lane.eq(0), cpos.eq(0), off.eq(0), waddr.eq(0),
+                                 tp.eq(0), tc.eq(0), setup.eq(1), first.eq(1)]
+                    m.next = "SETUP" if R > 1 else "RUN"
+            if R > 1:
+                with m.State("SETUP"):
+                    # rows r >= setup advance one position: after rows-1 cycles row r sits at position r
+                    m.d.comb += self.busy.eq(1)
+                    for r in range(1, R):
+                        with m.If(setup <= r):
+                            self._advance_one(m, d, r, ox, by, bx, ab, pos)
+                    m.d.sync += setup.eq(setup + 1)
+                    with m.If(setup == R - 1):
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.valid.eq(1)]
+                m.d.sync += [waddr.eq(waddr + 1), first.eq(0), lane.eq(lane + 1), cpos.eq(cpos + 1)]
+                with m.If(lane == self.lanes - 1):
+                    m.d.sync += [lane.eq(0), off.eq(off + 1), g.eq(g + 1)]
+                    with m.If(g == d.groups - 1):
+                        m.d.sync += [g.eq(0), cpos.eq(0), j.eq(j + 1)]
+                        with m.If(j == d.kw - 1):
+                            m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1)]
+                            with m.If(i == d.kh - 1):
+                                m.d.sync += [i.eq(0), off.eq(0), bubble.eq(1)]
+                                m.next = "BUBBLE"
+            with m.State("BUBBLE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [first.eq(1), bubble.eq(bubble + 1)]
+                with m.If(bubble < d.gap):
+                    pass
+                with m.Elif(tc == d.tiles_c - 1):
+                    m.d.sync += [tc.eq(0), tp.eq(tp + 1), waddr.eq(0)]
+                    for r in range(R):
+                        self._advance_rows(m, d, r, ox, by, bx, ab, pos)
+                    with m.If(tp == d.tiles_p - 1):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "RUN"
+                with m.Else():
+                    m.d.sync += tc.eq(tc + 1)
+                    m.next = "RUN"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return m
+
+    def _advance_one(self, m, d, r, ox, by, bx, ab, pos):
+        """Row r moves to the next output position (used once per layer, in SETUP)."""
+        m.d.sync += pos[r].eq(pos[r] + 1)
+        with m.If(ox[r] + 1 == d.wo):
+            m.d.sync += [ox[r].eq(0), by[r].eq(by[r] + d.stride), bx[r].eq(-d.pad), ab[r].eq(ab[r] + d.ab_wrap1)]
+        with m.Else():
+            m.d.sync += [ox[r].eq(ox[r] + 1), bx[r].eq(bx[r] + d.stride), ab[r].eq(ab[r] + d.sg)]
+
+    def _advance_rows(self, m, d, r, ox, by, bx, ab, pos):
+        """Row r moves ``rows`` positions on (``rows = adv_y * wo + adv_x``), at most one extra line wrap."""
+        ox2 = Signal(17, name=f"ox2_{r}")
+        m.d.comb += ox2.eq(ox[r] + d.adv_x)
+        m.d.sync += pos[r].eq(pos[r] + self.rows)
+        with m.If(ox2 >= d.wo):
+            m.d.sync += [ox[r].eq(ox2 - d.wo), by[r].eq(by[r] + d.adv_by + d.stride),
+                         bx[r].eq(bx[r] + d.adv_bx - d.wo_s), ab[r].eq(ab[r] + d.ab_adv + d.ab_wrap)]
+        with m.Else():
+            m.d.sync += [ox[r].eq(ox2), by[r].eq(by[r] + d.adv_by), bx[r].eq(bx[r] + d.adv_bx),
+                         ab[r].eq(ab[r] + d.ab_adv)]

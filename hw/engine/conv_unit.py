@@ -1,0 +1,142 @@
+"""ConvUnit: runs one conv/linear layer from on-chip memories: address generation, the PE array with
+shadow accumulators, one requantizer per column, fine words written back. No host involvement."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..params import BIAS_BITS, M_BITS, OUT_BITS, ArrayParams
+from .. import requantizer as _rq
+from ..requantizer import Requantizer
+from .address_gen import AddressGenerator
+from .desc import ConvDesc
+from .shadow_array import ShadowArray
+
+ADDR_BITS = 16
+
+
+def hw_bias(bias, shift):
+    """The bias word the requantizer takes for the contract's ``B`` (already ``<< d``) and shift ``S``:
+    ``B + 2^(S-1)`` where the requantizer folds the rounding half into the bias
+    (``hw.requantizer.fold_rounding``), else ``B``. Raises ValueError if it leaves 64 bits."""
+    fold = getattr(_rq, "fold_rounding", None)
+    return fold(bias, shift) if fold else int(bias)
+
+
+def const_word_bits(params: ArrayParams):
+    """One requantization-constant word: per column ``M0 (32), [M1 (32)], B (64)``."""
+    return params.cols * (params.n_acc * M_BITS + BIAS_BITS)
+
+
+class ConvUnit(wiring.Component):
+    """One layer, start to done. Pipeline (docs/engine.md, "Sequencer"): the address generator issues a
+    k-slice per cycle; the code banks (one per array row) and the weight memory answer a cycle later; the
+    lane is selected and the slice enters the :class:`ShadowArray`; ``PE_LATENCY`` cycles after a tile's
+    last slice the accumulators are captured, and the next ``rows`` cycles drain shadow row after shadow
+    row through ``cols`` :class:`~rootshift.hw.requantizer.Requantizer` s into one fine word each
+    (position ``p``, column tile ``tc`` -> word ``out_addr + p * tiles_c + tc``), while the next tile
+    computes.
+
+    Members
+    -------
+    desc : In(ConvDesc)              -- held while busy
+    start : In(1); busy, done : Out(1)
+    code_addr : Out(ArrayLayout(unsigned(16), rows)); code_data : In(ArrayLayout(unsigned(cols*abits), rows))
+    wgt_addr : Out(24); wgt_data : In(cols * wbits)
+    const_addr : Out(16); const_data : In(cols * (n_acc*32 + 64))  -- per column M0, [M1], B
+    out_addr : Out(16); out_data : Out(cols * 32); out_en : Out(1)
+    busy_cycles : Out(32)            -- cycles since start (the layer's cycle counter)
+    """
+
+    def __init__(self, params: ArrayParams):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be ArrayParams, not {params!r}")
+        self.p = params
+        super().__init__({
+            "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "done": Out(1),
+            "code_addr": Out(data.ArrayLayout(unsigned(ADDR_BITS), params.rows)),
+            "code_data": In(data.ArrayLayout(unsigned(params.cols * params.abits), params.rows)),
+            "wgt_addr": Out(24), "wgt_data": In(params.cols * params.wbits),
+            "const_addr": Out(ADDR_BITS), "const_data": In(const_word_bits(params)),
+            "out_addr": Out(ADDR_BITS), "out_data": Out(params.cols * OUT_BITS), "out_en": Out(1),
+            "busy_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, d = self.p, self.desc
+        m.submodules.ag = ag = AddressGenerator(p.rows, p.cols)
+        m.submodules.array = arr = ShadowArray(p)
+        m.d.comb += [ag.desc.eq(d), ag.start.eq(self.start)]
+        self._fetch(m, ag, arr)
+        self._drain(m, ag, arr)
+        return m
+
+    def _fetch(self, m, ag, arr):
+        """Issue (cycle t) -> memory answer and lane select (t + 1) -> the array."""
+        p, d = self.p, self.desc
+        for r in range(p.rows):
+            m.d.comb += self.code_addr[r].eq(d.in_addr + ag.addr[r])
+        m.d.comb += self.wgt_addr.eq(d.w_addr + ag.waddr)
+        ok_d, lane_d = Signal(p.rows), Signal.like(ag.lane)
+        valid_d, first_d = Signal(), Signal()
+        m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid), first_d.eq(ag.valid & ag.first)]
+        a = []
+        for r in range(p.rows):
+            lanes = Array(self.code_data[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
+            a.append(lanes[lane_d] & ok_d[r].replicate(p.abits))
+        m.d.comb += [arr.a.eq(Cat(*a)), arr.w.eq(self.wgt_data), arr.valid.eq(valid_d), arr.clear.eq(first_d)]
+
+    def _drain(self, m, ag, arr):
+        """Capture two cycles after a tile's last slice reached the array; then ``rows`` drain cycles."""
+        p, d = self.p, self.desc
+        # the tile being computed: its output base, column tile and live rows, kept until its capture
+        ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
+        pend_addr, pend_tc, pend_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
+        last_pipe = [Signal(name=f"last_{i}") for i in range(3)]   # issue -> presented -> +1 -> capture
+        m.d.sync += [last_pipe[0].eq(ag.valid & ag.last), last_pipe[1].eq(last_pipe[0]), last_pipe[2].eq(last_pipe[1])]
+        capture = last_pipe[2]
+        with m.If(self.start):
+            m.d.sync += ob.eq(d.out_addr)
+        with m.If(ag.valid & ag.last):
+            m.d.sync += [pend_addr.eq(ob + ag.tile_c), pend_tc.eq(ag.tile_c), pend_live.eq(ag.live)]
+            with m.If(ag.tile_c == d.tiles_c - 1):
+                m.d.sync += ob.eq(ob + d.out_tile)
+        # drain: rows cycles after the capture, one shadow row per cycle into the requantizers
+        dr_addr, dr_tc, dr_live, dr_n = Signal(ADDR_BITS), Signal(16), Signal(p.rows), Signal(range(p.rows + 1))
+        m.d.comb += [arr.capture.eq(capture), arr.shift.eq(dr_n != 0),
+                     self.const_addr.eq(d.c_addr + Mux(capture, pend_tc, dr_tc))]
+        with m.If(capture):
+            m.d.sync += [dr_addr.eq(pend_addr), dr_tc.eq(pend_tc), dr_live.eq(pend_live), dr_n.eq(p.rows)]
+        with m.Elif(dr_n != 0):
+            m.d.sync += [dr_addr.eq(dr_addr + d.tiles_c), dr_live.eq(dr_live >> 1), dr_n.eq(dr_n - 1)]
+        cw = p.n_acc * M_BITS + BIAS_BITS
+        ys = []
+        for c in range(p.cols):
+            m.submodules[f"rq_{c}"] = rq = Requantizer(p.acc_bits, p.n_acc)
+            word = self.const_data[c * cw:(c + 1) * cw]
+            m.d.comb += [rq.acc0.eq(arr.out0[c]), rq.m0.eq(word[0:M_BITS].as_signed()),
+                         rq.bias.eq(word[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(d.shift), rq.relu.eq(d.relu),
+                         rq.i_valid.eq((dr_n != 0) & dr_live[0])]
+            if p.n_acc == 2:
+                m.d.comb += [rq.acc1.eq(arr.out1[c]), rq.m1.eq(word[M_BITS:2 * M_BITS].as_signed())]
+            ys.append(rq.y)
+        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.LATENCY)]
+        m.d.sync += addr_pipe[0].eq(dr_addr)
+        for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
+            m.d.sync += a1.eq(a0)
+        m.d.comb += [self.out_addr.eq(addr_pipe[-1]), self.out_data.eq(Cat(*ys)), self.out_en.eq(m.submodules["rq_0"].o_valid)]
+        # done: the generator finished, and the last capture, drain and requantizer pipeline are through
+        flush = 3 + p.rows + Requantizer.LATENCY + 1
+        count = Signal(range(flush + 1))
+        running, cycles = Signal(), Signal(32)
+        m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]
+        with m.If(self.start & ~running):
+            m.d.sync += [running.eq(1), cycles.eq(0), count.eq(0)]
+        with m.Elif(running):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(ag.done | (count != 0)):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == flush):
+                    m.d.sync += [running.eq(0), count.eq(0)]
+                    m.d.comb += self.done.eq(1)

@@ -1,0 +1,90 @@
+"""The analytical cycle model of the engine (docs/engine.md, "Cycle model").
+
+It describes the engine as designed: one k-slice per cycle into the array, operand memories double
+buffered (the next tile's operands are fetched while this one computes), shadow accumulators drained
+column-serially (``rows`` cycles per tile, through one requantizer per column) while the next tile
+computes, and a vector unit of ``cols`` lanes for the element-wise steps. Every number below is a
+named constant so the RTL's cycle counters can be checked against it step by step.
+"""
+
+from ..pe import PE_LATENCY
+from ..requantizer import Requantizer
+from .desc import tile_gap
+
+DESC_CYCLES = 4      # fetch and decode one step descriptor
+READ_LATENCY = 1     # synchronous memory read
+WRITE_LATENCY = 1
+QUANT_LATENCY = 4    # vector unit: multiply, add half, shift, clamp
+DIV_CYCLES = 64      # the shared restoring divider: one quotient bit per cycle (R = rdiv(K_s, beta))
+ADAPTER_LATENCY = 6
+UNIT_TAIL = 2        # the ConvUnit's done handshake beyond the pipeline (measured in tests/test_engine_conv.py)  # multiplier, accumulator, rounding shift, ReLU/floor, register
+
+
+def _pow2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+def conv_unit_cycles(step, rows):
+    """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
+    placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
+    last tile's capture, drain and requantizer pipeline."""
+    tiles = step["tiles_p"] * step["tiles_c"]
+    tail = READ_LATENCY + PE_LATENCY + rows + Requantizer.LATENCY + UNIT_TAIL
+    return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], rows)) + tail
+
+
+def step_cycles(step, tensors, params):
+    """``{"cycles", "macs"}`` of one step for one image."""
+    a = params.array
+    kind = step["kind"]
+    if kind == "input":
+        return {"cycles": tensors[step["out"]]["words"], "macs": 0}
+    if kind in ("conv", "linear"):
+        setup = a.n_acc * step["cout"] if step["beta_slot"] >= 0 else 0   # per-sample M = M_base * beta
+        macs = step["ho"] * step["wo"] * step["cout"] * step["k"]
+        return {"cycles": DESC_CYCLES + setup + conv_unit_cycles(step, a.rows), "macs": macs}
+    src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
+    words = src["words"]
+    if kind == "quant":
+        cyc = DESC_CYCLES + words + QUANT_LATENCY + DIV_CYCLES
+        ad = step["adapter"]
+        if ad:
+            c = src["shape"][0]
+            cyc += words + READ_LATENCY                                   # GAP pass
+            cyc += 0 if _pow2(ad["gap_n"]) else c * DIV_CYCLES
+            if ad["hidden"]:
+                cyc += ad["hidden"] * -(-c // params.lanes) + ADAPTER_LATENCY
+                cyc += -(-ad["hidden"] // params.lanes) + ADAPTER_LATENCY
+            else:
+                cyc += -(-c // params.lanes) + ADAPTER_LATENCY
+        return {"cycles": cyc, "macs": 0}
+    if kind == "add_relu":
+        return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY, "macs": 0}
+    if kind == "maxpool":
+        out = tensors[step["out"]]["words"]
+        return {"cycles": DESC_CYCLES + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0}
+    if kind == "avgpool":
+        div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES
+        return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY + div, "macs": 0}
+    raise ValueError(f"unknown step kind {kind!r}")
+
+
+def cycle_report(program):
+    """Per-step cycles and utilization, and the totals for one image (the input load counted apart)."""
+    a = program.params.array
+    pes = a.rows * a.cols
+    layers, total, macs, io = [], 0, 0, 0
+    for s in program.steps:
+        c = step_cycles(s, program.tensors, program.params)
+        row = {"name": s["name"], "kind": s["kind"], "cycles": c["cycles"], "macs": c["macs"]}
+        if s["kind"] in ("conv", "linear"):
+            row.update(k=s["k"], k_eff=s["k_eff"], tiles=s["tiles_p"] * s["tiles_c"],
+                       utilization=round(c["macs"] / (pes * c["cycles"]), 4))
+        if s["kind"] == "input":
+            io += c["cycles"]
+        else:
+            total += c["cycles"]
+        macs += c["macs"]
+        layers.append(row)
+    return {"cycles_per_image": total, "input_cycles": io, "macs_per_image": macs,
+            "utilization": round(macs / (pes * total), 4) if total else 0.0, "layers": layers}

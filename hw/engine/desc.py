@@ -1,0 +1,53 @@
+"""The conv/linear descriptor as the engine's sequencer sees it: the derived fields that let the address
+generator run on adders and compares only (docs/engine.md, "im2col by address generation").
+
+Positions are visited tile by tile (``rows`` consecutive output positions per tile, row-major over
+``(oy, ox)``); inside a tile k runs over ``(i, j, g, lane)``. For a row at output ``(oy, ox)`` the input
+word of k-slice ``(i, j, g)`` is ``in_addr + ab + off`` with ``ab = ((oy*s - pad) * W + ox*s - pad) * G``
+(per row, updated when the tile moves) and ``off = (i*W + j) * G + g`` (shared by every row).
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+# (field, bits, signed); 16-bit unsigned sizes, signed word offsets (padding makes them negative)
+FIELDS = [
+    ("h", 16, False), ("w", 16, False), ("cin", 16, False), ("groups", 16, False),
+    ("kh", 16, False), ("kw", 16, False), ("stride", 16, False), ("pad", 16, False),
+    ("wo", 16, False), ("npos", 24, False), ("tiles_p", 16, False), ("tiles_c", 16, False),
+    ("k_eff", 16, False), ("gap", 16, False), ("adv_x", 16, False),
+    ("adv_by", 24, True), ("adv_bx", 24, True), ("wo_s", 24, True),
+    ("ab_adv", 32, True), ("ab_wrap", 32, True), ("ab_wrap1", 32, True), ("sg", 32, True),
+    ("row_skip", 32, True), ("ab0", 32, True),
+    # where the layer's data sit, and its requantization controls
+    ("in_addr", 16, False), ("out_addr", 16, False), ("w_addr", 24, False), ("c_addr", 16, False),
+    ("out_tile", 24, False), ("shift", 6, False), ("relu", 1, False),
+]
+
+ConvDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in FIELDS})
+
+
+def tile_gap(k_eff, rows):
+    """Bubble cycles after a tile: at least one (the PEs' clear must not meet the last term's
+    accumulation), and enough that the ``rows``-cycle drain of the shadow registers ends before the
+    next capture: ``k_eff + gap >= rows``."""
+    return max(1, rows - k_eff)
+
+
+def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0):
+    """The descriptor fields of a conv/linear step (a dict of ints) for an array of ``rows`` rows;
+    ``in_addr``/``out_addr`` the input code / output fine tensor's first word, ``c_addr`` the layer's
+    first word in the requantization-constant memory (one word per column tile)."""
+    s, pad, w, g, wo = step["stride"], step["pad"], step["w"], step["groups"], step["wo"]
+    adv_y, adv_x = divmod(rows, wo)
+    return {
+        "h": step["h"], "w": w, "cin": step["cin"], "groups": g, "kh": step["kh"], "kw": step["kw"],
+        "stride": s, "pad": pad, "wo": wo, "npos": step["ho"] * wo, "tiles_p": step["tiles_p"],
+        "tiles_c": step["tiles_c"], "k_eff": step["k_eff"], "gap": tile_gap(step["k_eff"], rows), "adv_x": adv_x,
+        "adv_by": adv_y * s, "adv_bx": adv_x * s, "wo_s": wo * s,
+        "ab_adv": (adv_y * s * w + adv_x * s) * g, "ab_wrap": (s * w - wo * s) * g,
+        "ab_wrap1": (s * w - (wo - 1) * s) * g, "sg": s * g, "row_skip": (w - step["kw"]) * g + 1,
+        "ab0": (-pad * w - pad) * g,
+        "in_addr": in_addr, "out_addr": out_addr, "w_addr": step.get("wgt_addr", 0), "c_addr": c_addr,
+        "out_tile": rows * step["tiles_c"], "shift": step.get("shift", 1), "relu": int(step.get("relu", False)),
+    }

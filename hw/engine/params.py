@@ -1,0 +1,66 @@
+"""EngineParams: an :class:`~rootshift.hw.params.ArrayParams` plus the engine's memories and lanes."""
+
+from dataclasses import asdict, dataclass, field
+
+from rootshift.sw.errors import ConfigError
+
+from ..params import ArrayParams
+
+KIB = 1024
+
+
+def _kib(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 1 << 20:
+        raise ConfigError(f"{name} must be an integer number of KiB in 1..{1 << 20}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """The hardware a program is compiled for.
+
+    * ``array``: the PE array (rows = output positions of a tile, cols = output channels of a tile).
+    * Memory capacities, in KiB, that the compiler's plan must fit (defaults: the iCEBreaker's UP5K,
+      128 KiB of SPRAM split between weights and fine activations, EBR for codes and constants):
+      ``weights_kib``, ``fine_kib``, ``codes_kib`` (all ``rows`` bank copies together), ``consts_kib``.
+    * ``lanes``: channels per activation word; fixed to ``array.cols`` (one drained row is one word).
+    """
+
+    array: ArrayParams = field(default_factory=ArrayParams)
+    weights_kib: int = 64
+    fine_kib: int = 64
+    codes_kib: int = 16
+    consts_kib: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.array, ArrayParams):
+            raise ConfigError(f"array must be ArrayParams, not {self.array!r}")
+        for name in ("weights_kib", "fine_kib", "codes_kib", "consts_kib"):
+            _kib(name, getattr(self, name))
+
+    @property
+    def lanes(self):
+        return self.array.cols
+
+    @property
+    def limits(self):
+        """Bytes per buffer (the names of the memory plan)."""
+        return {"weights": self.weights_kib * KIB, "fine": self.fine_kib * KIB,
+                "codes": self.codes_kib * KIB, "consts": self.consts_kib * KIB}
+
+    def to_dict(self):
+        return {"array": asdict(self.array), "weights_kib": self.weights_kib, "fine_kib": self.fine_kib,
+                "codes_kib": self.codes_kib, "consts_kib": self.consts_kib}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(array=ArrayParams(**d["array"]), **{k: v for k, v in d.items() if k != "array"})
+
+    @classmethod
+    def of(cls, params):
+        """Accept an ArrayParams (default memories) or an EngineParams."""
+        if isinstance(params, EngineParams):
+            return params
+        if isinstance(params, ArrayParams):
+            return cls(array=params)
+        raise ConfigError(f"params must be ArrayParams or EngineParams, not {params!r}")
