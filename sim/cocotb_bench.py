@@ -68,6 +68,29 @@ class StreamPort:
         return await self.recv(request.n_out)
 
 
+class _ImageProgress:
+    """Append one line per finished image to ``path``: the parent process draws a progress bar from it."""
+
+    def __init__(self, path, n):
+        self.path, self.n, self.done = path, n, 0
+
+    def _mark(self, upto):
+        if self.path and upto > self.done:
+            with open(self.path, "a") as f:
+                f.write("\n" * (upto - self.done))
+        self.done = max(self.done, upto)
+
+    def wrap(self, transact):
+        async def transact_and_track(req):
+            self._mark(int((req.info or {}).get("image", 0)))  # a request for image n: images < n are done
+            return await transact(req)
+
+        return transact_and_track
+
+    def finish(self):
+        self._mark(self.n)
+
+
 @cocotb.test(timeout_time=2, timeout_unit="sec")  # 200M cycles of simulated time: a hang fails, never blocks
 async def run_job(dut):
     with open(os.environ["ROOTSHIFT_JOB"], "rb") as f:
@@ -97,7 +120,9 @@ async def run_job(dut):
 
         driver = HostDriver(ArrayParams(**job["params"]), rsq.load(job["model"]))
         record = {}
-        result["logits"] = await run_async(driver.run(job["pixels"], record), port.transact)
+        tracker = _ImageProgress(job.get("progress"), len(job["pixels"]))
+        result["logits"] = await run_async(driver.run(job["pixels"], record), tracker.wrap(port.transact))
+        tracker.finish()
         result["record"] = record
     result["wall_s"] = time.perf_counter() - t0
     if prof is not None:
