@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rootshift.sw.errors import ConfigError
 
-__all__ = ["train", "export", "inspect", "evaluate", "generate", "cosim", "flow", "report"]
+__all__ = ["train", "export", "inspect", "evaluate", "generate", "compile", "cosim", "flow", "report"]
 
 
 def _load(model):
@@ -101,6 +101,28 @@ def generate(out, model=None, rows=8, cols=8, **params):
     man = _generate(p, out)
     return {"out": str(out), "top": man["top"], "verilog": str(Path(out) / man["verilog"]),
             "acc_bits": man["acc_bits"], "data_bits": man["data_bits"], "params": asdict(p)}
+
+
+def compile(model, out=None, rows=8, cols=8, **memory_kib):
+    """Compile an ``.rsq`` model into a program for the network engine (docs/engine.md).
+
+    The array is the smallest that runs the model at ``rows`` x ``cols``; ``memory_kib`` sets the engine's
+    buffer sizes (``weights_kib``, ``fine_kib``, ``codes_kib``, ``consts_kib``). Returns the memory plan and
+    the predicted cycles per image; writes the program's bytes to ``out`` when given.
+    """
+    from rootshift.hw.engine.compiler import compile_model, summary
+    from rootshift.hw.engine.params import EngineParams
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sw.fileio import atomic_write_bytes
+
+    im = _load(model)
+    params = EngineParams(array=hardware_for(im, rows, cols), **{k: v for k, v in memory_kib.items() if v is not None})
+    prog = compile_model(im, params)
+    d = summary(prog)
+    if out is not None:
+        atomic_write_bytes(out, prog.to_bytes())
+        d = {"out": str(out)} | d
+    return d
 
 
 def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None):

@@ -182,6 +182,23 @@ def cmd_generate(a):
     return EXIT_OK
 
 
+def cmd_compile(a):
+    from . import api
+
+    d = api.compile(a.model, a.out, a.rows, a.cols, weights_kib=a.weights_kib, fine_kib=a.fine_kib,
+                    codes_kib=a.codes_kib, consts_kib=a.consts_kib)
+
+    def human(d):
+        print_fields(d | {"memory " + k: f"{v:,} of {d['memory_limits'][k]:,} bytes" for k, v in d["memory"].items()},
+                     title=f"program for {a.model}", skip=("layers",))
+        rows = [r for r in d.get("layers", []) if isinstance(r, dict)]
+        if rows:
+            print_table(rows, [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))])
+
+    _emit(a, d, human)
+    return EXIT_OK
+
+
 def cmd_cosim(a):
     from . import api
 
@@ -314,6 +331,20 @@ def build_parser():
     g.add_argument("--cols", type=int, default=8, help="PE array columns")
     g.add_argument("--out", default="build/gen", help="output directory")
     _json(g)
+
+    k = _add(sub, "compile", cmd_compile, "compile an .rsq model into a program for the network engine",
+             "Compile a model into the engine's program (layer descriptors, weight image, memory plan) and predict\n"
+             "its cycles per image. A model the hardware cannot run is refused, naming the layer, the quantity,\n"
+             "the need and the limit (docs/engine.md).")
+    k.add_argument("model", help=".rsq file")
+    k.add_argument("--rows", type=int, default=8, help="PE array rows (output positions per tile)")
+    k.add_argument("--cols", type=int, default=8, help="PE array columns (output channels per tile)")
+    k.add_argument("--weights-kib", type=int, help="weight memory, KiB (default: the engine's, see docs/engine.md)")
+    k.add_argument("--fine-kib", type=int, help="fine-activation memory, KiB (default: the engine's)")
+    k.add_argument("--codes-kib", type=int, help="activation-code memory, KiB (default: the engine's)")
+    k.add_argument("--consts-kib", type=int, help="constants memory, KiB (default: the engine's)")
+    k.add_argument("--out", help="write the program's bytes here")
+    _json(k)
 
     c = _add(sub, "cosim", cmd_cosim, "run an .rsq model on the RTL (cocotb) and compare every value with the golden model",
              "Co-simulate test images on the RTL and compare every layer's values with the golden model.\n"

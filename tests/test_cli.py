@@ -135,3 +135,15 @@ def test_generate_from_a_model_and_conflicts(exported, tmp_path):
     assert d["params"] == asdict(hardware_for(rsq.load(exported), 2, 2))
     with pytest.raises(ConfigError, match="do not also give --wbits"):
         api.generate(tmp_path / "rtl2", model=exported, wbits=3)
+
+
+def test_compile_prints_the_plan_and_refuses_with_numbers(exported, cli_cmd, tmp_path):
+    r = subprocess.run([*cli_cmd, "compile", str(exported), "--rows", "4", "--cols", "4", "--weights-kib", "128",
+                        "--out", str(tmp_path / "prog.bin"), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d["memory"]) >= {"weights", "fine", "codes", "consts"} and d["cycles_per_image"] > 0
+    assert (tmp_path / "prog.bin").stat().st_size == d["program_bytes"]
+    r = subprocess.run([*cli_cmd, "compile", str(exported), "--weights-kib", "1"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "buffer 'weights' needs" in r.stderr and "limit" in r.stderr
