@@ -103,12 +103,15 @@ class ReferenceEngine:
     def multipliers(self, step):
         """Per-sample requantization multipliers of a layer, one (Cout,) array per accumulator."""
         beta = 1 << C.FINE_FRAC if step["beta_slot"] == BETA_ONE else self.beta[step["beta_slot"]]
-        mults = [C.beta_multiplier(m, np.array([beta], np.int64))[0] for m in step["m_base"]]
-        for m in mults:
-            if np.abs(m).max(initial=0) >= 2 ** (C.M_BITS - 1):
-                self.flags |= FLAG_M_OVERFLOW
-                raise ConfigError(f"layer {step['name']}: per-sample multiplier overflows {C.M_BITS} bits "
-                                  f"(beta = {beta / 2**C.FINE_FRAC:.3g})")
+        try:
+            mults = [C.beta_multiplier(m, np.array([beta], np.int64))[0] for m in step["m_base"]]
+            bad = any(np.abs(m).max(initial=0) >= 2 ** (C.M_BITS - 1) for m in mults)
+        except ConfigError:
+            bad = True
+        if bad:
+            self.flags |= FLAG_M_OVERFLOW
+            raise ConfigError(f"layer {step['name']}: per-sample multiplier overflows {C.M_BITS} bits "
+                              f"(beta = {beta / 2**C.FINE_FRAC:.3g})")
         return mults
 
     def quant(self, step):

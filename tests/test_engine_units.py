@@ -1,0 +1,135 @@
+"""The engine's arithmetic units in amaranth.sim against sw.contract (docs/arithmetic.md): QuantLanes,
+StepDivider, BetaMultiplier. Hypothesis draws operands; worst cases are always included."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rootshift.hw.engine.beta_mult import BetaMultiplier
+from rootshift.hw.engine.divider import StepDivider
+from rootshift.hw.engine.quant_lanes import QuantLanes
+from rootshift.sw import contract as C
+
+
+def simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def quant_hw(words, r, bits, lanes=3):
+    dut = QuantLanes(lanes, 8)
+    out = []
+
+    async def bench(ctx):
+        ctx.set(dut.r, r)
+        ctx.set(dut.qmax, 2**bits - 1)
+        pending = list(words)
+        while len(out) < len(words):
+            if pending:
+                w = pending.pop(0)
+                for c in range(lanes):
+                    ctx.set(dut.x[c], w[c])
+                ctx.set(dut.i_valid, 1)
+            else:
+                ctx.set(dut.i_valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                v = ctx.get(dut.codes)
+                out.append([(v >> (8 * c)) & 0xFF for c in range(lanes)])
+
+    simulate(dut, bench)
+    return out
+
+
+FINE = st.integers(C.FINE_MIN, C.FINE_MAX)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.tuples(FINE, FINE, FINE), min_size=1, max_size=6), st.integers(0, C.R_MAX), st.integers(2, 8))
+def test_quant_lanes_match_the_contract(words, r, bits):
+    worst = [(C.FINE_MAX, C.FINE_MIN, 0), (2**31 - 1, 1, -1)]
+    words = worst + words
+    got = quant_hw(words, r, bits)
+    want = C.quant_codes(np.array(words, np.int64), np.int64(r), 2**bits - 1)
+    assert got == want.tolist()
+
+
+def divide_hw(pairs):
+    dut = StepDivider()
+    out, cycles = [], []
+
+    async def bench(ctx):
+        for k, b in pairs:
+            ctx.set(dut.k_step, k)
+            ctx.set(dut.beta, b)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            n = 1
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                n += 1
+            out.append(ctx.get(dut.r))
+            cycles.append(n)
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return out, cycles
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, C.K_STEP_MAX), st.integers(0, 2**40)), min_size=1, max_size=3))
+def test_step_divider_matches_the_contract(pairs):
+    worst = [(C.K_STEP_MAX, 1), (1, 2**40), (2**41, 2**16), (5173540249874, 3 * 2**15), (7, 0), (1, 2**62 - 1)]
+    pairs = worst + pairs
+    got, cycles = divide_hw(pairs)
+    want = [int(C.step_multiplier(k, np.array([b]))[0]) for k, b in pairs]
+    assert got == want
+    assert set(cycles) == {StepDivider.CYCLES}
+
+
+def beta_hw(items):
+    dut = BetaMultiplier()
+    out = []
+
+    async def bench(ctx):
+        pending = list(items)
+        while len(out) < len(items):
+            if pending:
+                mb, b = pending.pop(0)
+                ctx.set(dut.m_base, mb)
+                ctx.set(dut.beta, b)
+                ctx.set(dut.i_valid, 1)
+            else:
+                ctx.set(dut.i_valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                out.append((ctx.get(dut.m), ctx.get(dut.overflow)))
+
+    simulate(dut, bench)
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.tuples(st.integers(-C.M_BASE_MAX, C.M_BASE_MAX), st.integers(1, 2**26)), min_size=1, max_size=6))
+def test_beta_multiplier_matches_the_contract(items):
+    worst = [(C.M_BASE_MAX, 2**25), (-C.M_BASE_MAX, 2**25), (C.M_BASE_MAX, 2**25 + 2**20), (-1, 1), (1, 2**15),
+             (-3, 2**15)]
+    items = worst + items
+    got = beta_hw(items)
+    for (mb, b), (m, ovf) in zip(items, got):
+        exact = (mb * b + 2**15) >> 16      # rshift_round in Python integers, to know the overflow cases
+        assert ovf == (abs(exact) >= 2**31), (mb, b)
+        if not ovf:
+            assert m == int(C.beta_multiplier(np.array([mb]), np.array([b]))[0, 0]) == exact, (mb, b)
+
+
+def test_units_validate():
+    with pytest.raises(TypeError, match="Lane count must be a positive integer, not 0"):
+        QuantLanes(0, 4)
+    with pytest.raises(TypeError, match="Activation bits must be an integer in 2..8, not 9"):
+        QuantLanes(2, 9)
