@@ -15,7 +15,15 @@ FINE_MIN, FINE_MAX = -(2**31), 2**31 - 1   # fine activations saturate to signed
 QUANT_SHIFT = 40          # activation quantization: code = clamp(rshift_round(X * R, 40), 0, Qp)
 R_MAX = 2**31 - 1         # per-sample activation multiplier saturates here
 M_BITS = 32               # requantization multipliers (after the per-sample beta factor) are signed 32-bit
-M_BASE_BITS = 23          # per-layer multipliers leave 9 bits of headroom for beta <= 512
+M_BASE_BITS = 23          # per-layer multipliers: |M_base| <= 2**22 - 1 (symmetric), 9 bits of headroom for beta <= 512
+M_BASE_MAX = 2 ** (M_BASE_BITS - 1) - 1
+BIAS_MAX = 2**61 - 1      # |B| <= BIAS_MAX keeps sum(acc * M) + B + 2**(S-1) below 2**63 (docs/arithmetic.md, "Bounds")
+SHIFT_MIN, SHIFT_MAX = 1, 62   # requantization shift S
+K_STEP_MAX = 2**61 - 1    # rdiv(K_s, beta_fx) forms 2*K_s + beta_fx < 2**63
+ADAPTER_W_LIMIT = 2**15   # |W1q|, |W2q| < 2**15
+ADAPTER_F_MAX = 62        # adapter shifts f1, f2 in 0..62
+ADAPTER_SUM_MAX = 2**62 - 1  # worst-case |W g + B| of each adapter layer, over every fine input
+DIM_MAX = 2**12           # channels, height, width, kernel, stride and pad are each at most 4096
 LUT_FRAC = 8              # lut mode: LUT[a] = round(a * 2**8 / sqrt 2)
 ACC_MAX_BITS = 62 - M_BITS  # acc * M must fit in int64 with the bias: acc width <= 30 bits
 MODES = ("dual", "lut", "shift", "mult")
@@ -127,10 +135,27 @@ def requantize(accs, mults, bias, shift, lo, hi):
     return saturate(rshift_round(total, shift), lo, hi)
 
 
-def beta_multiplier(m_base, beta_fx):
-    """Per-sample multiplier ``rshift_round(M_base * beta_fx, 16)``; ``beta_fx`` is beta in fine units."""
-    m = rshift_round(np.asarray(m_base, np.int64)[None, :] * np.asarray(beta_fx, np.int64)[:, None], FINE_FRAC)
-    return m
+def beta_multiplier(m_base, beta_fx, where="layer"):
+    """Per-sample multiplier ``rshift_round(M_base * beta_fx, 16)`` (N, C); ``beta_fx`` is beta in fine units.
+
+    Raises :class:`ConfigError` naming ``where`` when any ``|M| >= 2**31``. The product ``M_base * beta_fx``
+    is formed exactly (Python integers) whenever it could leave int64, so it never wraps before the check.
+    """
+    mb = np.asarray(m_base, np.int64)
+    beta = np.asarray(beta_fx, np.int64)
+    top_m = int(np.abs(mb).max(initial=0))
+    top_b = int(np.abs(beta).max(initial=0))
+    if top_m * top_b < 2**62:
+        m = rshift_round(mb[None, :] * beta[:, None], FINE_FRAC)
+        big = np.abs(m).max(initial=0) >= 2 ** (M_BITS - 1)
+    else:  # exact: object arrays of Python ints
+        prod = mb.astype(object)[None, :] * beta.astype(object)[:, None]
+        m = (prod + (1 << (FINE_FRAC - 1))) >> FINE_FRAC
+        big = max((abs(v) for v in m.flat), default=0) >= 2 ** (M_BITS - 1)
+    if big:
+        raise ConfigError(f"{where}: per-sample multiplier overflows {M_BITS} bits "
+                          f"(beta = {top_b / 2**FINE_FRAC:.3g})")
+    return np.asarray(m, np.int64)
 
 
 def quant_codes(x, r, qmax):
@@ -157,6 +182,33 @@ def adapter_beta_int(x, w1, b1, f1, w2, b2, f2):
         h = np.maximum(rshift_round(h @ np.asarray(w1, np.int64).T + np.asarray(b1, np.int64), f1), 0)
     z = rshift_round(h @ np.asarray(w2, np.int64).T + np.asarray(b2, np.int64), f2)[:, 0]
     return np.maximum(z, 1)
+
+
+def adapter_worst_case(w1, b1, f1, w2, b2, f2):
+    """Worst-case ``|W g + B|`` of each adapter layer over every fine input ``|g| <= 2**31``, exactly.
+
+    Returns ``(hidden, out)`` as Python ints (``hidden`` is 0 without a hidden layer). The loader refuses an
+    adapter where either exceeds :data:`ADAPTER_SUM_MAX`, so the integer adapter never wraps int64.
+    """
+    g = 2**31
+    def rows(w):
+        return [sum(abs(int(v)) for v in row) for row in np.asarray(w, np.int64).reshape(len(w), -1)]
+    hidden = 0
+    hmax = None
+    if w1 is not None:
+        pre = [r * g + abs(int(b)) for r, b in zip(rows(w1), np.asarray(b1, np.int64).ravel())]
+        hidden = max(pre, default=0)
+        half = (1 << (int(f1) - 1)) if int(f1) > 0 else 0
+        hmax = [(p + half) >> int(f1) for p in pre]   # |rshift_round(v, f1)| <= that for |v| <= p
+    w2 = np.asarray(w2, np.int64).reshape(1, -1)
+    ins = [g] * w2.shape[1] if hmax is None else hmax
+    out = sum(abs(int(v)) * h for v, h in zip(w2[0], ins)) + abs(int(np.asarray(b2, np.int64).ravel()[0]))
+    return hidden, out
+
+
+def conv_out_size(size, kernel, stride, pad):
+    """Output length of a conv / pool along one axis: ``floor((size + 2 pad - kernel) / stride) + 1``."""
+    return (size + 2 * pad - kernel) // stride + 1
 
 
 def im2col(x, kh, kw, stride, pad, pad_value=0):

@@ -174,6 +174,17 @@ class _Builder:
         return out
 
 
+def check_finite(model):
+    """Refuse NaN or infinity in any parameter or float buffer (weights, BN, adapters, steps, alpha),
+    naming the tensor: a non-finite value exports to a silently wrong integer model."""
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for n, t in named:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ConfigError(f"{kind} {n} has {bad} non-finite value(s) (NaN or infinity); "
+                                  f"the model cannot be exported")
+
+
 def export_model(model, mode="dual", input_shape=None, meta=None):
     """Build the :class:`IntModel` of a quantized :class:`~sw.models.ResNet` (eval-mode BN statistics)."""
     if mode not in ("dual", "lut"):
@@ -183,6 +194,7 @@ def export_model(model, mode="dual", input_shape=None, meta=None):
     for n, m in model.named_modules():
         if not isinstance(m, SUPPORTED_MODULES):
             raise ConfigError(f"unsupported layer {n} ({type(m).__name__}) for the integer contract")
+    check_finite(model)
     model = model.eval()
     b = _Builder(mode)
     ops = b.ops
