@@ -133,3 +133,72 @@ def test_units_validate():
         QuantLanes(0, 4)
     with pytest.raises(TypeError, match="Activation bits must be an integer in 2..8, not 9"):
         QuantLanes(2, 9)
+
+
+def adapter_hw(g, w1, b1, f1, w2, b2, f2):
+    from amaranth.hdl import Module, signed
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+
+    from rootshift.hw.engine.adapter import AdapterUnit
+
+    hidden = 0 if w1 is None else len(w1)
+    weights = ([] if w1 is None else [int(v) for v in np.asarray(w1).reshape(-1)]) + [int(v) for v in np.asarray(w2).reshape(-1)]
+    biases = ([] if b1 is None else [int(v) for v in b1]) + [int(b2[0])]
+    unit = AdapterUnit(max(1, hidden))
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.unit = unit
+            for name, init, shape, addr, dat in (("g", [int(v) for v in g], signed(32), unit.g_addr, unit.g_data),
+                                                 ("w", weights, signed(16), unit.w_addr, unit.w_data),
+                                                 ("b", biases, signed(64), unit.b_addr, unit.b_data)):
+                m.submodules[name] = mem = Memory(shape=shape, depth=max(2, len(init)), init=init)
+                rd = mem.read_port()
+                m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data)]
+            return m
+
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(unit.channels, len(g))
+        ctx.set(unit.hidden, hidden)
+        ctx.set(unit.f1, f1 or 0)
+        ctx.set(unit.f2, f2)
+        ctx.set(unit.start, 1)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+        n = 1
+        while not ctx.get(unit.done):
+            await ctx.tick()
+            n += 1
+        out["beta"], out["cycles"] = ctx.get(unit.beta), n
+
+    simulate(Top(), bench)
+    return out
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(1, 20), st.integers(0, 2**32), st.integers(0, 30), st.integers(0, 30))
+def test_adapter_unit_matches_the_contract(ch, seed, f1, f2):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(-(2**24), 2**24, ch)
+    if ch >= 8:
+        w1, b1 = rng.integers(-(2**15) + 1, 2**15, (ch // 4, ch)), rng.integers(-(2**40), 2**40, ch // 4)
+        w2 = rng.integers(-(2**15) + 1, 2**15, (1, ch // 4))
+    else:
+        w1 = b1 = None
+        f1 = None
+        w2 = rng.integers(-(2**15) + 1, 2**15, (1, ch))
+    b2 = rng.integers(-(2**40), 2**40, 1)
+    got = adapter_hw(g, w1, b1, f1, w2, b2, f2)
+    want = int(C.adapter_beta_int(g[None, :], w1, b1, f1, w2, b2, f2)[0])
+    assert got["beta"] == want
+    hidden = 0 if w1 is None else ch // 4
+    terms = (hidden * ch + hidden) if hidden else ch
+    from rootshift.hw.engine.cycles import adapter_cycles
+    assert got["cycles"] == adapter_cycles(ch, hidden)

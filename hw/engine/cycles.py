@@ -15,9 +15,8 @@ DESC_CYCLES = 4      # fetch and decode one step descriptor
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
 QUANT_LATENCY = 4    # vector unit: multiply, add half, shift, clamp
-DIV_CYCLES = 64      # the shared restoring divider: one quotient bit per cycle (R = rdiv(K_s, beta))
-ADAPTER_LATENCY = 6
-UNIT_TAIL = 2        # the ConvUnit's done handshake beyond the pipeline (measured in tests/test_engine_conv.py)  # multiplier, accumulator, rounding shift, ReLU/floor, register
+DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
+UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/test_engine_conv.py checks the count)
 
 
 def _pow2(n):
@@ -31,6 +30,15 @@ def conv_unit_cycles(step, rows):
     tiles = step["tiles_p"] * step["tiles_c"]
     tail = READ_LATENCY + PE_LATENCY + rows + Requantizer.LATENCY + UNIT_TAIL
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], rows)) + tail
+
+
+def adapter_cycles(channels, hidden):
+    """The AdapterUnit from ``start`` to ``done`` (hw/engine/adapter.py), exactly: one term per cycle,
+    ``LAYER_TAIL`` per layer, one DONE cycle."""
+    from .adapter import AdapterUnit
+
+    terms = hidden * channels + hidden if hidden else channels
+    return terms + AdapterUnit.LAYER_TAIL * (2 if hidden else 1) + 1
 
 
 def step_cycles(step, tensors, params):
@@ -52,11 +60,7 @@ def step_cycles(step, tensors, params):
             c = src["shape"][0]
             cyc += words + READ_LATENCY                                   # GAP pass
             cyc += 0 if _pow2(ad["gap_n"]) else c * DIV_CYCLES
-            if ad["hidden"]:
-                cyc += ad["hidden"] * -(-c // params.lanes) + ADAPTER_LATENCY
-                cyc += -(-ad["hidden"] // params.lanes) + ADAPTER_LATENCY
-            else:
-                cyc += -(-c // params.lanes) + ADAPTER_LATENCY
+            cyc += adapter_cycles(c, ad["hidden"])
         return {"cycles": cyc, "macs": 0}
     if kind == "add_relu":
         return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY, "macs": 0}

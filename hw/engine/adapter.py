@@ -1,0 +1,111 @@
+"""AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rootshift.sw import contract as C
+
+ACC_BITS = 64          # contract: every adapter sum |W g + B| <= 2^62 - 1 (rsq refuses others)
+H_BITS = 63            # hidden values: relu(rshift_round(sum, f1)) < 2^62
+
+
+class AdapterUnit(wiring.Component):
+    """``h[j] = max(0, rshift_round(sum_c W1[j,c] g[c] + B1[j], f1))`` and
+    ``beta = max(1, rshift_round(sum_j W2[j] h[j] + B2, f2))`` (docs/arithmetic.md, "The ASQ adapter in
+    integers"; ``sw.contract.adapter_beta_int``); ``hidden = 0`` is the single-layer adapter (``C < 8``),
+    whose second layer reads ``g`` directly.
+
+    One multiply-accumulate per cycle, pipelined: issue (addresses) -> operands -> product -> sum, so a
+    layer of ``n`` terms takes ``n`` cycles plus ``LAYER_TAIL``. Weights are read in the order the
+    compiler writes them (``W1`` row-major, then ``W2``), biases ``B1[0..hidden-1]`` then ``B2``.
+
+    Members
+    -------
+    channels : In(16); hidden : In(16); f1, f2 : In(6); start : In(1)
+    g_addr : Out(16); g_data : In(signed(32))    -- the GAP vector (fine units)
+    w_addr : Out(24); w_data : In(signed(16))    -- adapter weights
+    b_addr : Out(16); b_data : In(signed(64))    -- adapter biases
+    beta : Out(63)                               -- valid while ``done`` and after, until the next start
+    done : Out(1); busy : Out(1)
+    """
+
+    LAYER_TAIL = 3      # operands, product, sum (the rounding is in the cycle after); plus one DONE cycle per run
+
+    def __init__(self, max_hidden):
+        if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
+            raise TypeError(f"max_hidden must be a positive integer, not {max_hidden!r}")
+        self.max_hidden = max_hidden
+        super().__init__({
+            "channels": In(16), "hidden": In(16), "f1": In(6), "f2": In(6), "start": In(1),
+            "g_addr": Out(16), "g_data": In(signed(32)), "w_addr": Out(24), "w_data": In(signed(16)),
+            "b_addr": Out(16), "b_data": In(signed(64)), "beta": Out(H_BITS), "done": Out(1), "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
+        h_rd, h_wr = hmem.read_port(), hmem.write_port()
+        layer2 = Signal()               # which layer is issuing
+        j, c, w_cnt = Signal(16), Signal(16), Signal(24)
+        n_out, n_in = Signal(16), Signal(16)          # outputs and terms per output of this layer
+        issuing = Signal()
+        # stage A: issue
+        m.d.comb += [self.g_addr.eq(c), h_rd.addr.eq(c), self.w_addr.eq(w_cnt), self.b_addr.eq(j + layer2 * self.hidden)]
+        first_a, last_a = c == 0, c == n_in - 1
+        # stage B: operands arrive
+        vb, fb, lb, l2b, jb = Signal(), Signal(), Signal(), Signal(), Signal(16)
+        m.d.sync += [vb.eq(issuing), fb.eq(first_a), lb.eq(last_a), l2b.eq(layer2), jb.eq(j)]
+        use_h = l2b & (self.hidden != 0)
+        x = Mux(use_h, h_rd.data, self.g_data)
+        prod, bias_c = Signal(signed(16 + H_BITS)), Signal(signed(64))
+        vc, fc, lc, l2c, jc = Signal(), Signal(), Signal(), Signal(), Signal(16)
+        m.d.sync += [prod.eq(self.w_data * x), bias_c.eq(self.b_data),
+                     vc.eq(vb), fc.eq(fb), lc.eq(lb), l2c.eq(l2b), jc.eq(jb)]
+        # stage C: accumulate (the bias starts each sum)
+        acc = Signal(signed(ACC_BITS))
+        total = Mux(fc, bias_c, acc) + prod
+        done_sum, l2d, jd = Signal(), Signal(), Signal(16)
+        sum_d = Signal(signed(ACC_BITS))
+        with m.If(vc):
+            m.d.sync += acc.eq(total)
+        m.d.sync += [done_sum.eq(vc & lc), sum_d.eq(total), l2d.eq(l2c), jd.eq(jc)]
+        # stage D: rounding shift, ReLU (hidden) or the floor of one LSB (beta)
+        f = Mux(l2d, self.f2, self.f1)
+        rounded = Signal(signed(ACC_BITS + 1))
+        m.d.comb += rounded.eq((sum_d + ((1 << f) >> 1)) >> f)
+        m.d.comb += [h_wr.addr.eq(jd), h_wr.data.eq(Mux(rounded < 0, 0, rounded)), h_wr.en.eq(done_sum & ~l2d)]
+        with m.If(done_sum & l2d):
+            m.d.sync += self.beta.eq(Mux(rounded < 1, 1, rounded))
+        self._control(m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d)
+        return m
+
+    def _control(self, m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d):
+        """Counters: terms ``c`` of output ``j``; the layers one after the other (layer 2 waits for the
+        last hidden value to be written)."""
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    single = self.hidden == 0
+                    m.d.sync += [layer2.eq(single), j.eq(0), c.eq(0), w_cnt.eq(0),
+                                 n_out.eq(Mux(single, 1, self.hidden)), n_in.eq(self.channels)]
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [issuing.eq(1), self.busy.eq(1)]
+                m.d.sync += [c.eq(c + 1), w_cnt.eq(w_cnt + 1)]
+                with m.If(c == n_in - 1):
+                    m.d.sync += [c.eq(0), j.eq(j + 1)]
+                    with m.If(j == n_out - 1):
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(done_sum & (j == n_out)):
+                    with m.If(l2d):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += [layer2.eq(1), j.eq(0), c.eq(0), n_out.eq(1), n_in.eq(self.hidden)]
+                        m.next = "ISSUE"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
