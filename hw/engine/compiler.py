@@ -17,7 +17,7 @@ from rootshift.sw.errors import ConfigError
 from rootshift.sw.intmodel import IntModel
 from rootshift.sw.numfmt import PowerFormat
 
-from .desc import conv_fields
+from .desc import conv_fields, quant_fields
 from .params import EngineParams
 from .program import BETA_ONE, Program
 
@@ -296,11 +296,18 @@ def compile_model(model, params, debug=False) -> Program:
         if need > limit:
             raise ConfigError(f"memory plan at {where[buf]}: buffer {buf!r} needs {need} bytes, "
                               f"the hardware's limit is {limit} bytes ({buf}_kib = {limit // 1024})")
-    c_addr = 0
+    c_addr = aw_addr = ab_addr = 0
     for s in b.steps:    # the engine's descriptor fields, now that every tensor has its address
         if s["kind"] in ("conv", "linear"):
             s["desc"] = conv_fields(s, a.rows, b.tensors[s["in"]]["addr"], b.tensors[s["out"]]["addr"], c_addr)
             c_addr += s["tiles_c"]
+        elif s["kind"] == "quant":
+            src = b.tensors[s["in"]]
+            s["desc"] = quant_fields(s, src, src["addr"], b.tensors[s["out"]]["addr"], aw_addr, ab_addr)
+            ad = s["adapter"]
+            if ad:
+                aw_addr += int(ad["w2"].size) + (int(ad["w1"].size) if ad["hidden"] else 0)
+                ab_addr += 1 + ad["hidden"]
     prog = Program(params=ep, steps=b.steps, tensors=b.tensors, weights=b"".join(b.wimg), output=output,
                    model_sha256=hashlib.sha256(data).hexdigest(), plan=plan)
     return prog

@@ -14,8 +14,8 @@ from .desc import tile_gap
 DESC_CYCLES = 4      # fetch and decode one step descriptor
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
-QUANT_LATENCY = 4    # vector unit: multiply, add half, shift, clamp
 DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
+QUANT_TAIL = -1      # measured against the QuantStep (tests/test_engine_quant.py)
 UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/test_engine_conv.py checks the count)
 
 
@@ -41,6 +41,20 @@ def adapter_cycles(channels, hidden):
     return terms + AdapterUnit.LAYER_TAIL * (2 if hidden else 1) + 1
 
 
+def quant_step_cycles(step, tensor, lanes):
+    """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
+    ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass."""
+    from .divider import StepDivider
+    from .quant_lanes import QuantLanes
+
+    ad = step["adapter"]
+    c, h, w = tensor["shape"]
+    cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
+    if ad:
+        cyc += tensor["groups"] * (h * w + 1 + lanes) + adapter_cycles(c, ad["hidden"])
+    return cyc
+
+
 def step_cycles(step, tensors, params):
     """``{"cycles", "macs"}`` of one step for one image."""
     a = params.array
@@ -54,13 +68,10 @@ def step_cycles(step, tensors, params):
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":
-        cyc = DESC_CYCLES + words + QUANT_LATENCY + DIV_CYCLES
+        cyc = DESC_CYCLES + quant_step_cycles(step, src, params.lanes)
         ad = step["adapter"]
-        if ad:
-            c = src["shape"][0]
-            cyc += words + READ_LATENCY                                   # GAP pass
-            cyc += 0 if _pow2(ad["gap_n"]) else c * DIV_CYCLES
-            cyc += adapter_cycles(c, ad["hidden"])
+        if ad and not _pow2(ad["gap_n"]):      # not built: the RTL GAP divides by powers of two only
+            cyc += src["shape"][0] * DIV_CYCLES
         return {"cycles": cyc, "macs": 0}
     if kind == "add_relu":
         return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY, "macs": 0}

@@ -51,3 +51,29 @@ def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0):
         "in_addr": in_addr, "out_addr": out_addr, "w_addr": step.get("wgt_addr", 0), "c_addr": c_addr,
         "out_tile": rows * step["tiles_c"], "shift": step.get("shift", 1), "relu": int(step.get("relu", False)),
     }
+
+
+QUANT_FIELDS = [
+    ("in_addr", 16, False), ("out_addr", 16, False), ("words", 24, False), ("positions", 24, False),
+    ("groups", 16, False), ("channels", 16, False), ("gap_shift", 6, False), ("asq", 1, False),
+    ("hidden", 16, False), ("f1", 6, False), ("f2", 6, False), ("k_step", 62, False), ("qmax", 8, False),
+    ("aw_addr", 24, False), ("ab_addr", 16, False),
+]
+
+QuantDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in QUANT_FIELDS})
+
+
+def quant_fields(step, tensor, in_addr=0, out_addr=0, aw_addr=0, ab_addr=0):
+    """The descriptor fields of a quant step; ``gap_shift`` is ``log2(H*W)`` (the RTL's GAP divides by a
+    power of two only; :func:`gap_shift` returns None otherwise)."""
+    c, h, w = tensor["shape"]
+    ad = step["adapter"]
+    return {"in_addr": in_addr, "out_addr": out_addr, "words": tensor["words"], "positions": h * w,
+            "groups": tensor["groups"], "channels": c, "gap_shift": gap_shift(h * w) or 0, "asq": int(bool(ad)),
+            "hidden": ad["hidden"] if ad else 0, "f1": ad["f1"] if ad else 0, "f2": ad["f2"] if ad else 0,
+            "k_step": step["k_step"], "qmax": 2 ** step["bits"] - 1, "aw_addr": aw_addr, "ab_addr": ab_addr}
+
+
+def gap_shift(n):
+    """``log2(n)`` for a power of two, else None."""
+    return n.bit_length() - 1 if n > 0 and n & (n - 1) == 0 else None

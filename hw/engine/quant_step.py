@@ -1,0 +1,147 @@
+"""QuantStep: one quant op on chip: GAP, the ASQ adapter, the step divider, and the quantization pass."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rootshift.sw import contract as C
+
+from .adapter import AdapterUnit
+from .desc import QuantDesc
+from .divider import StepDivider
+from .quant_lanes import QuantLanes
+
+SUM_BITS = 56      # a channel's sum over up to 2^24 positions of 32-bit fine values
+
+
+class QuantStep(wiring.Component):
+    """Turns a fine tensor into the next layer's codes with no host (docs/arithmetic.md, "Activation
+    quantization" and "The ASQ adapter in integers"):
+
+    1. ``GAP`` (ASQ only): group by group, the words of a channel group are summed per lane, and
+       ``g[c] = rdiv(sum, H*W)`` (a rounding shift: ``H*W`` is a power of two) goes into a channel memory;
+    2. ``ADAPT``: :class:`AdapterUnit` gives ``beta_fx`` (``2^16`` for LSQ);
+    3. ``DIVIDE``: :class:`StepDivider` gives ``R = min(rdiv(K_s, beta), 2^31 - 1)``;
+    4. ``PASS``: every fine word through :class:`QuantLanes` into a code word at the same offset.
+
+    Members
+    -------
+    desc : In(QuantDesc); start : In(1); busy, done : Out(1)
+    fine_addr : Out(16); fine_data : In(ArrayLayout(signed(32), lanes))
+    code_addr : Out(16); code_data : Out(lanes * abits); code_en : Out(1)
+    w_addr : Out(24); w_data : In(signed(16)); b_addr : Out(16); b_data : In(signed(64))  -- adapter constants
+    beta : Out(63); r : Out(31)   -- the sample's beta_fx and R, for the following layers and debug
+    """
+
+    def __init__(self, lanes, abits, max_channels):
+        for name, v in (("lanes", lanes), ("max_channels", max_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TypeError(f"{name} must be a positive integer, not {v!r}")
+        self.lanes, self.abits, self.max_channels = lanes, abits, max_channels
+        super().__init__({
+            "desc": In(QuantDesc), "start": In(1), "busy": Out(1), "done": Out(1),
+            "fine_addr": Out(16), "fine_data": In(data.ArrayLayout(signed(32), lanes)),
+            "code_addr": Out(16), "code_data": Out(lanes * abits), "code_en": Out(1),
+            "w_addr": Out(24), "w_data": In(signed(16)), "b_addr": Out(16), "b_data": In(signed(64)),
+            "beta": Out(63), "r": Out(31),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        d, L = self.desc, self.lanes
+        m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4))
+        m.submodules.divider = dv = StepDivider()
+        m.submodules.quant = q = QuantLanes(L, self.abits)
+        m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
+        g_rd, g_wr = gmem.read_port(), gmem.write_port()
+        m.d.comb += [g_rd.addr.eq(ad.g_addr), ad.g_data.eq(g_rd.data),
+                     self.w_addr.eq(d.aw_addr + ad.w_addr), ad.w_data.eq(self.w_data),
+                     self.b_addr.eq(d.ab_addr + ad.b_addr), ad.b_data.eq(self.b_data),
+                     ad.channels.eq(d.channels), ad.hidden.eq(d.hidden), ad.f1.eq(d.f1), ad.f2.eq(d.f2),
+                     dv.k_step.eq(d.k_step), dv.beta.eq(self.beta), q.r.eq(self.r), q.qmax.eq(d.qmax)]
+        for c in range(L):
+            m.d.comb += q.x[c].eq(self.fine_data[c])
+        self._sequence(m, ad, dv, q, g_wr)
+        return m
+
+    def _sequence(self, m, ad, dv, q, g_wr):
+        d, L = self.desc, self.lanes
+        pos, grp, lane, idx = Signal(24), Signal(16), Signal(range(max(2, L))), Signal(24)
+        rd_addr = Signal(16)
+        sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)]
+        acc_v = Signal()                     # a fine word for the GAP arrives this cycle
+        m.d.sync += acc_v.eq(0)
+        m.d.comb += self.fine_addr.eq(rd_addr)
+        with m.If(acc_v):
+            for c in range(L):
+                m.d.sync += sums[c].eq(sums[c] + self.fine_data[c])
+        # the quantization pass: read (t), QuantLanes (t+1 .. t+LATENCY), write
+        pass_v = Signal()
+        m.d.sync += pass_v.eq(0)
+        m.d.comb += q.i_valid.eq(pass_v)
+        waddr = [Signal(16, name=f"code_addr_{i}") for i in range(QuantLanes.LATENCY + 1)]
+        m.d.sync += waddr[0].eq(d.out_addr + idx)
+        for a, b in zip(waddr, waddr[1:]):
+            m.d.sync += b.eq(a)
+        m.d.comb += [self.code_addr.eq(waddr[-1]), self.code_data.eq(q.codes), self.code_en.eq(q.o_valid)]
+        sel = Mux(lane == 0, sums[0], sums[0])
+        for c in range(1, L):
+            sel = Mux(lane == c, sums[c], sel)
+        rounded = Signal(signed(SUM_BITS + 1))
+        m.d.comb += rounded.eq((sel + ((1 << d.gap_shift) >> 1)) >> d.gap_shift)
+        tail = Signal(range(QuantLanes.LATENCY + 3))
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pos.eq(0), grp.eq(0), lane.eq(0), idx.eq(0), rd_addr.eq(d.in_addr), tail.eq(0)]
+                    m.d.sync += [s.eq(0) for s in sums]
+                    with m.If(d.asq):
+                        m.next = "GAP"
+                    with m.Else():
+                        m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
+                        m.next = "DIVIDE"
+            with m.State("GAP"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [acc_v.eq(1), pos.eq(pos + 1), rd_addr.eq(rd_addr + d.groups)]
+                with m.If(pos == d.positions - 1):
+                    m.next = "GAP_WRITE"
+            with m.State("GAP_WRITE"):
+                # one cycle after the last read its word is summed; then lanes cycles write g[grp*L + lane]
+                m.d.comb += self.busy.eq(1)
+                with m.If(~acc_v):
+                    ch = grp * L + lane
+                    m.d.comb += [g_wr.addr.eq(ch), g_wr.data.eq(rounded[:32]), g_wr.en.eq(ch < d.channels)]
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(lane == L - 1):
+                        m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
+                        m.d.sync += [s.eq(0) for s in sums]
+                        with m.If(grp == d.groups - 1):
+                            m.d.comb += ad.start.eq(1)
+                            m.next = "ADAPT"
+                        with m.Else():
+                            m.next = "GAP"
+            with m.State("ADAPT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(ad.done):
+                    m.d.sync += self.beta.eq(ad.beta)
+                    m.next = "DIVIDE"
+            with m.State("DIVIDE"):
+                m.d.comb += [self.busy.eq(1), dv.start.eq(1)]
+                m.next = "DIVIDING"
+            with m.State("DIVIDING"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(dv.done):
+                    m.d.sync += [self.r.eq(dv.r), rd_addr.eq(d.in_addr), idx.eq(0)]
+                    m.next = "PASS"
+            with m.State("PASS"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [pass_v.eq(1), rd_addr.eq(rd_addr + 1), idx.eq(idx + 1)]
+                with m.If(idx == d.words - 1):
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += tail.eq(tail + 1)
+                with m.If(tail == QuantLanes.LATENCY + 1):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
