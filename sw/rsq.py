@@ -3,12 +3,12 @@
 Layout (little endian)::
 
     0   8  magic  b"RSQMODEL"
-    8   2  format version (u16) = 1
+    8   2  format version (u16) = 2 (1 is still read: every array int64)
     10  2  contract version (u16)
     12  4  JSON length J (u32)
     16  8  payload length P (u64)
     24  J  JSON: {"meta", "ops", "arrays"}; arrays in ops are {"$array": index}
-    ..  P  payload: the arrays, raw, each at its recorded offset
+    ..  P  payload: the arrays, raw, each at its recorded offset in its recorded dtype (v2: the narrowest)
     ..  32 SHA-256 of every byte before it
 
 The loader checks, in order: size and magic, the declared lengths, the checksum, the versions, and then
@@ -30,7 +30,10 @@ from .fileio import atomic_write_bytes
 from .numfmt import PowerFormat
 
 MAGIC = b"RSQMODEL"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # what the writer makes: each array in its narrowest integer type
+READ_VERSIONS = (1, 2)      # version 1 stored every array as int64
+# narrowest first; unsigned wins a tie (codes are unsigned), little endian
+DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<i8")
 HEAD = struct.Struct("<8sHHIQ")
 EXIT_TRUNCATED, EXIT_CHECKSUM, EXIT_VERSION, EXIT_INVALID = 3, 4, 5, 6
 
@@ -54,17 +57,31 @@ def _pack(obj, arrays, path="model"):
     return obj
 
 
-def to_bytes(im: IntModel) -> bytes:
+def narrowest(a):
+    """The first of :data:`DTYPES` that holds every value of ``a`` (``|u1`` for an empty array)."""
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for dt in DTYPES:
+        info = np.iinfo(np.dtype(dt))
+        if info.min <= lo and hi <= info.max:
+            return dt
+    raise ConfigError(f"array values {lo}..{hi} do not fit int64")
+
+
+def to_bytes(im: IntModel, version=FORMAT_VERSION) -> bytes:
+    """Serialize; ``version=1`` writes the old all-int64 layout (kept for compatibility tests)."""
+    if version not in READ_VERSIONS:
+        raise ConfigError(f"format version must be one of {READ_VERSIONS}, not {version!r}")
     arrays = []
     doc = {"meta": _pack(im.meta, arrays, "meta"), "ops": _pack(im.ops, arrays, "ops"), "arrays": []}
     payload, off = [], 0
     for a in arrays:
-        b = a.tobytes()
-        doc["arrays"].append({"dtype": "<i8", "shape": list(a.shape), "offset": off, "nbytes": len(b)})
+        dt = "<i8" if version == 1 else narrowest(a)
+        b = a.astype(dt).tobytes()
+        doc["arrays"].append({"dtype": dt, "shape": list(a.shape), "offset": off, "nbytes": len(b)})
         payload.append(b)
         off += len(b)
     js = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    body = HEAD.pack(MAGIC, FORMAT_VERSION, C.CONTRACT_VERSION, len(js), off) + js + b"".join(payload)
+    body = HEAD.pack(MAGIC, version, C.CONTRACT_VERSION, len(js), off) + js + b"".join(payload)
     return body + hashlib.sha256(body).digest()
 
 
@@ -91,19 +108,21 @@ def _no_constant(c):
     raise ValueError(f"{c} is not a number the format allows")
 
 
-def _read_arrays(table, payload, name):
+def _read_arrays(table, payload, name, fver):
     if not isinstance(table, list):
         raise ValueError("the array table must be a list")
     arrays = []
     for i, a in enumerate(table):
-        ok = isinstance(a, dict) and a.get("dtype") == "<i8" and isinstance(a.get("shape"), list) and \
+        allowed = ("<i8",) if fver == 1 else DTYPES
+        ok = isinstance(a, dict) and a.get("dtype") in allowed and isinstance(a.get("shape"), list) and \
             len(a["shape"]) <= 8 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in a["shape"])
         ok = ok and all(isinstance(a.get(k), int) and not isinstance(a.get(k), bool) and a[k] >= 0
                         for k in ("offset", "nbytes"))
-        if not ok or a["offset"] + a["nbytes"] > len(payload) or a["nbytes"] != 8 * math.prod(a["shape"]):
+        dt = np.dtype(a["dtype"]) if ok else None
+        if not ok or a["offset"] + a["nbytes"] > len(payload) or a["nbytes"] != dt.itemsize * math.prod(a["shape"]):
             raise FormatError(f"{name}: array {i} has an inconsistent size or dtype", exit_code=EXIT_INVALID)
         count = math.prod(a["shape"])
-        arrays.append(np.frombuffer(payload, "<i8", count, a["offset"]).reshape(a["shape"]).astype(np.int64))
+        arrays.append(np.frombuffer(payload, dt, count, a["offset"]).reshape(a["shape"]).astype(np.int64))
     return arrays
 
 
@@ -120,9 +139,9 @@ def from_bytes(data: bytes, name="model") -> IntModel:
         raise FormatError(f"{name}: {len(data) - expected} unexpected trailing bytes", exit_code=EXIT_TRUNCATED)
     if hashlib.sha256(data[:-32]).digest() != data[-32:]:
         raise FormatError(f"{name}: checksum mismatch: the file is corrupt", exit_code=EXIT_CHECKSUM)
-    if fver != FORMAT_VERSION:
-        raise FormatError(f"{name}: format version {fver}; this rootshift reads version {FORMAT_VERSION}",
-                          exit_code=EXIT_VERSION)
+    if fver not in READ_VERSIONS:
+        raise FormatError(f"{name}: format version {fver}; this rootshift reads versions "
+                          f"{' and '.join(map(str, READ_VERSIONS))}", exit_code=EXIT_VERSION)
     if cver != C.CONTRACT_VERSION:
         raise FormatError(f"{name}: arithmetic contract version {cver}; this rootshift implements "
                           f"{C.CONTRACT_VERSION}", exit_code=EXIT_VERSION)
@@ -130,7 +149,7 @@ def from_bytes(data: bytes, name="model") -> IntModel:
         doc = json.loads(data[HEAD.size:HEAD.size + jlen], parse_constant=_no_constant)
         if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("ops"), list):
             raise ValueError("the document must be {meta: {...}, ops: [...], arrays: [...]}")
-        arrays = _read_arrays(doc.get("arrays"), data[HEAD.size + jlen:HEAD.size + jlen + plen], name)
+        arrays = _read_arrays(doc.get("arrays"), data[HEAD.size + jlen:HEAD.size + jlen + plen], name, fver)
         im = IntModel(_unpack(doc["meta"], arrays, name), _unpack(doc["ops"], arrays, name))
     except FormatError:
         raise

@@ -88,7 +88,7 @@ def _corruptions(exported):
     return {
         "truncated": (data[: len(data) - 100], rsq.EXIT_TRUNCATED, "truncated"),
         "flipped byte": (bytes(flipped), rsq.EXIT_CHECKSUM, "checksum mismatch"),
-        "wrong version": (_rewrite(data, fver=2), rsq.EXIT_VERSION, "format version 2"),
+        "wrong version": (_rewrite(data, fver=3), rsq.EXIT_VERSION, "format version 3; this rootshift reads versions 1 and 2"),
         "wrong contract": (_rewrite(data, cver=9), rsq.EXIT_VERSION, "contract version 9"),
         "not a model": (b"PK\x03\x04" + data[4:], rsq.EXIT_TRUNCATED, "not a rootshift model file"),
         "shape mismatch": (_tampered(exported, shape), rsq.EXIT_INVALID, "'stages.0.0.conv2' field 'codes'"),

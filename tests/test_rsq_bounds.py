@@ -42,7 +42,7 @@ def tampered(data, edit):
     return rsq.to_bytes(im)  # re-checksummed, bypassing the save-time validation
 
 
-def rechecksum(doc, payload, fver=1, cver=C.CONTRACT_VERSION):
+def rechecksum(doc, payload, fver=rsq.FORMAT_VERSION, cver=C.CONTRACT_VERSION):
     js = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     body = rsq.HEAD.pack(rsq.MAGIC, fver, cver, len(js), len(payload)) + js + payload
     return body + hashlib.sha256(body).digest()

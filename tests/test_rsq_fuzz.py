@@ -24,7 +24,7 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 def valid():
     im = export_model(small_model(), input_shape=[1, 8, 8])
     im.meta["float_reference"] = {"data": "digits", "split": "test", "top1": np.arange(10) % 10, "test_acc": 0.5}
-    return rsq.to_bytes(im), rsq.to_bytes(im)
+    return rsq.to_bytes(im, version=1), rsq.to_bytes(im)
 
 
 def _checksummed(body):
