@@ -1,0 +1,57 @@
+"""BoardCore: everything on the board that runs in the engine's clock domain, pins in and out."""
+
+from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .bridge import LinkBridge
+from .uart import UART
+
+
+class BoardCore(wiring.Component):
+    """The engine slot, the UART and the :class:`LinkBridge`, in one ``sync`` domain. The board top
+    (:class:`~rootshift.hw.board.top.BoardTop`) adds only the PLL, the reset and the I/O buffers around it,
+    so a simulation of this component is a simulation of the board from its UART pins in.
+
+    ``engine`` is any component with ``i_stream`` (In, stream of ``data_bits``), ``o_stream`` (Out, stream
+    of 32 bits) and ``busy`` (Out(1)): today's tile :class:`~rootshift.hw.accelerator.Accelerator`, the
+    network engine later.
+
+    Members
+    -------
+    rx_pin : In(1)      -- UART line from the host
+    tx_pin : Out(1)     -- UART line to the host
+    led_busy : Out(1)   -- the engine is computing
+    led_error : Out(1)  -- the last request was rejected (a bad frame on the line)
+    """
+
+    def __init__(self, engine, clk_hz, baud, buffer_bytes, timeout_cycles):
+        for name in ("i_stream", "o_stream", "busy"):
+            if not hasattr(engine, name):
+                raise TypeError(f"the engine must have i_stream, o_stream and busy; {engine!r} has no {name}")
+        self.engine = engine
+        self.uart = UART(clk_hz, baud)
+        self.bridge = LinkBridge(len(engine.i_stream.payload), buffer_bytes, timeout_cycles)
+        super().__init__({"rx_pin": In(1, init=1), "tx_pin": Out(1, init=1), "led_busy": Out(1), "led_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart = uart = self.uart
+        m.submodules.bridge = bridge = self.bridge
+        engine = self.engine
+        m.submodules.engine = ResetInserter(bridge.engine_reset)(engine)   # a reset frame (after a link error)
+        wiring.connect(m, uart.rx, bridge.rx)
+        wiring.connect(m, bridge.tx, uart.tx)
+        wiring.connect(m, bridge.i_stream, engine.i_stream)
+        wiring.connect(m, engine.o_stream, bridge.o_stream)
+        m.d.comb += [uart.rx_pin.eq(self.rx_pin), self.tx_pin.eq(uart.tx_pin),
+                     bridge.line_error.eq(uart.frame_error | uart.overrun),
+                     self.led_error.eq(bridge.error)]
+        # stretch busy so a short tile is still visible: ~1/6 s at 12 MHz
+        stretch = Signal(21)
+        with m.If(engine.busy):
+            m.d.sync += stretch.eq((1 << len(stretch)) - 1)
+        with m.Elif(stretch != 0):
+            m.d.sync += stretch.eq(stretch - 1)
+        m.d.comb += self.led_busy.eq(engine.busy | (stretch != 0))
+        return m

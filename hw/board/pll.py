@@ -1,0 +1,61 @@
+"""PLL parameters and instances for the board clock (iCE40 SB_PLL40_CORE, ECP5 EHXPLLL).
+
+The divider search follows the datasheets' ranges (iCE40 sysCLOCK PLL: PFD 10..133 MHz, VCO
+533..1066 MHz; ECP5 sysCLOCK: PFD >= 3.125 MHz, VCO 400..800 MHz) and accepts only exact frequencies,
+so the UART divisor derived from ``clock_mhz`` is exact too.
+"""
+
+from fractions import Fraction
+
+from amaranth.hdl import Instance
+
+from rootshift.sw.errors import ConfigError
+
+
+def ice40_pll_params(fin_mhz, fout_mhz):
+    fin, fout = Fraction(fin_mhz), Fraction(fout_mhz)
+    for divr in range(16):
+        pfd = fin / (divr + 1)
+        if not 10 <= pfd <= 133:
+            continue
+        for divq in range(1, 7):
+            divf1 = fout * (2 ** divq) / pfd
+            if divf1.denominator == 1 and 1 <= divf1 <= 128 and 533 <= pfd * divf1 <= 1066:
+                filt = next(i for i, hi in enumerate((17, 26, 44, 66, 101, 134), 1) if pfd < hi)
+                return {"DIVR": divr, "DIVF": int(divf1) - 1, "DIVQ": divq, "FILTER_RANGE": filt}
+    raise ConfigError(f"no iCE40 PLL setting makes exactly {fout_mhz} MHz from {fin_mhz} MHz")
+
+
+def ecp5_pll_params(fin_mhz, fout_mhz):
+    fin, fout = Fraction(fin_mhz), Fraction(fout_mhz)
+    for clki in range(1, 129):
+        pfd = fin / clki
+        if pfd < Fraction(3125, 1000):
+            break
+        fb = fout / pfd
+        if fb.denominator != 1 or not 1 <= fb <= 80:
+            continue
+        for op in sorted(range(1, 129), key=lambda d: abs(fout * d - 600)):
+            if 400 <= fout * op <= 800:
+                return {"CLKI_DIV": clki, "CLKFB_DIV": int(fb), "CLKOP_DIV": op}
+    raise ConfigError(f"no ECP5 PLL setting makes exactly {fout_mhz} MHz from {fin_mhz} MHz")
+
+
+def pll_instance(family, fin_mhz, fout_mhz, clk_in, clk_out, locked):
+    if family == "ice40":
+        p = ice40_pll_params(fin_mhz, fout_mhz)
+        return Instance("SB_PLL40_CORE", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"],
+                        p_DIVQ=p["DIVQ"], p_FILTER_RANGE=p["FILTER_RANGE"], i_REFERENCECLK=clk_in,
+                        o_PLLOUTGLOBAL=clk_out, o_LOCK=locked, i_RESETB=1, i_BYPASS=0)
+    if family == "ecp5":
+        p = ecp5_pll_params(fin_mhz, fout_mhz)
+        return Instance("EHXPLLL", a_FREQUENCY_PIN_CLKI=str(fin_mhz), a_FREQUENCY_PIN_CLKOP=str(fout_mhz),
+                        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+                        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                        p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                        p_CLKI_DIV=p["CLKI_DIV"], p_CLKFB_DIV=p["CLKFB_DIV"], p_CLKOP_DIV=p["CLKOP_DIV"],
+                        p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1, p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                        i_RST=0, i_STDBY=0, i_CLKI=clk_in, o_CLKOP=clk_out, i_CLKFB=clk_out, i_PHASESEL0=0,
+                        i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
+                        i_ENCLKOP=0, o_LOCK=locked)
+    raise ConfigError(f"no PLL for FPGA family {family!r}")

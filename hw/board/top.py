@@ -1,0 +1,48 @@
+"""BoardTop: the design that goes on the FPGA: :class:`BoardCore` plus clock, reset and pins."""
+
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from .boards import Board
+from .core import BoardCore
+from .pll import pll_instance
+
+
+def board_clock(m, platform, board: Board):
+    """THE SEAM between the board and its simulation: the oscillator pin, the PLL and the reset.
+
+    It makes the ``sync`` domain at ``board.clock_mhz`` (through the PLL when that differs from the
+    oscillator) and holds it in reset until the PLL locks. The simulations (tests/test_board_link.py,
+    the cocotb bench) leave out exactly this function and the I/O buffers: they drive
+    :class:`BoardCore`'s clock and its UART pins directly.
+    """
+    osc = platform.request(platform.default_clk, 0).i
+    m.domains.sync = sync = ClockDomain("sync")
+    clk, locked = Signal(), Signal()
+    if board.clock_mhz == board.osc_mhz:
+        m.d.comb += [clk.eq(osc), locked.eq(1)]
+    else:
+        m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc, clk, locked)
+        platform.add_clock_constraint(clk, board.clock_mhz * 1e6)
+    m.d.comb += sync.clk.eq(clk)
+    m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+
+
+class BoardTop(Elaboratable):
+    """The engine slot (any component with the stream interface; today the tile Accelerator) behind the
+    UART link, on ``board``'s pins: UART rx/tx, a busy LED and an error LED (docs/boards.md, "LEDs")."""
+
+    def __init__(self, board: Board, engine):
+        self.board = board
+        self.core = BoardCore(engine, board.clock_mhz * 1e6, board.baud, board.buffer_bytes,
+                              timeout_cycles=int(board.link_timeout_ms * 1e-3 * board.clock_mhz * 1e6))
+
+    def elaborate(self, platform):
+        m = Module()
+        board_clock(m, platform, self.board)
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0)
+        busy, error = platform.request(*self.board.led_busy), platform.request(*self.board.led_error)
+        m.d.comb += [core.rx_pin.eq(uart.rx.i), uart.tx.o.eq(core.tx_pin), busy.o.eq(core.led_busy),
+                     error.o.eq(core.led_error)]
+        return m

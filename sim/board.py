@@ -1,0 +1,176 @@
+"""Build a board bitstream and flash it (issue 12): the library behind ``rootshift build`` and ``flash``.
+
+Every board fact comes from its table in hw/board/boards.py. The build runs amaranth-boards' flow with
+the YoWASP tools (``hw.tools.eda_env``), refuses a design that does not fit or misses its clock with
+the numbers, and writes ``board.json`` (the report) next to the bitstream. docs/boards.md.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from rootshift.hw.board.boards import get_board
+from rootshift.sw.errors import ConfigError, RootshiftError
+from rootshift.sw.fileio import atomic_write_json
+
+NAME = "rootshift"
+REPORT = "board.json"
+
+
+def _params_for(model_path, rows, cols):
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sw import rsq
+
+    return hardware_for(rsq.load(model_path), rows, cols)
+
+
+def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1):
+    """Synthesize, place, route and pack ``model_path``'s engine for ``board`` into ``out``.
+
+    ``--auto`` tries array sizes from the board's default down (square, then halving the rows) and keeps
+    the first that fits and closes timing. Returns the report dict (also written to ``out/board.json``).
+    """
+    b = get_board(board)
+    if auto and (rows or cols):
+        raise ConfigError("--auto picks the array size itself: give either --auto or --rows/--cols")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
+    if not auto:
+        return build_params(_params_for(model_path, rows or b.rows, cols or b.cols), b, out, seed)
+    refusals = []
+    for r, c in _auto_sizes(b):
+        try:
+            report = build_params(_params_for(model_path, r, c), b, out, seed)
+        except BoardBuildRefused as e:
+            refusals.append(f"{r}x{c}: {e}")
+            continue
+        report["auto_refused"] = refusals
+        atomic_write_json(Path(out) / REPORT, report)
+        return report
+    raise ConfigError(f"no array size fits {b.name} and closes timing:\n" + "\n".join(refusals))
+
+
+def _auto_sizes(b):
+    n = max(b.rows, b.cols) * 2
+    sizes = []
+    while n >= 2:
+        sizes += [(n, n), (n // 2, n)] if n // 2 >= 1 else [(n, n)]
+        n //= 2
+    return [(r, c) for r, c in sizes if c >= 2]
+
+
+class BoardBuildRefused(ConfigError):
+    """The design does not fit the FPGA or misses the board clock; the message has the numbers."""
+
+
+def build_params(params, board, out, seed=1):
+    """Build the board top for :class:`ArrayParams` ``params``; see :func:`build`."""
+    from rootshift.hw.accelerator import Accelerator
+    from rootshift.hw.board.top import BoardTop
+    from rootshift.hw.tools import eda_env
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the build folder {out}: {e.strerror}") from None
+    platform = board.platform_class()()
+    top = BoardTop(board, Accelerator(params))
+    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=board.synth_opts,
+                          nextpnr_opts=f"{board.nextpnr_opts} --seed {seed} --report {NAME}.report.json "
+                                       f"--timing-allow-fail".strip())
+    env = eda_env()
+    env.pop("OPENFPGALOADER", None)
+    try:
+        plan.execute_local(str(out), env=env)
+    except subprocess.CalledProcessError:
+        raise _explain_failure(out, board) from None
+    report = _report(out, board, params, seed)
+    if report["fmax_mhz"] is None or report["fmax_mhz"] < board.clock_mhz:
+        raise BoardBuildRefused(f"{params.rows}x{params.cols} on {board.name} misses timing: Fmax "
+                                f"{report['fmax_mhz']} MHz < the {board.clock_mhz} MHz board clock")
+    atomic_write_json(out / REPORT, report)
+    return report
+
+
+def _explain_failure(out, board):
+    log = ""
+    for f in (out / f"{NAME}.tim", out / f"{NAME}.rpt"):
+        if f.exists():
+            log = f.read_text(errors="replace")
+            if f.suffix == ".tim":
+                break
+    over = [f"{m.group(1)} {m.group(2)}/{m.group(3)} ({m.group(4)} %)"
+            for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", log, re.M) if int(m.group(4)) > 100]
+    if over:
+        return BoardBuildRefused(f"the design does not fit {board.name}: " + ", ".join(over))
+    tail = "\n".join(log.splitlines()[-15:])
+    return RootshiftError(f"the {board.family} build failed; the log is in {out}:\n{tail}")
+
+
+def _report(out, board, params, seed):
+    data = json.loads((out / f"{NAME}.report.json").read_text())
+    util = data.get("utilization", {})
+    fmax = [v["achieved"] for v in data.get("fmax", {}).values()]
+    resources = {}
+    for name, bel in board.resources.items():
+        u = util.get(bel, {"used": 0, "available": 0})
+        resources[name] = {"used": u["used"], "available": u["available"]}
+    if board.family == "ice40":
+        # a logic cell (ICESTORM_LC) is a LUT4 plus a flip-flop: split LUTs and FFs with the netlist's counts
+        cells = _yosys_cells(out)
+        resources["LC"] = dict(resources["LUT"])
+        resources["LUT"]["used"] = cells.get("SB_LUT4", 0)
+        resources["FF"]["used"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    bitstream = out / f"{NAME}.{board.bitstream_ext}"
+    return {"board": board.name, "bitstream": str(bitstream), "sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
+            "seed": seed, "clock_mhz": board.clock_mhz, "fmax_mhz": round(min(fmax), 2) if fmax else None,
+            "baud": board.baud, "rows": params.rows, "cols": params.cols, "params": params.manifest()["params"],
+            "data_bits": params.data_bits, "buffer_bytes": board.buffer_bytes,
+            "programmer": board.programmer_tool, "resources": resources}
+
+
+def _yosys_cells(out):
+    """Cell counts of the synthesized top from yosys' last ``stat`` (its log, ``rootshift.rpt``)."""
+    text = (out / f"{NAME}.rpt").read_text(errors="replace")
+    last = text.split("Printing statistics.")[-1]
+    return {cell: int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(SB_\w+)\s*$", last, re.M)}
+
+
+def flash_command(build_dir):
+    """The exact programmer argv for a finished build (reads ``board.json``)."""
+    build_dir = Path(build_dir)
+    rep = build_dir / REPORT
+    if not rep.exists():
+        raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing): run `rootshift build` first")
+    report = json.loads(rep.read_text())
+    board = get_board(report["board"])
+    bitstream = build_dir / Path(report["bitstream"]).name
+    if not bitstream.exists():
+        raise ConfigError(f"the bitstream {bitstream} is missing: run `rootshift build` again")
+    if hashlib.sha256(bitstream.read_bytes()).hexdigest() != report["sha256"]:
+        raise ConfigError(f"the bitstream {bitstream} does not match its build report (sha256): rebuild it")
+    return board, [a.format(bitstream=str(bitstream)) for a in board.programmer]
+
+
+def flash(build_dir, dry_run=False):
+    """Program the board with ``build_dir``'s bitstream. Returns ``{"board", "command", "flashed"}``;
+    ``dry_run`` only returns the command. A missing programmer names the tool and its Debian package."""
+    board, cmd = flash_command(build_dir)
+    result = {"board": board.name, "command": cmd, "flashed": False}
+    if dry_run:
+        return result
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        raise ConfigError(f"the programmer {cmd[0]} is not installed: `sudo apt install {board.programmer_apt}` "
+                          f"(needed to flash {board.name})")
+    r = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-8:])
+        raise RootshiftError(f"{cmd[0]} failed (exit {r.returncode}); is the {board.name} plugged in, and may "
+                             f"this user access it (udev rule, docs/boards.md)?\n{tail}")
+    result["flashed"] = True
+    return result

@@ -1,0 +1,98 @@
+"""Board tables, PLL settings, the flash command and the build's argument checks (no tools run)."""
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from rootshift.hw.board.boards import BOARDS, get_board
+from rootshift.hw.board.pll import ecp5_pll_params, ice40_pll_params
+from rootshift.hw.board.uart import uart_divisor
+from rootshift.sim import board as B
+from rootshift.sw.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_every_board_is_consistent(name):
+    b = get_board(name)
+    assert b.platform_class()().family.lower() == b.family
+    assert uart_divisor(b.clock_mhz * 1e6, b.baud) * b.baud == b.clock_mhz * 1e6   # an exact UART divisor
+    assert b.buffer_bytes & (b.buffer_bytes - 1) == 0
+    assert "{bitstream}" in b.programmer
+    assert set(b.resources) >= {"LUT", "FF", "BRAM", "DSP"}
+    if b.clock_mhz != b.osc_mhz:
+        p = (ice40_pll_params if b.family == "ice40" else ecp5_pll_params)(b.osc_mhz, b.clock_mhz)
+        assert p
+
+
+def test_ulx3s_sizes_map_to_their_platforms():
+    assert get_board("ULX3S-85F").platform_class()().device == "LFE5U-85F"
+    assert get_board("ulx3s-12f").platform_class()().device == "LFE5U-12F"
+    with pytest.raises(ConfigError, match="name the FPGA size"):
+        get_board("ulx3s")
+    with pytest.raises(ConfigError, match="unknown board 'de10'.*icebreaker"):
+        get_board("de10")
+
+
+@pytest.mark.parametrize("fin, fout", [(12, 24), (12, 18), (12, 36), (12, 48)])
+def test_ice40_pll_is_exact_and_in_range(fin, fout):
+    p = ice40_pll_params(fin, fout)
+    pfd = Fraction(fin, p["DIVR"] + 1)
+    assert pfd * (p["DIVF"] + 1) / 2 ** p["DIVQ"] == fout
+    assert 10 <= pfd <= 133 and 533 <= pfd * (p["DIVF"] + 1) <= 1066
+
+
+@pytest.mark.parametrize("fin, fout", [(25, 45), (25, 60), (25, 75), (25, 30)])
+def test_ecp5_pll_is_exact_and_in_range(fin, fout):
+    p = ecp5_pll_params(fin, fout)
+    assert Fraction(fin, p["CLKI_DIV"]) * p["CLKFB_DIV"] == fout
+    assert Fraction(fin, p["CLKI_DIV"]) >= Fraction(3125, 1000) and 400 <= fout * p["CLKOP_DIV"] <= 800
+
+
+def test_pll_refuses_an_impossible_clock():
+    with pytest.raises(ConfigError, match="exactly 47.3 MHz"):
+        ecp5_pll_params(25, 47.3)
+
+
+def _fake_build(tmp_path, board="icebreaker"):
+    b = get_board(board)
+    bit = tmp_path / f"rootshift.{b.bitstream_ext}"
+    bit.write_bytes(b"bitstream")
+    import hashlib
+    (tmp_path / "board.json").write_text(json.dumps({"board": board, "bitstream": str(bit),
+                                                     "sha256": hashlib.sha256(b"bitstream").hexdigest()}))
+    return bit
+
+
+@pytest.mark.parametrize("board, argv0", [("icebreaker", "iceprog"), ("ulx3s-85f", "openFPGALoader")])
+def test_flash_dry_run_gives_the_exact_command(tmp_path, board, argv0):
+    bit = _fake_build(tmp_path, board)
+    r = B.flash(tmp_path, dry_run=True)
+    assert r["command"][0] == argv0 and r["command"][-1] == str(bit) and r["flashed"] is False
+    if board.startswith("ulx3s"):
+        assert r["command"] == ["openFPGALoader", "-b", "ulx3s", "-m", str(bit)]
+
+
+def test_flash_names_a_missing_programmer_and_its_package(tmp_path, monkeypatch):
+    _fake_build(tmp_path)
+    monkeypatch.setattr(B.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"iceprog is not installed: `sudo apt install fpga-icestorm`"):
+        B.flash(tmp_path)
+
+
+def test_flash_refuses_a_missing_or_altered_build(tmp_path):
+    with pytest.raises(ConfigError, match="no board build"):
+        B.flash(tmp_path, dry_run=True)
+    bit = _fake_build(tmp_path)
+    bit.write_bytes(b"other")
+    with pytest.raises(ConfigError, match="does not match its build report"):
+        B.flash(tmp_path, dry_run=True)
+
+
+def test_build_checks_arguments_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="unknown board"):
+        B.build("nope.rsq", "de10", tmp_path)
+    with pytest.raises(ConfigError, match="either --auto or --rows"):
+        B.build("nope.rsq", "icebreaker", tmp_path, rows=2, auto=True)
+    with pytest.raises(ConfigError, match="seed must be"):
+        B.build("nope.rsq", "icebreaker", tmp_path, seed=-1)
