@@ -21,7 +21,7 @@ from _results import write_section  # noqa: E402
 from rootshift.hw import protocol as P  # noqa: E402
 from rootshift.sim.cosim import cosim_model  # noqa: E402
 from rootshift.sim.driver import HostDriver, hardware_for, run_sync  # noqa: E402
-from rootshift.sim.model import DeviceModel  # noqa: E402
+from rootshift.sim.model import DeviceModel, tile_cycles  # noqa: E402
 from rootshift.sw import rsq  # noqa: E402
 from rootshift.sw.data import load_dataset  # noqa: E402
 from rootshift.sw.export import export_checkpoint  # noqa: E402
@@ -44,7 +44,7 @@ def breakdown(im, rows, cols, pixels):
             for w in req.words:
                 if w >> 28 == P.OP_START:
                     o["mac"] += dev.k
-                    o["drain_requant"] += 1 + 2 + p.rows * p.cols + 3 + 2
+                    o["drain_requant"] += tile_cycles(p, dev.k) - dev.k
         return dev.transact(req.words, req.n_out)
 
     run_sync(HostDriver(p, im).run(pixels[:1]), transact)

@@ -58,10 +58,14 @@ class Accelerator(wiring.Component):
 
         ist, ost = self.i_stream, self.o_stream
         op, arg = ist.payload[28:32], ist.payload[0:28]
-        k_len = Signal(range(p.max_k + 1))
+        # comparisons against a run-time length use ``length - 1``, registered when the command is
+        # accepted, so every ``cnt == last`` is an equality (a LUT tree, no carry chain: issue 9)
+        k_last = Signal(16)
+        configured = Signal()
         shift = Signal(range(64))
         relu = Signal()
-        n = Signal(16)
+        n_last = Signal(16)
+        wait = Signal(range(max(PE_LATENCY, Requantizer.LATENCY + 1) + 1))
         cnt = Signal(16)
         flags = Signal(8)
         cycles, busy_cycles = Signal(32), Signal(32)
@@ -73,11 +77,12 @@ class Accelerator(wiring.Component):
         # issue_valid is registered alongside the read address, so it lines up with the read data
         m.d.comb += [arr.valid.eq(issue_valid), arr.a.eq(act_r.data), arr.w.eq(wgt_r.data)]
 
-        # requantization pipeline: select PE + read column constants (1 cycle), then the Requantizer
+        # requantization pipeline: the read-out chain's head and the column constants are registered
+        # (1 cycle), then the Requantizer. Each REQUANT cycle shifts the chain by one PE.
         col = Signal(range(p.cols))
         rq_issue = Signal()
         idx_pipe = [Signal(range(n_out), name=f"idx_{i}") for i in range(Requantizer.LATENCY + 1)]
-        m.d.comb += [arr.sel.eq(cnt), req_r.addr.eq(col)]
+        m.d.comb += [arr.drain.eq(rq_issue), req_r.addr.eq(col)]
         acc0_r, acc1_r, v_r = Signal.like(arr.acc0), Signal.like(arr.acc1), Signal()
         m.d.sync += [acc0_r.eq(arr.acc0), acc1_r.eq(arr.acc1), v_r.eq(rq_issue), idx_pipe[0].eq(cnt)]
         for a, b in zip(idx_pipe, idx_pipe[1:]):
@@ -101,7 +106,7 @@ class Accelerator(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += ist.ready.eq(1)
                 with m.If(ist.valid):
-                    m.d.sync += [cnt.eq(0), n.eq(arg[0:16]), col.eq(0), widx.eq(0)]
+                    m.d.sync += [cnt.eq(0), n_last.eq(arg[0:16] - 1), col.eq(0), widx.eq(0)]
                     with m.Switch(op):
                         with m.Case(P.OP_CLEAR):
                             m.d.sync += [flags.eq(0), cycles.eq(0), busy_cycles.eq(0)]
@@ -109,7 +114,8 @@ class Accelerator(wiring.Component):
                             with m.If((arg[0:16] == 0) | (arg[0:16] > p.max_k) | (arg[16:22] == 0)):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Else():
-                                m.d.sync += [k_len.eq(arg[0:16]), shift.eq(arg[16:22]), relu.eq(arg[22])]
+                                m.d.sync += [k_last.eq(arg[0:16] - 1), configured.eq(1), shift.eq(arg[16:22]),
+                                             relu.eq(arg[22])]
                         with m.Case(P.OP_LOAD_ACT, P.OP_LOAD_WGT):
                             with m.If(arg[0:16] > p.max_k):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
@@ -124,7 +130,7 @@ class Accelerator(wiring.Component):
                             with m.Elif(arg[0:16] != 0):
                                 m.next = "LOAD_REQ"
                         with m.Case(P.OP_START):
-                            with m.If(k_len == 0):
+                            with m.If(~configured):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Else():
                                 m.d.comb += arr.clear.eq(1)  # zero every accumulator before the first term
@@ -143,7 +149,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += [ist.ready.eq(1), port.addr.eq(cnt), port.data.eq(ist.payload), port.en.eq(ist.valid)]
                     with m.If(ist.valid):
                         m.d.sync += cnt.eq(cnt + 1)
-                        with m.If(cnt == n - 1):
+                        with m.If(cnt == n_last):
                             m.next = "IDLE"
             with m.State("LOAD_REQ"):
                 m.d.comb += ist.ready.eq(1)
@@ -152,7 +158,7 @@ class Accelerator(wiring.Component):
                         m.d.comb += [req_w.addr.eq(col), req_w.en.eq(1),
                                      req_w.data.eq(Cat(*[words[i] for i in range(wpc - 1)], ist.payload[0:32]))]
                         m.d.sync += [widx.eq(0), col.eq(col + 1)]
-                        with m.If(col == n - 1):
+                        with m.If(col == n_last):
                             m.next = "IDLE"
                     with m.Else():
                         m.d.sync += [words[widx].eq(ist.payload[0:32]), widx.eq(widx + 1)]
@@ -160,14 +166,14 @@ class Accelerator(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [issue_valid.eq(1), cnt.eq(cnt + 1),
                              busy_cycles.eq(busy_cycles + 1)]
-                with m.If(cnt == k_len - 1):
-                    m.d.sync += n.eq(0)
+                with m.If(cnt == k_last):
+                    m.d.sync += wait.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # the last k-slice needs the memory read cycle plus PE_LATENCY to reach the accumulators
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [issue_valid.eq(0), n.eq(n + 1), busy_cycles.eq(busy_cycles + 1)]
-                with m.If(n == PE_LATENCY):
+                m.d.sync += [issue_valid.eq(0), wait.eq(wait + 1), busy_cycles.eq(busy_cycles + 1)]
+                with m.If(wait == PE_LATENCY):
                     m.d.sync += [cnt.eq(0), col.eq(0)]
                     m.next = "REQUANT"
             with m.State("REQUANT"):
@@ -176,19 +182,19 @@ class Accelerator(wiring.Component):
                 with m.If(col == p.cols - 1):
                     m.d.sync += col.eq(0)
                 with m.If(cnt == n_out - 1):
-                    m.d.sync += n.eq(0)
+                    m.d.sync += wait.eq(0)
                     m.next = "FLUSH"
             with m.State("FLUSH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [n.eq(n + 1), busy_cycles.eq(busy_cycles + 1)]
-                with m.If(n == Requantizer.LATENCY + 1):
+                m.d.sync += [wait.eq(wait + 1), busy_cycles.eq(busy_cycles + 1)]
+                with m.If(wait == Requantizer.LATENCY + 1):
                     m.next = "IDLE"
             with m.State("READ"):
                 m.d.comb += [ost.valid.eq(1), ost.payload.eq(out_r.data),
                              out_r.addr.eq(cnt + handshake_out)]
                 with m.If(handshake_out):
                     m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == n - 1):
+                    with m.If(cnt == n_last):
                         m.next = "IDLE"
             with m.State("STATUS"):
                 m.d.comb += [ost.valid.eq(1), ost.payload.eq(status[cnt[0:2]])]

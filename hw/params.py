@@ -11,7 +11,7 @@ from rootshift.sw import contract as C
 from rootshift.sw.errors import ConfigError, check_bits
 from rootshift.sw.numfmt import PowerFormat
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: LOAD_REQ carries B + 2^(S-1) (the rounding half folded into the bias)
 PE_MODES = ("dual", "lut", "shift", "mult")
 OUT_BITS = 32        # fine outputs (contract: 32-bit saturated)
 M_BITS = C.M_BITS    # requantization multipliers

@@ -31,8 +31,14 @@ class ProcessingElement(wiring.Component):
     w : In(wbits)          -- weight code
     valid : In(1)          -- (a, w) is a term of the sum
     clear : In(1)          -- zero the accumulators (the cycle before the first term's stage 2)
+    drain : In(1)          -- shift: ``acc <= acc_in``, ``acc_odd <= acc_odd_in`` (the read-out chain)
+    acc_in, acc_odd_in : In(signed(acc_bits)) -- the next PE's accumulators on the read-out chain
     acc : Out(signed(acc_bits)) -- ``acc`` (lut/shift/mult) or ``acc_even`` (dual)
     acc_odd : Out(signed(acc_bits)) -- dual only (0 otherwise)
+
+    Port contract: ``acc``/``acc_odd`` are registers. A term presented with ``valid`` in cycle t is
+    in them after the clock edge that ends cycle t + 1 (``PE_LATENCY = 2`` edges). ``clear`` and
+    ``drain`` act at the next edge, ``clear`` first; ``drain`` must not overlap a term's stage 2.
     """
 
     def __init__(self, params: ArrayParams):
@@ -40,7 +46,8 @@ class ProcessingElement(wiring.Component):
             raise TypeError(f"params must be ArrayParams, not {params!r}")
         self.p = params
         super().__init__({
-            "a": In(params.abits), "w": In(params.wbits), "valid": In(1), "clear": In(1),
+            "a": In(params.abits), "w": In(params.wbits), "valid": In(1), "clear": In(1), "drain": In(1),
+            "acc_in": In(signed(params.acc_bits)), "acc_odd_in": In(signed(params.acc_bits)),
             "acc": Out(signed(params.acc_bits)), "acc_odd": Out(signed(params.acc_bits)),
         })
 
@@ -56,6 +63,8 @@ class ProcessingElement(wiring.Component):
             m.d.sync += prod.eq(self.a.as_unsigned() * self.w.as_signed())
             with m.If(self.clear):
                 m.d.sync += acc_e.eq(0)
+            with m.Elif(self.drain):
+                m.d.sync += acc_e.eq(self.acc_in)
             with m.Elif(valid_r):
                 m.d.sync += acc_e.eq(acc_e + prod)
         else:
@@ -81,6 +90,8 @@ class ProcessingElement(wiring.Component):
             # stage 2: acc + (mag ^ s) + s  ==  acc +- mag
             with m.If(self.clear):
                 m.d.sync += [acc_e.eq(0), acc_o.eq(0)]
+            with m.Elif(self.drain):
+                m.d.sync += [acc_e.eq(self.acc_in), acc_o.eq(self.acc_odd_in)]
             with m.Elif(valid_r & nz):
                 if p.pe == "dual":
                     with m.If(odd):

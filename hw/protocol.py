@@ -7,7 +7,7 @@ OP_CLEAR = 0x0      # clear the error flags and the cycle counters
 OP_CONFIG = 0x1     # arg[15:0] = K, arg[21:16] = S, arg[22] = relu
 OP_LOAD_ACT = 0x2   # arg[15:0] = n; n words follow, word k = a[r][k] at bits [r*abits +: abits]
 OP_LOAD_WGT = 0x3   # arg[15:0] = n; n words follow, word k = w[c][k] at bits [c*wbits +: wbits]
-OP_LOAD_REQ = 0x4   # arg[15:0] = n columns; per column: M0, (M1 if dual), B[31:0], B[63:32] (low 32 bits)
+OP_LOAD_REQ = 0x4   # arg[15:0] = n columns; per column: M0, (M1 if dual), B'[31:0], B'[63:32], B' = B + 2^(S-1)
 OP_START = 0x5      # run one tile: K MAC cycles, then requantize every PE into the output buffer
 OP_READ = 0x6       # arg[15:0] = n; the device sends out[0..n-1] (32-bit, index r*cols + c)
 OP_STATUS = 0x7     # the device sends 3 words: magic|version|flags, total cycles, busy cycles
@@ -45,12 +45,16 @@ def slice_words(mat, lanes, bits, fill=0):
     return [sum(int(full[i, j]) << (i * bits) for i in range(lanes)) for j in range(k)]
 
 
-def req_words(mults, bias, lanes):
-    """``OP_LOAD_REQ`` data for ``lanes`` columns: per column M0, (M1), B[31:0], B[63:32]; unused columns 0."""
+def req_words(mults, bias, lanes, shift):
+    """``OP_LOAD_REQ`` data for ``lanes`` columns: per column M0, (M1), B'[31:0], B'[63:32] with the rounding
+    half folded in, ``B' = B + 2^(S-1)`` (:func:`hw.requantizer.fold_rounding`); unused columns 0.
+    ``bias`` is the contract's ``B``; a ``B'`` outside signed 64 bits raises ``ValueError``."""
+    from .requantizer import fold_rounding
+
     words = []
     for j in range(lanes):
         ms = [int(m[j]) if j < len(bias) else 0 for m in mults]
-        b = int(bias[j]) if j < len(bias) else 0
+        b = fold_rounding(bias[j], shift) if j < len(bias) else 0
         words += [x & 0xFFFFFFFF for x in ms] + [b & 0xFFFFFFFF, (b >> 32) & 0xFFFFFFFF]
     return words
 
@@ -74,7 +78,7 @@ def tile_words(params, a_tile, w_tile, mults, bias, shift, relu):
     zero_code = p.format.zero_field if p.format else 0
     words = [config(k, shift, relu), header(OP_LOAD_ACT, k)] + slice_words(a_tile, p.rows, p.abits)
     words += [header(OP_LOAD_WGT, k)] + slice_words(w_tile, p.cols, p.wbits, zero_code)
-    words += [header(OP_LOAD_REQ, p.cols)] + req_words(mults, bias, p.cols)
+    words += [header(OP_LOAD_REQ, p.cols)] + req_words(mults, bias, p.cols, shift)
     words += [header(OP_START), header(OP_READ, p.rows * p.cols)]
     return words
 

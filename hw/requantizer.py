@@ -1,6 +1,6 @@
 """Requantizer: per-channel fixed-point multipliers, bias, rounding shift, ReLU and saturation."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,26 +10,48 @@ FINE_MAX = 2 ** (OUT_BITS - 1) - 1
 FINE_MIN = -(2 ** (OUT_BITS - 1))
 
 
-class Requantizer(wiring.Component):
-    """``y = clamp(rshift_round(acc0*M0 [+ acc1*M1] + B, S), lo, 2^31-1)`` with ``lo = 0`` under ReLU,
-    else ``-2^31`` (docs/arithmetic.md, "Requantization"). ``rshift_round`` rounds half up.
+def fold_rounding(bias, shift):
+    """The bias the :class:`Requantizer` takes: ``B + 2^(S-1)`` (``B`` for ``S = 0``), an exact Python int.
 
-    Three pipeline stages (products; sum and rounding constant; shift and clamp): ``LATENCY`` cycles from
-    ``i_valid`` to ``o_valid``. The multipliers are the only ones in the design (DSPs belong here).
+    ``rshift_round(v + B, S) = floor((v + B + 2^(S-1)) / 2^S)``, so with the half folded in at
+    compile time the hardware needs only a floor shift. Raises ``ValueError`` when the folded bias
+    leaves the signed 64-bit register (the caller names the layer).
+    """
+    v = int(bias) + ((1 << (int(shift) - 1)) if shift else 0)
+    if not -(1 << (BIAS_BITS - 1)) <= v < 1 << (BIAS_BITS - 1):
+        raise ValueError(f"bias {int(bias)} plus the rounding half 2^{int(shift) - 1} is {v}, outside signed {BIAS_BITS} bits")
+    return v
+
+
+class Requantizer(wiring.Component):
+    """``y = clamp((acc0*M0 [+ acc1*M1] + bias) >> S, lo, 2^31-1)`` with ``lo = 0`` under ReLU, else ``-2^31``,
+    where ``bias = B + 2^(S-1)`` (:func:`fold_rounding`): exactly the contract's
+    ``clamp(rshift_round(acc0*M0 [+ acc1*M1] + B, S), lo, 2^31-1)`` (docs/arithmetic.md, "Requantization").
+
+    Fully pipelined, one input per cycle, ``LATENCY`` cycles from ``i_valid`` to ``o_valid`` (issue 9:
+    the 66-bit operations are split so no stage holds a 66-bit shift and a 66-bit compare):
+
+    1. the products (the design's only multipliers: DSPs), from the inputs as they are at the edge
+       (the caller registers them: the accelerator feeds a register and a memory read port);
+    2. ``p0 + p1`` (one carry chain of ``acc_bits + 33`` bits);
+    3. ``+ bias`` (66 bits);
+    4. arithmetic shift by ``S & 0x38`` (three multiplexer levels);
+    5. shift by ``S & 7`` and saturation by checking the bits above bit 30 against the sign (OR/AND
+       trees, no magnitude compare), ReLU floor.
 
     Members
     -------
     acc0, acc1 : In(signed(acc_bits))  -- acc1 only with ``n_acc == 2`` (dual mode's odd accumulator)
     m0, m1 : In(signed(32))
-    bias : In(signed(64))
-    shift : In(range(64))              -- S, 1..63
+    bias : In(signed(64))              -- B + 2^(S-1), see :func:`fold_rounding`
+    shift : In(range(64))              -- S, 0..63
     relu : In(1)
     i_valid : In(1)
-    y : Out(signed(32))
+    y : Out(signed(32))                -- a register
     o_valid : Out(1)
     """
 
-    LATENCY = 3
+    LATENCY = 5
 
     def __init__(self, acc_bits, n_acc=1):
         if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < 2:
@@ -44,33 +66,51 @@ class Requantizer(wiring.Component):
             "y": Out(signed(OUT_BITS)), "o_valid": Out(1),
         })
 
+    def _carry(self, m, stage, **sigs):
+        """Register ``sigs`` (name -> value) into fresh signals of stage ``stage``; returns them."""
+        out = {}
+        for name, v in sigs.items():
+            r = Signal(v.shape(), name=f"{name}_{stage}")
+            m.d.sync += r.eq(v)
+            out[name] = r
+        return out
+
     def elaborate(self, platform):
         m = Module()
-        pw = self.acc_bits + M_BITS
-        sw_ = max(pw + 1, BIAS_BITS) + 2
-        # stage 1: products (and carry the per-output controls)
-        p0, p1 = Signal(signed(pw)), Signal(signed(pw))
-        b1, s1, r1, v1 = Signal(signed(BIAS_BITS)), Signal(range(64)), Signal(), Signal()
-        m.d.sync += [p0.eq(self.acc0 * self.m0), b1.eq(self.bias), s1.eq(self.shift), r1.eq(self.relu),
-                     v1.eq(self.i_valid)]
+        pw = self.acc_bits + M_BITS                            # one product
+        W = max(pw + 1, BIAS_BITS) + 2                          # the exact sum (66 bits for 30-bit accumulators)
+        # 1: products
+        p0, p1 = Signal(signed(pw), name="p0_1"), Signal(signed(pw), name="p1_1")
+        m.d.sync += p0.eq(self.acc0 * self.m0)
         if self.n_acc == 2:
             m.d.sync += p1.eq(self.acc1 * self.m1)
-        # stage 2: sum, plus half an LSB of the shift
-        total, s2, r2, v2 = Signal(signed(sw_)), Signal(range(64)), Signal(), Signal()
-        half = Signal(signed(sw_))
-        m.d.comb += half.eq((Const(1, sw_) << s1) >> 1)  # 2^(S-1), and 0 for S = 0
-        m.d.sync += [total.eq(p0 + p1 + b1 + half), s2.eq(s1), r2.eq(r1), v2.eq(v1)]
-        # stage 3: arithmetic shift (floor), ReLU floor, saturation to 32 bits
-        shifted = Signal(signed(sw_))
-        m.d.comb += shifted.eq(total >> s2)
-        lo = Mux(r2, 0, FINE_MIN)
+        c1 = self._carry(m, 1, b=self.bias, s=self.shift, r=self.relu, v=self.i_valid)
+        # 2: p0 + p1
+        t2 = Signal(signed(pw + 1), name="psum_2")
+        m.d.sync += t2.eq(p0 + p1)
+        c2 = self._carry(m, 2, b=c1["b"], s=c1["s"], r=c1["r"], v=c1["v"])
+        # 3: + bias
+        total = Signal(signed(W), name="total_3")
+        m.d.sync += total.eq(t2 + c2["b"])
+        c3 = self._carry(m, 3, s=c2["s"], r=c2["r"], v=c2["v"])
+        # 4: coarse arithmetic shift
+        sh4 = Signal(signed(W), name="shifted_4")
+        m.d.sync += sh4.eq(total >> Cat(Const(0, 3), c3["s"][3:6]))
+        c4 = self._carry(m, 4, f=c3["s"][0:3], r=c3["r"], v=c3["v"])
+        # 5: fine shift; the result fits 32 signed bits iff its bits 31.. all equal its sign
+        v = Signal(signed(W), name="shifted_5")
+        m.d.comb += v.eq(sh4 >> c4["f"])
+        high = v[OUT_BITS - 1:]
+        neg = sh4[-1]
         y = Signal(signed(OUT_BITS))
-        with m.If(shifted > FINE_MAX):
+        with m.If(~neg & high.any()):
             m.d.sync += y.eq(FINE_MAX)
-        with m.Elif(shifted < lo):
-            m.d.sync += y.eq(lo)
+        with m.Elif(neg & c4["r"]):
+            m.d.sync += y.eq(0)
+        with m.Elif(neg & ~high.all()):
+            m.d.sync += y.eq(FINE_MIN)
         with m.Else():
-            m.d.sync += y.eq(shifted)
-        m.d.sync += self.o_valid.eq(v2)
+            m.d.sync += y.eq(v[:OUT_BITS])
+        m.d.sync += self.o_valid.eq(c4["v"])
         m.d.comb += self.y.eq(y)
         return m

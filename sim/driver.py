@@ -91,20 +91,22 @@ def map_layer(op, p: ArrayParams):
 
 
 def hardware_bias(op, lm: LayerMap):
-    """The layer's bias as the hardware loads it, ``B * 2^d`` (docs/hardware.md, "What the host does").
+    """The layer's bias as the hardware takes it: ``B * 2^d + 2^(S+d-1)``, the window correction and the
+    rounding half folded in (docs/hardware.md, "What the host does"; :func:`hw.requantizer.fold_rounding`).
 
-    Checked in exact integers *before* any int64 arithmetic: a shifted bias that leaves the
-    hardware's signed 64-bit register is refused, naming the layer, instead of wrapping.
+    Checked in exact integers *before* any int64 arithmetic: a value that leaves the hardware's signed
+    64-bit bias register is refused, naming the layer and channel, instead of wrapping (issue 11).
+    Returns Python ints (the folded values fit int64 by construction of the check).
     """
     lo, hi = -(1 << (BIAS_BITS - 1)), (1 << (BIAS_BITS - 1)) - 1
     out = []
     for c, b in enumerate(np.asarray(op["bias"]).reshape(-1).tolist()):
-        v = int(b) << lm.d
+        v = (int(b) << lm.d) + (1 << (lm.shift - 1))
         if not lo <= v <= hi:
-            raise ConfigError(f"layer {op['name']}: bias[{c}] = {int(b)} times 2^{lm.d} (window correction) is {v}, "
-                              f"outside the hardware's signed {BIAS_BITS}-bit bias")
+            raise ConfigError(f"layer {op['name']}: bias[{c}] = {int(b)} times 2^{lm.d} (window correction) plus the "
+                              f"rounding half 2^{lm.shift - 1} is {v}, outside the hardware's signed {BIAS_BITS}-bit bias")
         out.append(v)
-    return np.array(out, np.int64)
+    return out
 
 
 def _s32(v):
@@ -137,7 +139,7 @@ class HostDriver:
             c = min(p.cols, cout - c0)
             head = [P.header(P.OP_LOAD_WGT, lm.k)] + P.slice_words(lm.codes[c0:c0 + c], p.cols, p.wbits,
                                                                    p.format.zero_field if p.format else 0)
-            head += [P.header(P.OP_LOAD_REQ, p.cols)] + P.req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols)
+            head += [P.header(P.OP_LOAD_REQ, p.cols)] + P.req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols, 0)  # already folded
             for p0 in range(0, n_pos, p.rows):
                 r = min(p.rows, n_pos - p0)
                 words = head + [P.header(P.OP_LOAD_ACT, lm.k)] + P.slice_words(cols[p0:p0 + r], p.rows, p.abits)

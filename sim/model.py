@@ -2,8 +2,7 @@
 
 It answers the same words the RTL answers (docs/hardware.md, "Protocol"), so the host driver can be
 tested without a simulator, and a co-simulation mismatch can be split into "driver" or "RTL".
-Cycle counts follow the controller's FSM: one cycle per accepted word, K + 1 + PE latency + rows*cols +
-requantizer latency + 2 per tile.
+Cycle counts follow the controller's FSM: one cycle per accepted word, and :func:`tile_cycles` per tile.
 """
 
 import numpy as np
@@ -13,6 +12,12 @@ from rootshift.hw.params import ArrayParams
 from rootshift.hw.pe import PE_LATENCY
 from rootshift.hw.requantizer import Requantizer
 from rootshift.sw import contract as C
+
+
+def tile_cycles(params: ArrayParams, k):
+    """Busy cycles of one ``START``: K MAC cycles, 1 + ``PE_LATENCY`` to drain the PE pipeline, one per PE
+    on the read-out chain, ``Requantizer.LATENCY`` + 2 to flush the requantizer into the output buffer."""
+    return k + 1 + PE_LATENCY + params.rows * params.cols + Requantizer.LATENCY + 2
 
 
 def _lanes(word, lanes, bits):
@@ -73,7 +78,7 @@ class DeviceModel:
                     self.flags |= P.FLAG_BAD_ARG
                     continue
                 self._compute()
-                t = self.k + 1 + PE_LATENCY + p.rows * p.cols + Requantizer.LATENCY + 2
+                t = tile_cycles(p, self.k)
                 self.cycles += t
                 self.busy += t
             elif op == P.OP_READ:
@@ -99,6 +104,10 @@ class DeviceModel:
         accs = C.accumulate(a, terms, p.pe, p.abits)
         keys = ["even", "odd"] if p.pe == "dual" else ["acc"]
         mults = [np.array([self.req[c][i] for c in range(p.cols)]) for i in range(p.n_acc)]
-        bias = np.array([self.req[c][-1] for c in range(p.cols)])
-        y = C.requantize([accs[k] for k in keys], mults, bias, self.shift, 0 if self.relu else C.FINE_MIN, C.FINE_MAX)
+        bias = [self.req[c][-1] for c in range(p.cols)]
+        # the Requantizer literally: floor((sum acc*M + B') >> S) with B' = B + 2^(S-1) as loaded, in exact
+        # integers (the hardware's sum is 66 bits wide; int64 could wrap where the RTL does not)
+        lo = 0 if self.relu else C.FINE_MIN
+        total = sum(accs[k].astype(object) * np.array(m, dtype=object) for k, m in zip(keys, mults)) + np.array(bias, dtype=object)
+        y = np.array([[min(max(int(v) >> self.shift, lo), C.FINE_MAX) for v in row] for row in total], np.int64)
         self.out = y.reshape(-1)

@@ -165,8 +165,8 @@ def test_driver_checks_the_bias_before_shifting_it():
     from rootshift.sim.driver import LayerMap, hardware_bias
 
     lm = LayerMap(np.zeros((2, 3), np.int64), d=4, shift=10, k=3)
-    ok = hardware_bias({"name": "conv", "bias": np.array([2**58, -(2**59)], np.int64)}, lm)
-    assert ok.tolist() == [2**62, -(2**63)]
-    for b in (2**62, 2**59, -(2**59) - 1, 2**63 - 1):
+    ok = hardware_bias({"name": "conv", "bias": np.array([2**58 - 1, -(2**59)], np.int64)}, lm)
+    assert ok == [2**62 - 16 + 2**9, -(2**63) + 2**9]
+    for b in (2**62, 2**59, 2**59 - 1, -(2**59) - 64, 2**63 - 1):
         with pytest.raises(ConfigError, match=r"layer conv: bias\[1\] = .* times 2\^4 .* outside the hardware's signed 64-bit bias"):
             hardware_bias({"name": "conv", "bias": np.array([0, b], np.int64)}, lm)

@@ -15,7 +15,7 @@ from rootshift.hw.barrel_shifter import BarrelShifter
 from rootshift.hw.params import ArrayParams
 from rootshift.hw.pe import PE_LATENCY, ProcessingElement
 from rootshift.hw.post_decoder import PostDecoder
-from rootshift.hw.requantizer import Requantizer
+from rootshift.hw.requantizer import Requantizer, fold_rounding
 from rootshift.hw.testbench import run_words, simulate
 from rootshift.sw import contract as C
 from rootshift.sw.errors import ConfigError
@@ -199,7 +199,7 @@ def test_requantizer_matches_contract(n_acc, data):
     async def bench(ctx):
         got = []
         for a0, a1, m0, m1, b, s, relu in vectors:
-            for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1), (dut.bias, b),
+            for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1), (dut.bias, fold_rounding(b, s)),
                            (dut.shift, s), (dut.relu, relu), (dut.i_valid, 1)):
                 ctx.set(sig, v)
             await ctx.tick()
@@ -217,6 +217,48 @@ def test_requantizer_matches_contract(n_acc, data):
             ms.append(np.array([m1]))
         exp = int(C.requantize(accs, ms, np.array([b]), s, 0 if relu else C.FINE_MIN, C.FINE_MAX)[0, 0])
         assert g == exp
+
+
+@pytest.mark.parametrize("n_acc", [1, 2])
+def test_requantizer_takes_one_input_per_cycle(n_acc):
+    """Back-to-back inputs (the accelerator drains one PE per cycle): output i appears exactly LATENCY
+    cycles after input i, and the 66-bit sum never wraps (biases near +-2^63, largest products)."""
+    acc_bits = 30
+    amax = 2 ** (acc_bits - 1)
+    rng = np.random.default_rng(3)
+    vectors = [(-amax, -amax, -(2**31), -(2**31), 2**63 - 2**40, 1, 0), (-amax, -amax, -(2**31), -(2**31), 2**61, 63, 0),
+               (amax - 1, amax - 1, -(2**31), -(2**31), -(2**63), 63, 0), (amax - 1, -amax, 2**31 - 1, -(2**31), -(2**63), 2, 1)]
+    vectors += [(int(rng.integers(-amax, amax)), int(rng.integers(-amax, amax)), int(rng.integers(-(2**31), 2**31)),
+                 int(rng.integers(-(2**31), 2**31)), int(rng.integers(-(2**62), 2**62)), int(rng.integers(0, 64)),
+                 int(rng.integers(0, 2))) for _ in range(40)]
+    dut = Requantizer(acc_bits, n_acc)
+
+    async def bench(ctx):
+        got = {}
+        for t in range(len(vectors) + Requantizer.LATENCY + 2):
+            if t < len(vectors):
+                a0, a1, m0, m1, b, s, relu = vectors[t]
+                for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1), (dut.bias, fold_rounding(b, s)),
+                               (dut.shift, s), (dut.relu, relu)):
+                    ctx.set(sig, v)
+            ctx.set(dut.i_valid, int(t < len(vectors)))
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got[t + 1] = ctx.get(dut.y)
+        return got
+
+    got = simulate(dut, bench)
+    assert sorted(got) == [i + Requantizer.LATENCY for i in range(len(vectors))]
+    for i, (a0, a1, m0, m1, b, s, relu) in enumerate(vectors):
+        v = a0 * m0 + (a1 * m1 if n_acc == 2 else 0) + b   # exact Python integers
+        exp = min(max((v + (1 << (s - 1)) if s else v) >> s, 0 if relu else C.FINE_MIN), C.FINE_MAX)
+        assert got[i + Requantizer.LATENCY] == exp, (i, vectors[i])
+
+
+def test_fold_rounding_refuses_a_bias_past_64_bits():
+    assert fold_rounding(5, 3) == 9 and fold_rounding(-7, 0) == -7
+    with pytest.raises(ValueError, match="outside signed 64 bits"):
+        fold_rounding(2**63 - 2, 2)
 
 
 def _tile_oracle(p, a, w, mults, bias, shift, relu):

@@ -36,7 +36,7 @@ def test_generate_cli_writes_verilog_and_manifest(cli, tmp_path):
     for key in ("params", "ports", "acc_bits", "buffers", "protocol_version", "data_bits"):
         assert key in man
     # 4-bit POST: e_max = 6, so E = 3; 1152 * 255 * 2^3 = 2,350,080 -> 22 bits + sign
-    assert man["acc_bits"] == 23 and man["params"]["max_k"] == 1152 and man["protocol_version"] == 1
+    assert man["acc_bits"] == 23 and man["params"]["max_k"] == 1152 and man["protocol_version"] == 2
     assert {p["name"] for p in man["ports"]} >= {"i_stream__payload", "o_stream__payload", "busy"}
 
 
