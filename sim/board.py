@@ -174,3 +174,80 @@ def flash(build_dir, dry_run=False):
                              f"this user access it (udev rule, docs/boards.md)?\n{tail}")
     result["flashed"] = True
     return result
+
+
+def _link_setup(build_dir, board, rows, cols):
+    """Board, array size, baud and Fmax from a build's report when there is one, else the board table."""
+    if build_dir is not None:
+        rep = Path(build_dir) / REPORT
+        if not rep.exists():
+            raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing)")
+        report = json.loads(rep.read_text())
+        b = get_board(report["board"])
+        return b, rows or report["rows"], cols or report["cols"], report.get("baud", b.baud), report.get("fmax_mhz")
+    b = get_board(board or "icebreaker")
+    return b, rows or b.rows, cols or b.cols, b.baud, None
+
+
+def run_images(im, params, pixels, transport):
+    """Run ``pixels`` through the host driver over ``transport``; returns (logits, record, wall seconds)."""
+    import time
+
+    from rootshift.sim.driver import HostDriver, run_sync
+
+    record = {}
+    t0 = time.perf_counter()
+    logits = run_sync(HostDriver(params, im).run(pixels, record), transport.transact)
+    return logits, record, time.perf_counter() - t0
+
+
+def run_board(model_path, port=None, data=None, images=16, build_dir=None, board=None, rows=None, cols=None,
+              timeout=2.0, transport=None):
+    """``rootshift run``: ``images`` test images of ``data`` through the board on ``port``, every logit
+    checked against the golden model. Returns ``{"images", "mismatches", "accuracy", "images_per_s",
+    "link_s_per_image", "device_cycles_per_image", "board", "fmax_mhz", ...}``; ``mismatches`` counts
+    images with any logit different from the golden model's (the CLI exits non-zero on any).
+
+    The array size comes from ``build_dir``'s report (or ``rows``/``cols``, or the board's default).
+    ``transport`` replaces the serial port (tests: a pseudo-terminal or the device model).
+    """
+    import numpy as np
+
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sim.transport import SerialTransport
+    from rootshift.sw import golden, rsq
+    from rootshift.sw.data import load_dataset
+    from rootshift.hw.board.framing import word_bytes
+
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ConfigError(f"--images must be a positive integer, not {images!r}")
+    if transport is None and not port:
+        raise ConfigError("no serial port given: pass --port (e.g. /dev/ttyUSB1; the board's second FTDI channel)")
+    b, rows, cols, baud, fmax = _link_setup(build_dir, board, rows, cols)
+    im = rsq.load(model_path)
+    params = hardware_for(im, rows, cols)
+    data = data or im.meta.get("train_config", {}).get("data", "digits")
+    shape = im.meta.get("input_shape")
+    ds = load_dataset(data, (shape or [0, 0, 224])[2])
+    pixels, labels = ds.test.batch(range(min(images, len(ds.test))))
+    pixels, labels = pixels.numpy(), labels.numpy()
+    if shape and list(pixels.shape[1:]) != list(shape):
+        raise ConfigError(f"dataset {data} has {list(pixels.shape[1:])} inputs but the model was exported for {shape}")
+    own = transport is None
+    if own:
+        transport = SerialTransport(port, baud, params.data_bits, b.buffer_bytes // word_bytes(params.data_bits),
+                                    timeout=timeout)
+    try:
+        logits, record, wall = run_images(im, params, pixels, transport)
+    finally:
+        if own:
+            transport.close()
+    ref = golden.run(im, pixels)
+    n = len(pixels)
+    link_bytes = getattr(transport, "bytes_out", 0) + getattr(transport, "bytes_in", 0)
+    return {"images": n, "mismatches": int((logits != ref).any(axis=1).sum()),
+            "mismatched_logits": int((logits != ref).sum()),
+            "accuracy": float((logits.argmax(1) == labels[:n]).mean()),
+            "images_per_s": round(n / wall, 3), "link_s_per_image": round(link_bytes * 10 / baud / n, 6),
+            "device_cycles_per_image": float(np.mean([c["image_total"] for c in record["cycles"]])),
+            "board": b.name, "fmax_mhz": fmax, "clock_mhz": b.clock_mhz, "array": f"{rows}x{cols}", "baud": baud}

@@ -66,6 +66,7 @@ class FramedLink:
         self.timeout = timeout
         self.quiet = quiet           # longer than the board's link timeout: it has sent its error answer
         self.frames = 0
+        self.bytes_out = self.bytes_in = 0     # on the wire, framing included (link time = 10 bits each / baud)
 
     def transact(self, request):
         words = list(request.words)
@@ -78,7 +79,10 @@ class FramedLink:
 
     def _frame(self, words, n_out, request):
         self.frames += 1
-        self.ch.write(F.encode_request(words, n_out, self.word_bytes))
+        frame = F.encode_request(words, n_out, self.word_bytes)
+        self.bytes_out += len(frame)
+        self.bytes_in += F.ANSWER_HEADER + F.ANSWER_WORD_BYTES * n_out + F.CRC_BYTES
+        self.ch.write(frame)
         try:
             return self._answer(n_out, request)
         except LinkError:

@@ -134,3 +134,69 @@ def test_missing_port_is_named():
 
     with pytest.raises(ConfigError, match="cannot open serial port '/dev/ttyNOPE0'"):
         SerialTransport("/dev/ttyNOPE0", 3_000_000, 32, 16)
+
+
+def _pty_device(params, max_words):
+    master, slave = os.openpty()
+    device = FramedDevice(DeviceModel(params), params.data_bits, max_words, quiet=0.05)
+    thread = threading.Thread(target=device.serve, args=(master,), daemon=True)
+    thread.start()
+
+    def close():
+        device.stop()
+        thread.join(2)
+        os.close(master)
+        os.close(slave)
+    return os.ttyname(slave), close
+
+
+def test_host_driver_runs_a_model_over_the_pty(root):
+    """The whole host driver (im2col, tiling, quant ops on the host) over the serial transport: logits
+    equal the golden model's, and the per-image cycle count equals the model transport's."""
+    from rootshift.sim.board import run_images
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sw import golden, rsq
+
+    im = rsq.load(root / "tests" / "data" / "tiny_v1.rsq")
+    params = hardware_for(im, 2, 2)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, *im.meta["input_shape"]))
+    port, close = _pty_device(params, 64)
+    host = SerialTransport(port, 3_000_000, params.data_bits, 64, timeout=2.0)
+    try:
+        logits, record, _ = run_images(im, params, pixels, host)
+    finally:
+        host.close()
+        close()
+    assert (logits == golden.run(im, pixels)).all()
+    _, ref_record, _ = run_images(im, params, pixels, ModelTransport(DeviceModel(params)))
+    assert [c["image_total"] for c in record["cycles"]] == [c["image_total"] for c in ref_record["cycles"]]
+    assert host.frames > 0 and host.bytes_out > host.frames * 7
+
+
+def test_run_board_needs_a_port(tmp_path):
+    from rootshift.sim.board import run_board
+    from rootshift.sw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no serial port given: pass --port"):
+        run_board(tmp_path / "m.rsq")
+    with pytest.raises(ConfigError, match="--images must be a positive integer"):
+        run_board(tmp_path / "m.rsq", port="/dev/null", images=0)
+    with pytest.raises(ConfigError, match="holds no board build"):
+        run_board(tmp_path / "m.rsq", port="/dev/null", build_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_run_board_on_a_trained_model_over_the_pty(exported):
+    """``rootshift run``'s library function end to end on digits, the board replaced by a pty device."""
+    from rootshift.sim.board import run_board
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sw import rsq
+
+    params = hardware_for(rsq.load(exported), 2, 2)
+    port, close = _pty_device(params, 512 // 4)
+    try:
+        r = run_board(exported, port=port, images=2, board="icebreaker")
+    finally:
+        close()
+    assert r["images"] == 2 and r["mismatches"] == 0 and r["board"] == "icebreaker"
+    assert r["device_cycles_per_image"] > 0 and r["link_s_per_image"] > 0 and r["images_per_s"] > 0
