@@ -66,7 +66,7 @@ def _quant(rng, name, src, channels, bits, asq=True):
     return op
 
 
-def random_model(rng, mode="dual", in_shape=None, max_channels=12):
+def random_model(rng, mode="dual", in_shape=None, max_channels=12, maxpool=True):
     """A small random ResNet-like integer model: stem conv, one residual block (optionally strided with
     a 1x1 shortcut), optional max pool, global average pool, linear."""
     c0 = int(rng.integers(1, 4))
@@ -81,7 +81,7 @@ def random_model(rng, mode="dual", in_shape=None, max_channels=12):
     ops.append(_layer(rng, "conv", "conv1", "conv1.a", in_shape[0], ch[0], mode, wb, 8, "conv1.aq", True, k1, 1, p1))
     h, w = in_shape[1] + 2 * p1 - k1 + 1, in_shape[2] + 2 * p1 - k1 + 1
     x = "conv1.y"
-    if rng.random() < 0.5 and min(h, w) >= 3:
+    if maxpool and rng.random() < 0.5 and min(h, w) >= 3:
         ops.append({"op": "maxpool", "name": "mp", "in": x, "out": "mp.y", "kernel": 2, "stride": 1, "pad": int(rng.integers(0, 2))})
         pp = ops[-1]["pad"]
         h, w, x = h + 2 * pp - 1, w + 2 * pp - 1, "mp.y"

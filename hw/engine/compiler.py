@@ -17,7 +17,7 @@ from rootshift.sw.errors import ConfigError
 from rootshift.sw.intmodel import IntModel
 from rootshift.sw.numfmt import PowerFormat
 
-from .desc import conv_fields, quant_fields
+from .desc import conv_fields, quant_fields, vec_fields
 from .params import EngineParams
 from .program import BETA_ONE, Program
 
@@ -296,11 +296,15 @@ def compile_model(model, params, debug=False) -> Program:
         if need > limit:
             raise ConfigError(f"memory plan at {where[buf]}: buffer {buf!r} needs {need} bytes, "
                               f"the hardware's limit is {limit} bytes ({buf}_kib = {limit // 1024})")
-    c_addr = aw_addr = ab_addr = 0
+    c_addr = aw_addr = ab_addr = m_addr = 0
     for s in b.steps:    # the engine's descriptor fields, now that every tensor has its address
         if s["kind"] in ("conv", "linear"):
             s["desc"] = conv_fields(s, a.rows, b.tensors[s["in"]]["addr"], b.tensors[s["out"]]["addr"], c_addr)
+            s["m_addr"] = m_addr
             c_addr += s["tiles_c"]
+            m_addr += s["cout"]
+        elif s["kind"] in ("add_relu", "avgpool"):
+            s["desc"] = vec_fields(s, b.tensors)
         elif s["kind"] == "quant":
             src = b.tensors[s["in"]]
             s["desc"] = quant_fields(s, src, src["addr"], b.tensors[s["out"]]["addr"], aw_addr, ab_addr)

@@ -77,3 +77,22 @@ def quant_fields(step, tensor, in_addr=0, out_addr=0, aw_addr=0, ab_addr=0):
 def gap_shift(n):
     """``log2(n)`` for a power of two, else None."""
     return n.bit_length() - 1 if n > 0 and n & (n - 1) == 0 else None
+
+
+VEC_FIELDS = [
+    ("avg", 1, False), ("a_addr", 16, False), ("b_addr", 16, False), ("out_addr", 16, False),
+    ("words", 24, False), ("positions", 24, False), ("groups", 16, False), ("shift", 6, False),
+]
+
+VecDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in VEC_FIELDS})
+
+
+def vec_fields(step, tensors):
+    """Descriptor fields of an ``add_relu`` or (global) ``avgpool`` step."""
+    if step["kind"] == "add_relu":
+        a, b = (tensors[n] for n in step["in"])
+        return {"avg": 0, "a_addr": a["addr"], "b_addr": b["addr"], "out_addr": tensors[step["out"]]["addr"],
+                "words": a["words"], "positions": 0, "groups": a["groups"], "shift": 0}
+    src = tensors[step["in"]]
+    return {"avg": 1, "a_addr": src["addr"], "b_addr": 0, "out_addr": tensors[step["out"]]["addr"],
+            "words": src["words"], "positions": step["n"], "groups": src["groups"], "shift": gap_shift(step["n"]) or 0}

@@ -1,0 +1,91 @@
+"""MultSetup: a layer's per-sample requantization words, ``M = rshift_round(M_base * beta, 16)``."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rootshift.sw import contract as C
+
+from ..params import BIAS_BITS, M_BITS, ArrayParams
+from .beta_mult import BetaMultiplier
+from .conv_unit import const_word_bits
+
+
+class MultSetup(wiring.Component):
+    """Before a layer runs, builds its column-tile words for the :class:`ConvUnit`'s requantizers: for
+    every output channel the per-channel word ``M_base[0], [M_base[1]], B'`` (``B'`` the bias with the
+    rounding half folded in at compile time) is read, each ``M_base`` goes through a
+    :class:`BetaMultiplier` with the sample's ``beta``, and ``cols`` channels make one word. A multiplier
+    that overflows 32 bits sets ``overflow`` (the golden model refuses such a sample; nothing wraps).
+
+    Members
+    -------
+    m_addr : In(16); c_addr : In(16); cout : In(16); tiles_c : In(16); beta : In(63); start : In(1)
+    ch_addr : Out(16); ch_data : In(n_acc*32 + 64)      -- the per-channel constants
+    rq_addr : Out(16); rq_data : Out(cols * (n_acc*32 + 64)); rq_en : Out(1)
+    overflow : Out(1)                                    -- sticky until the next start
+    busy, done : Out(1)
+    """
+
+    def __init__(self, params: ArrayParams):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be ArrayParams, not {params!r}")
+        self.p = params
+        cw = params.n_acc * M_BITS + BIAS_BITS
+        super().__init__({
+            "m_addr": In(16), "c_addr": In(16), "cout": In(16), "tiles_c": In(16), "beta": In(63), "start": In(1),
+            "ch_addr": Out(16), "ch_data": In(cw), "rq_addr": Out(16), "rq_data": Out(const_word_bits(params)),
+            "rq_en": Out(1), "overflow": Out(1), "busy": Out(1), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        n_acc, cols = p.n_acc, p.cols
+        mults = [BetaMultiplier() for _ in range(n_acc)]
+        for i, bm in enumerate(mults):
+            m.submodules[f"bm{i}"] = bm
+        ch, total = Signal(16), Signal(24)
+        issue, v1 = Signal(), Signal()
+        bias_pipe = [Signal(BIAS_BITS, name=f"bias_{i}") for i in range(BetaMultiplier.LATENCY)]
+        real_pipe = [Signal(name=f"real_{i}") for i in range(BetaMultiplier.LATENCY + 1)]
+        m.d.comb += self.ch_addr.eq(self.m_addr + ch)
+        m.d.sync += [v1.eq(issue), real_pipe[0].eq(issue & (ch < self.cout))]
+        for i, bm in enumerate(mults):
+            m.d.comb += [bm.m_base.eq(self.ch_data[i * M_BITS:i * M_BITS + C.M_BASE_BITS].as_signed()),
+                         bm.beta.eq(self.beta), bm.i_valid.eq(v1)]
+        m.d.sync += bias_pipe[0].eq(self.ch_data[n_acc * M_BITS:])
+        for a, b in zip(bias_pipe, bias_pipe[1:]):
+            m.d.sync += b.eq(a)
+        for a, b in zip(real_pipe, real_pipe[1:]):
+            m.d.sync += b.eq(a)
+        # assemble: channel words shift in at the top, a full word every cols channels
+        lanes = [Signal(n_acc * M_BITS + BIAS_BITS, name=f"lane{c}") for c in range(cols)]
+        fill, word_n = Signal(range(cols + 1)), Signal(16)
+        real = real_pipe[-1]
+        value = Cat(*[bm.m.as_unsigned() for bm in mults], bias_pipe[-1])
+        with m.If(mults[0].o_valid):
+            m.d.sync += [lanes[-1].eq(Mux(real, value, 0)), fill.eq(fill + 1)]
+            m.d.sync += [a.eq(b) for a, b in zip(lanes, lanes[1:])]
+            with m.If(real & (Cat(*[bm.overflow for bm in mults]) != 0)):
+                m.d.sync += self.overflow.eq(1)
+        m.d.comb += [self.rq_addr.eq(self.c_addr + word_n), self.rq_data.eq(Cat(*lanes))]
+        with m.If(fill == cols):
+            m.d.comb += self.rq_en.eq(1)
+            m.d.sync += [fill.eq(mults[0].o_valid), word_n.eq(word_n + 1)]   # a channel may shift in now
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [ch.eq(0), total.eq(0), fill.eq(0), word_n.eq(0), self.overflow.eq(0)]
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [issue.eq(1), self.busy.eq(1)]
+                m.d.sync += ch.eq(ch + 1)
+                with m.If(ch == self.tiles_c * cols - 1):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(word_n == self.tiles_c):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+        return m
