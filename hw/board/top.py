@@ -1,6 +1,7 @@
 """BoardTop: the design that goes on the FPGA: :class:`BoardCore` plus clock, reset and pins."""
 
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .boards import Board
@@ -16,14 +17,15 @@ def board_clock(m, platform, board: Board):
     the cocotb bench) leave out exactly this function and the I/O buffers: they drive
     :class:`BoardCore`'s clock and its UART pins directly.
     """
-    osc = platform.request(platform.default_clk, 0).i
+    m.submodules.osc_buf = osc_buf = io.Buffer("i", platform.request(platform.default_clk, 0, dir="-"))
+    osc = osc_buf.i
     m.domains.sync = sync = ClockDomain("sync")
-    clk, locked = Signal(), Signal()
+    clk, locked = Signal(name="board_clk"), Signal(name="pll_locked")
     if board.clock_mhz == board.osc_mhz:
         m.d.comb += [clk.eq(osc), locked.eq(1)]
     else:
         m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc, clk, locked)
-        platform.add_clock_constraint(clk, board.clock_mhz * 1e6)
+        platform.add_clock_constraint(sync.clk, board.clock_mhz * 1e6)
     m.d.comb += sync.clk.eq(clk)
     m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
 
@@ -41,8 +43,11 @@ class BoardTop(Elaboratable):
         m = Module()
         board_clock(m, platform, self.board)
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        busy, error = platform.request(*self.board.led_busy), platform.request(*self.board.led_error)
-        m.d.comb += [core.rx_pin.eq(uart.rx.i), uart.tx.o.eq(core.tx_pin), busy.o.eq(core.led_busy),
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        m.submodules.busy_buf = busy = io.Buffer("o", platform.request(*self.board.led_busy, dir="-"))
+        m.submodules.error_buf = error = io.Buffer("o", platform.request(*self.board.led_error, dir="-"))
+        m.d.comb += [core.rx_pin.eq(rx.i), tx.o.eq(core.tx_pin), busy.o.eq(core.led_busy),
                      error.o.eq(core.led_error)]
         return m
