@@ -102,5 +102,5 @@ def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols):
         got = res[t["kind"]][t["addr"]:t["addr"] + t["words"]]
         assert np.array_equal(got, getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]]), name
     assert res["status"][0] >> 16 == MAGIC and res["status"][0] & 0xFF == 0
-    model = cycle_report(prog)["cycles_per_image"]
-    assert abs(res["status"][1] - model) <= 0.02 * model, (res["status"][1], model)
+    # the cycle model is exact for the engine (docs/engine.md, "Cycle model")
+    assert res["status"][1] == cycle_report(prog)["cycles_per_image"]

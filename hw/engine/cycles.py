@@ -11,7 +11,9 @@ from ..pe import PE_LATENCY
 from ..requantizer import Requantizer
 from .desc import tile_gap
 
-DESC_CYCLES = 4      # fetch and decode one step descriptor
+SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
+SETUP_TAIL = 5       # MultSetup: memory read, BetaMultiplier latency, the word write, done
+VEC_TAIL = 3         # VectorUnit: DISPATCH, the last write, DONE
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
 DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
@@ -56,31 +58,33 @@ def quant_step_cycles(step, tensor, lanes):
 
 
 def step_cycles(step, tensors, params):
-    """``{"cycles", "macs"}`` of one step for one image."""
+    """``{"cycles", "macs", "io"}`` of one step for one image, as the :class:`Engine` runs it: the
+    sequencer's ``FETCH``, ``DISPATCH`` and ``NEXT`` (``SEQ_CYCLES``) plus the unit's own count
+    (``io``: host words the step waits for, the pixels)."""
     a = params.array
     kind = step["kind"]
     if kind == "input":
-        return {"cycles": tensors[step["out"]]["words"], "macs": 0}
+        return {"cycles": SEQ_CYCLES, "macs": 0, "io": tensors[step["out"]]["words"]}
     if kind in ("conv", "linear"):
-        setup = a.n_acc * step["cout"] if step["beta_slot"] >= 0 else 0   # per-sample M = M_base * beta
+        setup = step["tiles_c"] * a.cols + SETUP_TAIL           # MultSetup: one channel per cycle
         macs = step["ho"] * step["wo"] * step["cout"] * step["k"]
-        return {"cycles": DESC_CYCLES + setup + conv_unit_cycles(step, a.rows), "macs": macs}
+        return {"cycles": SEQ_CYCLES + setup + conv_unit_cycles(step, a.rows), "macs": macs, "io": 0}
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":
-        cyc = DESC_CYCLES + quant_step_cycles(step, src, params.lanes)
+        cyc = SEQ_CYCLES + quant_step_cycles(step, src, params.lanes)
         ad = step["adapter"]
-        if ad and not _pow2(ad["gap_n"]):      # not built: the RTL GAP divides by powers of two only
+        if ad and not _pow2(ad["gap_n"]):      # not in RTL: the GAP divides by powers of two only
             cyc += src["shape"][0] * DIV_CYCLES
-        return {"cycles": cyc, "macs": 0}
+        return {"cycles": cyc, "macs": 0, "io": 0}
     if kind == "add_relu":
-        return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY, "macs": 0}
-    if kind == "maxpool":
-        out = tensors[step["out"]]["words"]
-        return {"cycles": DESC_CYCLES + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0}
+        return {"cycles": SEQ_CYCLES + words + VEC_TAIL, "macs": 0, "io": 0}
     if kind == "avgpool":
-        div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES
-        return {"cycles": DESC_CYCLES + words + READ_LATENCY + WRITE_LATENCY + div, "macs": 0}
+        div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES     # not in RTL
+        return {"cycles": SEQ_CYCLES + words + 2 * src["groups"] + VEC_TAIL - 1 + div, "macs": 0, "io": 0}
+    if kind == "maxpool":                                                 # not in RTL: an estimate
+        out = tensors[step["out"]]["words"]
+        return {"cycles": SEQ_CYCLES + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}
     raise ValueError(f"unknown step kind {kind!r}")
 
 
@@ -95,10 +99,8 @@ def cycle_report(program):
         if s["kind"] in ("conv", "linear"):
             row.update(k=s["k"], k_eff=s["k_eff"], tiles=s["tiles_p"] * s["tiles_c"],
                        utilization=round(c["macs"] / (pes * c["cycles"]), 4))
-        if s["kind"] == "input":
-            io += c["cycles"]
-        else:
-            total += c["cycles"]
+        io += c["io"]
+        total += c["cycles"]
         macs += c["macs"]
         layers.append(row)
     return {"cycles_per_image": total, "input_cycles": io, "macs_per_image": macs,
