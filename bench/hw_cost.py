@@ -1,52 +1,83 @@
-"""Hardware cost: LUT, FF, DSP, BRAM per PE and for an 8x8 array, dual / lut / multiplier PEs at
-2, 3, 4, 6, 8 weight bits, on iCE40 UP5K and ECP5-85F, with Fmax from nextpnr.
+"""Hardware cost at the array level, read-out included, and Fmax after place and route.
 
-* per PE and the 8x8 ``PEArray``: Yosys synthesis (``synth_ice40 -dsp`` / ``synth_ecp5``); the
-  multiplier PE also without DSPs (``mult-lut``), the fair LUT comparison for "no multiplier" designs;
-* the complete accelerator (array + buffers + requantizer + controller) behind ``ImplementationHarness``:
-  synthesis, then nextpnr for Fmax and fit, at 4 weight bits (``--full``: every bit-width). An 8x8
-  accelerator needs ~12k LUTs and more BRAM than the UP5K has (5,280 LCs, 30 EBR), and the WASM build
-  of nextpnr-ecp5 needs over 25 minutes for one 8x8 placement, so both are placed as 4x4 by default
-  (``--pnr-size ecp5=8x8`` for the larger one).
-* ``max_k`` 576, the largest K of ResNet-8/20 (64 channels x 3x3). Configurations whose worst-case
-  accumulator exceeds the contract's 30 bits are listed as such.
+Three measurements, on iCE40 UP5K and ECP5-85F:
 
-Prints the table, writes it and a plot to docs/results.md / docs/hw_cost.png with the command.
-Target: the dual PE at 4 bits costs <= 0.5x the LUTs of the multiplier PE at 4 bits, with 0 DSP.
+* **array** (Yosys synthesis): the whole ``PEArray`` (PEs and the read-out chain) at a4w4 and a8w4 for
+  each PE mode: ``dual`` (no multiplier), ``shift`` (base 2), ``shift2`` (shift weights x shift
+  activations: exponent add and one-hot decode), ``mult-lut`` (the multiplier PE with DSPs
+  forbidden: the fair LUT baseline), ``mult-dsp`` (DSPs allowed). LUT per MAC = LUT / (rows*cols).
+  On ECP5 a ``CCU2C`` counts as 2 LUTs, a ``TRELLIS_DPR16X4`` as 4.
+* **array Fmax** (Yosys + nextpnr): the same arrays at 2x2 (``--pnr-size``) behind ``ArrayHarness`` (a
+  serial shift register feeds every input, the chain head is XOR-reduced into a pin). The read-out is a
+  local chain, so the PE sets the array's Fmax; nextpnr-ecp5 (WASM) needs tens of minutes for one 8x8
+  array on a shared 2-core machine, so arrays are placed small.
+* **accelerator** (Yosys + nextpnr): array, buffers, requantizer and controller behind
+  ``ImplementationHarness`` for the configuration that runs the digits ResNet-8 (W8A8 dual: its first
+  conv and last linear have 8-bit weights, its input is 8-bit pixels; ``max_k`` 576), with the
+  critical path named from nextpnr's report, and images/s = Fmax / cycles per image (cycles from the
+  Python device model, which matches the RTL's count).
+
+Targets (issue 9): Fmax >= 50 MHz on iCE40 UP5K and >= 125 MHz on ECP5-85F for that configuration;
+dual array <= 0.8x the LUT-only multiplier array at a8w4 and <= 1.0x at a4w4, with 0 DSP in the array;
+(issue 10) shift2 the lowest LUTs per MAC of all modes at a4w4.
+
+``--quick``: 4x4 arrays, array place and route on iCE40 only, the accelerator on iCE40 only (minutes).
+Default: 8x8 arrays for synthesis, everything else as above.
 """
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section  # noqa: E402
+from _results import add_common_args, configure, write_section  # noqa: E402
 
 from rootshift.hw.generate import component_verilog  # noqa: E402
-from rootshift.hw.harness import ImplementationHarness  # noqa: E402
+from rootshift.hw.harness import ArrayHarness, ImplementationHarness  # noqa: E402
 from rootshift.hw.params import ArrayParams  # noqa: E402
-from rootshift.hw.pe import ProcessingElement  # noqa: E402
 from rootshift.hw.pe_array import PEArray  # noqa: E402
 from rootshift.hw.tools import ToolError, nextpnr, synth  # noqa: E402
 from rootshift.sw.errors import ConfigError  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+# label -> (pe, base, DSPs allowed)
+MODES = {"dual": ("dual", "sqrt2", True), "shift": ("shift", "2", True), "shift2": ("shift2", "2", True),
+         "mult-lut": ("mult", "sqrt2", False), "mult-dsp": ("mult", "sqrt2", True)}
+BITS = [(4, 4), (8, 4)]   # (abits, wbits)
+DIGITS = dict(wbits=8, abits=8, pe="dual", base="sqrt2", max_k=576, max_shift=7)
+# The old tile engine (commit 795b198, before issue 9), measured with this bench's accelerator harness:
+# docs/hardware.md, "Baseline". Quoted here so the table can put the two side by side.
+OLD_ENGINE = {"ecp5": {"size": "4x4", "fmax": 67.7, "cycles": 131242},
+              "ice40": {"size": "2x2", "fmax": 17.3, "cycles": 448058, "note": "4x4 does not fit: 5,492 of 5,280 LCs"}}
 
 
 def summarize(cells, family):
     if family == "ice40":
-        luts = cells.get("SB_LUT4", 0)
-        ffs = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
-        dsp = cells.get("SB_MAC16", 0)
-        bram = cells.get("SB_RAM40_4K", 0)
-    else:
-        luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + 4 * cells.get("TRELLIS_DPR16X4", 0)
-        ffs = cells.get("TRELLIS_FF", 0)
-        dsp = cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0)
-        bram = cells.get("DP16KD", 0)
-    return {"lut": luts, "ff": ffs, "dsp": dsp, "bram": bram}
+        return {"lut": cells.get("SB_LUT4", 0), "ff": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+                "dsp": cells.get("SB_MAC16", 0), "bram": cells.get("SB_RAM40_4K", 0) + cells.get("SB_SPRAM256KA", 0)}
+    return {"lut": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + 4 * cells.get("TRELLIS_DPR16X4", 0),
+            "ff": cells.get("TRELLIS_FF", 0), "dsp": cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0),
+            "bram": cells.get("DP16KD", 0)}
+
+
+def critical_path(report):
+    """'from -> to, N logic levels, T ns' for the worst path in a nextpnr report.json."""
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return "-"
+    worst = max(paths, key=lambda p: sum(s["delay"] for s in p["path"]))
+    segs = worst["path"]
+
+    def short(cell):
+        parts = [x for x in cell.replace("$", ".").split(".") if x and not x.isdigit()]
+        return ".".join(parts[:3])[:48]
+
+    logic = sum(1 for s in segs if s["type"] == "logic")
+    return (f"{short(segs[0]['from']['cell'])} -> {short(segs[-1]['to']['cell'])}, {logic} logic cells, "
+            f"{sum(s['delay'] for s in segs):.1f} ns")
 
 
 def measure(component, name, family, tmp, dsp=True, pnr=False):
@@ -56,105 +87,155 @@ def measure(component, name, family, tmp, dsp=True, pnr=False):
     rep = synth(v, family, top=name, dsp=dsp, json_out=net)
     out = summarize(rep["cells"], family)
     if pnr:
+        work = Path(tmp) / f"pnr-{name}-{family}"
         try:
-            r = nextpnr(net, family, Path(tmp) / f"pnr-{name}-{family}")
+            r = nextpnr(net, family, work)
             out["fmax"] = r["fmax_mhz"]
+            out["path"] = critical_path(json.loads((work / "report.json").read_text()))
         except ToolError as e:
+            text = str(e)
             out["fmax"] = None
-            out["pnr_error"] = "does not fit" if "Unable to place" in str(e) or "failed to" in str(e).lower() else str(e).splitlines()[-1][:80]
+            if "Failed to expand region" in text or "Unable to place" in text or "%" in text and "ICESTORM_LC" in text:
+                lc = [ln for ln in text.splitlines() if "ICESTORM_LC:" in ln or "TRELLIS_COMB:" in ln]
+                out["path"] = "does not fit" + (f" ({lc[0].split(':', 1)[1].strip()})" if lc else "")
+            else:
+                out["path"] = text.splitlines()[-1][:80]
     return out
 
 
+def cycles_per_image(params, model):
+    from rootshift.sim.driver import HostDriver, run_sync
+    from rootshift.sim.model import DeviceModel
+    from rootshift.sw import rsq
+    from rootshift.sw.data import load_dataset
+
+    im = rsq.load(model)
+    dev = DeviceModel(params)
+    rec = {}
+    run_sync(HostDriver(params, im).run(load_dataset("digits").test.x[:1].numpy(), rec), lambda r: dev.transact(r.words, r.n_out))
+    return rec["cycles"][0]["image_total"]
+
+
+def _digits_model(tmp):
+    """A digits ResNet-8 export: cycles depend only on the shapes, so one epoch of training is enough."""
+    from rootshift.sw import rsq
+    from rootshift.sw.export import export_checkpoint
+    from rootshift.sw.train import TrainConfig, load_checkpoint, train
+
+    train(TrainConfig(epochs=1, out=f"{tmp}/run"), progress=False)
+    path = Path(tmp) / "digits.rsq"
+    rsq.save(export_checkpoint(load_checkpoint(f"{tmp}/run")), path)
+    return path
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--families", nargs="+", default=["ice40", "ecp5"])
-    ap.add_argument("--bits", nargs="+", type=int, default=[2, 3, 4, 6, 8])
-    ap.add_argument("--abits", type=int, default=8)
-    ap.add_argument("--rows", type=int, default=8)
-    ap.add_argument("--cols", type=int, default=8)
+    ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    ap.add_argument("--families", nargs="+", default=["ice40", "ecp5"], choices=["ice40", "ecp5"])
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--size", type=int, default=None, help="synthesized array: SIZE x SIZE (default 8, --quick 4)")
+    ap.add_argument("--pnr-size", type=int, default=2, help="arrays placed and routed: SIZE x SIZE")
+    ap.add_argument("--no-accel", action="store_true", help="skip the accelerator's place and route")
     ap.add_argument("--max-k", type=int, default=576)
-    ap.add_argument("--pnr-size", nargs="+", default=["ice40=4x4", "ecp5=4x4"], help="FAMILY=ROWSxCOLS for place and route")
-    ap.add_argument("--full", action="store_true", help="place and route every bit-width, not only 4")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--model", help="a digits ResNet-8 .rsq for cycles per image (default: train one epoch)")
     a = ap.parse_args(argv)
-    pnr_size = {f: tuple(int(x) for x in rc.split("x")) for f, rc in (s.split("=") for s in a.pnr_size)}
-    rows = []
-    modes = [("dual", "dual", True), ("lut", "lut", True), ("mult", "mult", True), ("mult-lut", "mult", False)]
+    configure(a)
+    size = a.size or (4 if a.quick else 8)
+    pnr_fams = ["ice40"] if a.quick else a.families
+    t0 = time.time()
+    arrays, accels = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for fam in a.families:
-            for wb in a.bits:
-                for label, pe, dsp in modes:
+            for ab, wb in BITS:
+                for label in a.modes:
+                    pe, base, dsp = MODES[label]
                     try:
-                        p1 = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=1, cols=2, max_k=a.max_k)
-                        pa = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=a.rows, cols=a.cols, max_k=a.max_k)
+                        p = ArrayParams(wbits=wb, abits=ab, pe=pe, base=base, rows=size, cols=size, max_k=a.max_k)
                     except ConfigError as e:
-                        print(f"{fam:6} {label:8} W{wb}: {e}", flush=True)
-                        rows.append({"family": fam, "pe": label, "wbits": wb, "skip": str(e)})
+                        arrays.append({"family": fam, "mode": label, "bits": f"a{ab}w{wb}", "skip": str(e)})
                         continue
-                    one = measure(ProcessingElement(p1), "pe", fam, tmp, dsp=dsp)
-                    arr = measure(PEArray(pa), "pe_array", fam, tmp, dsp=dsp)
-                    row = {"family": fam, "pe": label, "wbits": wb, "pe_cost": one, "array": arr}
-                    if dsp and (a.full or wb == 4):
-                        pr, pc = pnr_size.get(fam, (a.rows, a.cols))
-                        pp = ArrayParams(wbits=wb, abits=a.abits, pe=pe, rows=pr, cols=pc, max_k=a.max_k)
-                        row["top"] = measure(ImplementationHarness(pp), "harness", fam, tmp, dsp=True, pnr=True)
-                        row["top"]["size"] = f"{pr}x{pc}"
-                    rows.append(row)
-                    t = row.get("top", {})
-                    print(f"{fam:6} {label:8} W{wb}: PE lut {one['lut']:5} ff {one['ff']:4} dsp {one['dsp']:2} | "
-                          f"{a.rows}x{a.cols} array lut {arr['lut']:6} ff {arr['ff']:5} dsp {arr['dsp']:3}"
-                          + (f" | top lut {t['lut']} bram {t['bram']} dsp {t['dsp']} fmax {t.get('fmax')} {t.get('pnr_error', '')}" if t else ""),
+                    row = {"family": fam, "mode": label, "bits": f"a{ab}w{wb}", "size": size,
+                           "acc_bits": p.acc_bits, "array": measure(PEArray(p), "pe_array", fam, tmp, dsp=dsp)}
+                    if fam in pnr_fams:
+                        pp = ArrayParams(wbits=wb, abits=ab, pe=pe, base=base, rows=a.pnr_size, cols=a.pnr_size, max_k=a.max_k)
+                        row["pnr"] = measure(ArrayHarness(pp), "array_harness", fam, tmp, dsp=dsp, pnr=True)
+                    arrays.append(row)
+                    r = row["array"]
+                    print(f"{fam:5} {label:8} a{ab}w{wb} {size}x{size}: lut {r['lut']:6} ff {r['ff']:5} dsp {r['dsp']:3} "
+                          f"lut/MAC {r['lut'] / size**2:6.1f}" + (f" | {a.pnr_size}x{a.pnr_size} fmax {row['pnr'].get('fmax')} "
+                                                                   f"{row['pnr'].get('path')}" if "pnr" in row else ""),
                           flush=True)
-    lines = [f"| family | PE | wbits | LUT/PE | FF/PE | DSP/PE | LUT {a.rows}x{a.cols} array | FF array | DSP array | "
-             "accelerator (size) | LUT | BRAM | DSP | Fmax MHz |", "|" + "---|" * 14]
-    for r in rows:
+        model = None if a.no_accel else Path(a.model) if a.model else _digits_model(tmp)
+        for fam in ([] if a.no_accel else pnr_fams):
+            for rc in ((4, 4), (2, 2)) if fam == "ice40" else ((4, 4),):
+                p = ArrayParams(rows=rc[0], cols=rc[1], **DIGITS)
+                r = measure(ImplementationHarness(p), "accel", fam, tmp, dsp=True, pnr=True)
+                r.update(family=fam, size=f"{rc[0]}x{rc[1]}", cycles=cycles_per_image(p, model))
+                accels.append(r)
+                print(f"{fam:5} accelerator {r['size']} W8A8: lut {r['lut']} ff {r['ff']} dsp {r['dsp']} bram {r['bram']} "
+                      f"fmax {r.get('fmax')} | {r['path']} | {r['cycles']} cycles/image", flush=True)
+                if r.get("fmax"):
+                    break  # the largest size that fits
+    body = report(a, argv, size, arrays, accels, time.time() - t0)
+    print(body)
+    complete = all("pnr" in r or r["family"] not in pnr_fams or "skip" in r for r in arrays)
+    if a.write and not complete:
+        raise SystemExit("hw_cost: refusing --write of an incomplete table")
+    write_section("hw_cost", body)
+
+
+def report(a, argv, size, arrays, accels, wall):
+    cmd = "python bench/hw_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    lines = [f"## Hardware cost: PE arrays with their read-out, and the accelerator (max_k {a.max_k})", "",
+             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Array: Yosys synthesis of the whole `PEArray` "
+             f"({size}x{size}, read-out chain included); Fmax: Yosys + nextpnr of a {a.pnr_size}x{a.pnr_size} array behind "
+             "`ArrayHarness` (every input from a flip-flop). `mult-lut` is the multiplier PE with DSPs forbidden, "
+             "`mult-dsp` with them allowed. On ECP5 a CCU2C counts as 2 LUTs.", "",
+             f"| family | bits | PE | LUT {size}x{size} | FF | DSP | LUT / MAC | acc bits | Fmax {a.pnr_size}x{a.pnr_size} MHz | critical path |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in arrays:
         if "skip" in r:
-            lines.append(f"| {r['family']} | {r['pe']} | {r['wbits']} | " + " | ".join(["-"] * 6)
-                         + " | exceeds the contract's 30-bit accumulator | - | - | - | - |")
+            lines.append(f"| {r['family']} | {r['bits']} | {r['mode']} | {r['skip']} | | | | | | |")
             continue
-        o, ar, t = r["pe_cost"], r["array"], r.get("top")
-        top = (f"{t['size']} | {t['lut']} | {t['bram']} | {t['dsp']} | " + (f"{t['fmax']:.1f}" if t.get("fmax") else t.get("pnr_error", "-"))) if t else "- | - | - | - | -"
-        lines.append(f"| {r['family']} | {r['pe']} | {r['wbits']} | {o['lut']} | {o['ff']} | {o['dsp']} | {ar['lut']} | {ar['ff']} | {ar['dsp']} | {top} |")
+        x, q = r["array"], r.get("pnr", {})
+        fmax = f"{q['fmax']:.1f}" if q.get("fmax") else "-"
+        lines.append(f"| {r['family']} | {r['bits']} | {r['mode']} | {x['lut']} | {x['ff']} | {x['dsp']} | "
+                     f"{x['lut'] / size**2:.1f} | {r['acc_bits']} | {fmax} | {q.get('path', '-')} |")
     verdicts = []
     for fam in a.families:
-        d = next((r for r in rows if r["family"] == fam and r["pe"] == "dual" and r["wbits"] == 4 and "skip" not in r), None)
-        mm = next((r for r in rows if r["family"] == fam and r["pe"] == "mult-lut" and r["wbits"] == 4 and "skip" not in r), None)
-        if d and mm:
-            ratio = d["pe_cost"]["lut"] / max(1, mm["pe_cost"]["lut"])
-            ok = ratio <= 0.5 and d["pe_cost"]["dsp"] == 0
-            verdicts.append(f"{fam}: dual PE at 4 bits = {ratio:.2f}x the LUTs of the multiplier PE (LUT-only), "
-                            f"{d['pe_cost']['dsp']} DSP: target {'met' if ok else 'NOT met'}.")
-    _plot(rows, a)
-    cmd = "python bench/hw_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
-    body = (f"## Hardware cost (abits {a.abits}, max_k {a.max_k})\n\nMade by `{cmd.strip()}`. Per PE and {a.rows}x{a.cols} "
-            "array: Yosys synthesis. Accelerator (array, buffers, requantizer, controller, behind the pin harness): "
-            "Yosys + nextpnr (iCE40 UP5K sg48, ECP5-85F CABGA381). `mult` may use DSPs; `mult-lut` is the same PE "
-            "without them.\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n\n![per-PE LUTs](hw_cost.png)")
-    print("\n".join(verdicts))
-    if not a.no_write:
-        write_section("hw_cost", body)
-
-
-def _plot(rows, a):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axes = plt.subplots(1, len(a.families), figsize=(5 * len(a.families), 3.5), squeeze=False)
-    for ax, fam in zip(axes[0], a.families):
-        for label in ("dual", "lut", "mult", "mult-lut"):
-            pts = [(r["wbits"], r["pe_cost"]["lut"]) for r in rows if r["family"] == fam and r["pe"] == label and "skip" not in r]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
-        ax.set_title(f"{fam}: LUTs per PE (abits {a.abits})")
-        ax.set_xlabel("weight bits")
-        ax.legend()
-    fig.tight_layout()
-    if not a.no_write:
-        fig.savefig(DOCS / "hw_cost.png", dpi=100)
+        for bits, limit in (("a8w4", 0.8), ("a4w4", 1.0)):
+            d = next((r for r in arrays if r["family"] == fam and r["mode"] == "dual" and r["bits"] == bits and "array" in r), None)
+            mm = next((r for r in arrays if r["family"] == fam and r["mode"] == "mult-lut" and r["bits"] == bits and "array" in r), None)
+            if d and mm:
+                ratio = d["array"]["lut"] / max(1, mm["array"]["lut"])
+                ok = ratio <= limit and d["array"]["dsp"] == 0
+                verdicts.append(f"* {fam} {bits}: dual array = {ratio:.2f}x the LUT-only multiplier array "
+                                f"(target <= {limit}), {d['array']['dsp']} DSP: target {'met' if ok else 'NOT met'}.")
+        lows = [(r["array"]["lut"], r["mode"]) for r in arrays if r["family"] == fam and r["bits"] == "a4w4"
+                and "array" in r and r["mode"] != "mult-dsp"]
+        if lows:
+            verdicts.append(f"* {fam} a4w4: lowest LUTs per MAC without DSPs: {min(lows)[1]} "
+                            f"({min(lows)[0] / size**2:.1f}).")
+    lines += [""] + verdicts
+    if accels:
+        lines += ["", "### The accelerator for the digits ResNet-8 (W8A8 dual, max_k 576), and the old tile engine", "",
+                  "Images/s = Fmax / cycles per image (host link not counted). Old engine: commit 795b198, same harness "
+                  "(docs/hardware.md, \"Baseline\").", "",
+                  "| family | engine | size | LUT | FF | DSP | BRAM | Fmax MHz | cycles / image | images / s | critical path |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in accels:
+            old = OLD_ENGINE[r["family"]]
+            lines.append(f"| {r['family']} | old tile engine | {old['size']} | | | | | {old['fmax']} | {old['cycles']} | "
+                         f"{old['fmax'] * 1e6 / old['cycles']:.0f} | {old.get('note', '')} |")
+            fmax = r.get("fmax")
+            ips = f"{fmax * 1e6 / r['cycles']:.0f}" if fmax else "-"
+            lines.append(f"| {r['family']} | this tile engine | {r['size']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+                         f"{f'{fmax:.1f}' if fmax else '-'} | {r['cycles']} | {ips} | {r['path']} |")
+        for fam, target in (("ice40", 50), ("ecp5", 125)):
+            best = max((r.get("fmax") or 0 for r in accels if r["family"] == fam), default=None)
+            if best is not None:
+                verdicts.append(f"* {fam}: accelerator Fmax {best:.1f} MHz, target >= {target}: {'met' if best >= target else 'NOT met'}.")
+        lines += [""] + verdicts[-len([f for f in ("ice40", "ecp5") if any(r['family'] == f for r in accels)]):]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
