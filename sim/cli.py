@@ -114,17 +114,8 @@ def _train_config(a):
     cfg = dict(data=a.data, model=a.model, wq=a.wq, aq=a.aq, wbits=a.wbits, abits=a.abits, first_wbits=a.first_wbits,
                last_wbits=a.last_wbits, max_shift=a.max_shift, epochs=a.epochs, seed=a.seed, out=a.out, lr=a.lr,
                batch_size=a.batch_size, weight_decay=a.weight_decay, init=a.init, resume=a.resume,
-               asq_revive=a.asq_revive, image_size=a.image_size, overrides=overrides)
-    from dataclasses import fields
-
-    from rootshift.sw.train import TrainConfig
-
-    known = {f.name for f in fields(TrainConfig)}
-    for name, default in (("force", False), ("augment", True), ("tensorboard", False)):
-        if name in known:
-            cfg[name] = getattr(a, name)
-        elif getattr(a, name) != default:
-            raise ConfigError(f"--{name.replace('augment', 'no-augment')} is not supported by this build")
+               asq_revive=a.asq_revive, image_size=a.image_size, overrides=overrides, force=a.force,
+               augment=a.augment, tensorboard=a.tensorboard)
     return cfg
 
 

@@ -47,9 +47,7 @@ def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbi
              mode="dual", images=4, sim="verilator", rows=8, cols=8, progress=True, log=print, force=False):
     out = Path(out)
     cfg = TrainConfig(data=data, wq=wq, aq=aq, wbits=wbits, abits=abits, epochs=epochs, seed=seed,
-                      out=str(out / "train"))
-    if force and hasattr(cfg, "force"):
-        cfg.force = True
+                      out=str(out / "train"), force=force)
     check_flow_options(cfg, mode, images, sim, rows, cols)
     log(f"[1/5] train {wq}/{aq} W{wbits}A{abits} on {data} ({epochs} epochs)")
     metrics = train(cfg, progress=progress)
