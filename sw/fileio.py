@@ -16,6 +16,11 @@ from .errors import PathError
 def atomic_write_bytes(path, data: bytes):
     path = Path(path)
     try:
+        for parent in (path.parent, *path.parent.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(20, f"{parent} is not a directory", str(parent))
+                break
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(21, "Is a directory", str(path))
