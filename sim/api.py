@@ -18,7 +18,8 @@ from pathlib import Path
 
 from rootshift.sw.errors import ConfigError
 
-__all__ = ["train", "export", "inspect", "evaluate", "generate", "compile", "cosim", "flow", "report"]
+__all__ = ["train", "export", "inspect", "evaluate", "generate", "compile", "cosim", "flow", "report", "build", "flash",
+           "run"]
 
 
 def _load(model):
@@ -148,3 +149,24 @@ def report(run_dir, out=None):
     from rootshift.sim.report import write_report
 
     return write_report(run_dir, out)
+
+
+def build(model, board, out, rows=None, cols=None, auto=False, seed=1):
+    """Synthesize, place, route and pack a board bitstream for ``model`` (docs/boards.md); the report."""
+    from rootshift.sim.board import build as _build
+
+    return _build(model, board, out, rows, cols, auto, seed)
+
+
+def flash(build_dir, dry_run=False):
+    """Program the board with a build's bitstream (``dry_run``: only the exact command)."""
+    from rootshift.sim.board import flash as _flash
+
+    return _flash(build_dir, dry_run)
+
+
+def run(model, port, data=None, images=16, build_dir=None, board=None, rows=None, cols=None):
+    """Test images through the board on serial ``port``, every logit checked against the golden model."""
+    from rootshift.sim.board import run_board
+
+    return run_board(model, port, data, images, build_dir, board, rows, cols)

@@ -208,6 +208,40 @@ def cmd_cosim(a):
     return EXIT_OK
 
 
+def cmd_build(a):
+    from . import api
+
+    d = api.build(a.model, a.board, a.out, a.rows, a.cols, a.auto, a.seed)
+
+    def human(d):
+        print_fields(d, title=f"bitstream for {d.get('board')}")
+        res = d.get("resources") or {}
+        print_table([{"resource": k, "used": v.get("used"), "available": v.get("available")} for k, v in res.items()],
+                    ["resource", "used", "available"])
+
+    _emit(a, d, human)
+    return EXIT_OK
+
+
+def cmd_flash(a):
+    from . import api
+
+    d = api.flash(a.build, a.dry_run)
+    _emit(a, d, lambda d: print(" ".join(d["command"]) if a.dry_run else f"flashed {d['board']}"))
+    return EXIT_OK
+
+
+def cmd_run(a):
+    from . import api
+
+    d = api.run(a.model, a.port, a.data, a.images, a.build, a.board, a.rows, a.cols)
+    _emit(a, d, lambda d: print_fields(d, title=f"on the board: {a.model}"))
+    if d["mismatches"]:
+        print(f"rootshift run: {d['mismatches']} image(s) differ from the golden model", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
 def cmd_report(a):
     from . import api
 
@@ -349,6 +383,37 @@ def build_parser():
     c.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
     c.add_argument("--waves", help="on a mismatch, write the failing tile's waveform (VCD) here")
     _json(c)
+
+    from rootshift.hw.board.boards import BOARDS
+
+    b = _add(sub, "build", cmd_build, "synthesize, place, route and pack a board bitstream for a model",
+             "Build the board top (engine, UART bridge, PLL, LEDs) for a model with the open toolchain (YoWASP Yosys\n"
+             "and nextpnr). Writes the bitstream and OUT/board.json. A design that does not fit or misses its\n"
+             "clock is refused with the numbers. The same inputs and seed give the same bitstream.")
+    b.add_argument("model", help=".rsq file")
+    b.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board (docs/boards.md)")
+    b.add_argument("--out", required=True, help="build directory")
+    b.add_argument("--rows", type=int, help="PE array rows (default: the board's)")
+    b.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
+    b.add_argument("--auto", action="store_true", help="pick the largest array that fits and closes timing")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    _json(b, "the build report")
+
+    fl = _add(sub, "flash", cmd_flash, "program a board with a build's bitstream (iceprog / openFPGALoader)")
+    fl.add_argument("build", help="build directory written by `rootshift build`")
+    fl.add_argument("--dry-run", action="store_true", help="print the exact programmer command, run nothing")
+    _json(fl)
+
+    rn = _add(sub, "run", cmd_run, "run test images on the board over its serial port, checked against the golden model")
+    rn.add_argument("model", help=".rsq file (the one the bitstream was built for)")
+    rn.add_argument("--port", help="serial port, e.g. /dev/ttyUSB1")
+    rn.add_argument("--build", help="the build directory (array size, baud and Fmax from its report)")
+    rn.add_argument("--board", choices=sorted(BOARDS), help="board, when there is no --build (default: icebreaker)")
+    rn.add_argument("--rows", type=int, help="PE array rows (default: from --build or the board)")
+    rn.add_argument("--cols", type=int, help="PE array columns (default: from --build or the board)")
+    rn.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
+    rn.add_argument("--images", type=int, default=16, help="test images to run")
+    _json(rn)
 
     r = _add(sub, "report", cmd_report, "a self-contained HTML report of a run directory",
              "Training curves, weight histograms with the quantizer's levels, code usage, ASQ beta, agreement,\n"
