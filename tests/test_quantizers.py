@@ -170,13 +170,20 @@ def test_dead_adapter_is_detected_and_revived():
 
 
 def test_soft_staircase_limits():
-    lv = torch.tensor([0.0, 0.25, 0.5, 1.0])
-    r = torch.rand(1000)
-    assert torch.allclose(soft_staircase(r, lv, 1e-4), r, atol=1e-4)  # identity as T -> 0
+    lv = torch.tensor([-1.0, -0.5, 0.5, 1.0])
+    r = torch.rand(1000) * 2 - 1
     hard = hard_staircase(r, lv)
-    far = ((r[:, None] - (lv[1:] + lv[:-1]) / 2).abs().min(1).values > 1e-3)
-    assert torch.allclose(soft_staircase(r, lv, 1e4)[far], hard[far], atol=1e-6)
-    assert torch.all(soft_staircase(lv, lv, 20.0) == lv)  # continuous at the levels
+    u = (r[:, None] - lv[:-1]) / (lv[1:] - lv[:-1])
+    inside = (u >= 0) & (u <= 1)
+    dist = ((u - 0.5).abs() * inside + 9 * ~inside).min(1).values  # distance to a midpoint, interval widths
+    for t in (1.0, 4.0, 64.0):
+        soft = soft_staircase(r, lv, t)
+        far = dist >= 1 / (2 * t)
+        assert torch.equal(soft[far], hard[far])  # exactly hard outside the band
+        assert torch.all(torch.diff(soft_staircase(torch.linspace(-1, 1, 5001), lv, t)) >= 0)  # monotone
+    assert torch.all(soft_staircase(lv, lv, 4.0) == lv)  # through every level
+    mids = (lv[1:] + lv[:-1]) / 2
+    assert torch.allclose(soft_staircase(mids, lv, 4.0), mids)  # and every midpoint
 
 
 def test_annealing_ends_hard_and_powers_of_two():
@@ -184,6 +191,7 @@ def test_annealing_ends_hard_and_powers_of_two():
     temps = [anneal(model, e, 10) for e in range(10)]
     assert temps == sorted(temps) and temps[0] == 1.0
     assert bool(model[0].hard) and bool(model[1].hard)
+    model.eval()  # eval is the hard quantizer
     w = weight()
     out = model[0](w)
     mant = (out / model[0].alpha).abs()

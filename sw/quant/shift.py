@@ -1,28 +1,36 @@
-"""Differentiable shift quantization (after Badar): values ``+-2**-e`` with an annealed soft staircase.
+"""Differentiable shift quantization (after Badar): values ``+-2**-e`` through an annealed soft staircase.
 
-Levels: weights ``+-alpha * 2**-e`` for ``e = 0 .. min(2**(b-1) - 1, max_shift)`` (sign + (b-1) exponent
-bits, no zero; the exponent window is POST's, so the hardware never shifts right by more than ``max_shift``);
-activations ``{0} U {alpha * 2**-e, e = 0 .. 2**b - 2}``. ``alpha`` is a power of two fixed at
-calibration, so every value is exactly ``+-2**n``.
+Hard quantizer (what eval and export compute; the integer contract is defined on exactly this):
+weights ``+-alpha * 2**-e`` for ``e = 0 .. min(2**(b-1) - 1, max_shift)`` (sign + (b-1) exponent bits,
+no zero); activations ``{0} U {alpha * 2**-e, e = 0 .. 2**b - 2}``; nearest level in the linear domain,
+ties to the larger magnitude, ``r = 0`` to ``+l_0`` (weights). ``alpha`` is a power of two.
 
-Between two neighbouring levels ``l_lo < l_hi`` with ``u = (r - l_lo) / (l_hi - l_lo)`` in [0, 1]:
+Soft quantizer (training): a staircase over the *signed* level set ``L`` (weights ``-1 .. -l_0, l_0 .. 1``,
+activations ``0, l_0 .. 1``), so ``(-l_0, l_0)`` is a soft sign step and every weight gets a gradient.
+Between neighbours ``l_lo < l_hi``, with ``u = (r - l_lo) / (l_hi - l_lo)`` and band width ``w = min(1, 1/T)``:
 
-    q_T(r) = l_lo + (l_hi - l_lo) * (sigmoid(T*(u - 1/2)) - sigmoid(-T/2)) / (sigmoid(T/2) - sigmoid(-T/2))
+    t      = clamp((u - 1/2) / w + 1/2, 0, 1)
+    q_T(r) = l_lo + (l_hi - l_lo) * (3 t**2 - 2 t**3)
 
-which is continuous and monotone, is the identity as ``T -> 0`` and the hard nearest-level rounding as
-``T -> inf``. Its mean slope over every interval is 1 and its peak slope ``~T/4``, so the trainer anneals
-``T`` geometrically from 1 to 20 (higher peaks compound across layers and blow the gradients up); in the
-final epoch the forward pass is exactly the hard quantizer with a straight-through (identity) gradient
-inside the clamp range.
+after clamping ``r`` to ``[min L, max L]``. ``q_T`` is continuously differentiable and monotone, passes
+through every level and every midpoint, and for ``T >= 1`` equals the hard quantizer *exactly* wherever
+``|u - 1/2| >= 1/(2T)``: the transition is confined to a band of width ``1/T`` around each midpoint, so
+``q_T -> hard`` as ``T -> inf`` (pointwise off the midpoints, and in L1 on any data without mass on them).
+:func:`anneal` raises ``T`` geometrically from ``T_START`` to the final temperature, which the last epoch
+trains at: no straight-through step anywhere. docs/quantization.md has the schedule, why it stops where
+it does (measured), and the soft/hard agreement at the final temperature.
 """
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 
 from ..errors import check_bits
-from .common import ste
+
+T_START = 1.0
+T_END = 4.0  # final temperature: slopes multiply along the network, and T = 8 diverged (docs/quantization.md)
 
 
 def soft_staircase(r, levels, temperature):
@@ -30,11 +38,9 @@ def soft_staircase(r, levels, temperature):
     idx = torch.bucketize(r, levels, right=True).clamp(1, len(levels) - 1)
     lo, hi = levels[idx - 1], levels[idx]
     u = (r - lo) / (hi - lo)
-    t = float(temperature)
-    # the same normalised sigmoid written with tanh (sigmoid(a) = (1 + tanh(a/2)) / 2): no cancellation
-    h = math.tanh(t / 4)
-    frac = (torch.tanh(t * (u - 0.5) / 2) + h) / (2 * h)
-    return lo + (hi - lo) * frac
+    w = min(1.0, 1.0 / float(temperature))
+    t = ((u - 0.5) / w + 0.5).clamp(0.0, 1.0)
+    return lo + (hi - lo) * (t * t * (3.0 - 2.0 * t))
 
 
 def hard_staircase(r, levels):
@@ -43,22 +49,33 @@ def hard_staircase(r, levels):
     return levels[torch.bucketize(r, mids, right=True)]
 
 
+def band(temperature):
+    """Half-width, in interval widths, of the band around each midpoint where ``q_T`` may differ from hard."""
+    return min(1.0, 1.0 / float(temperature)) / 2
+
+
 class ShiftQuantizer(nn.Module):
     """Weights (``signed=True``) or activations (``signed=False``) as powers of two.
 
     Members
     -------
+    levels : buffer
+        Normalised magnitudes ``2**-(n-1) .. 1`` (with 0 first for activations), ascending.
+    soft_levels : buffer
+        The level set the soft staircase runs over: signed for weights, ``levels`` for activations.
     temperature : buffer
-        Slope of the soft staircase; set by the trainer's annealing schedule.
+        ``T``: the soft staircase's transition band is ``1/T`` of an interval wide; set per epoch by :func:`anneal`.
     hard : buffer (bool)
-        When true the forward pass is the hard quantizer.
+        True once :func:`anneal` reached the final temperature (the last epoch): the trained model
+        is the hard quantizer within the bound above, and export may read it.
     alpha : buffer
-        Power-of-two scale, from the weights at construction or the first activation batch.
+        Power-of-two scale minimising the hard quantizer's squared error on the calibration data
+        (the weights at construction, the first activation batch otherwise); see :func:`best_alpha`.
     """
 
     scheme = "shift"
 
-    def __init__(self, bits, signed, weight=None, temperature=1.0, max_shift=None):
+    def __init__(self, bits, signed, weight=None, temperature=T_START, max_shift=None):
         super().__init__()
         self.bits = check_bits("shift bits", bits)
         self.signed = signed
@@ -69,40 +86,76 @@ class ShiftQuantizer(nn.Module):
         mags = torch.pow(2.0, -torch.arange(n - 1, -1, -1, dtype=torch.float32))
         levels = mags if signed else torch.cat([torch.zeros(1), mags])
         self.register_buffer("levels", levels, persistent=False)
+        soft = torch.cat([-mags.flip(0), mags]) if signed else levels
+        self.register_buffer("soft_levels", soft, persistent=False)
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.register_buffer("hard", torch.tensor(False))
         self.register_buffer("alpha", torch.tensor(1.0))
         self.register_buffer("initialized", torch.tensor(False))
+        self.soft_eval = False  # evaluate the soft function in eval mode (soft/hard agreement checks)
         if weight is not None:
             self.init_from(weight)
 
+    def quantize_hard(self, r):
+        """The hard quantizer on normalised ``r = x / alpha``."""
+        lv = self.levels.to(r.dtype)
+        if self.signed:
+            q = hard_staircase(r.abs().clamp(float(lv[0]), float(lv[-1])), lv)
+            return torch.where(r < 0, -q, q)
+        return hard_staircase(r.clamp(0.0, float(lv[-1])), lv)
+
+    def quantize_soft(self, r, temperature=None):
+        """The soft quantizer on normalised ``r``: the staircase over ``soft_levels`` at ``temperature``."""
+        lv = self.soft_levels.to(r.dtype)
+        t = self.temperature if temperature is None else temperature
+        return soft_staircase(r.clamp(float(lv[0]), float(lv[-1])), lv, t)
+
+    def best_alpha(self, x, span=16):
+        """Power of two ``2**k`` minimising ``sum (alpha * hard(x / alpha) - x)**2`` (ties: the larger).
+
+        ``k`` runs over ``span`` candidates ending at the first power of two at or above ``max |x|``;
+        below that the error only grows for every level set here, and a smaller ``alpha`` clips more.
+        """
+        x = x.detach().flatten().float()
+        if x.numel() > 1_000_000:
+            x = x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+        top = x.abs().max().item()
+        k_hi = math.ceil(math.log2(max(top, 1e-8)))
+        best_k, best_err = k_hi, math.inf
+        for k in range(k_hi, k_hi - span, -1):  # descending: a tie keeps the larger alpha
+            a = 2.0**k
+            err = ((self.quantize_hard(x / a) * a - x) ** 2).sum().item()
+            if err < best_err:
+                best_k, best_err = k, err
+        return 2.0**best_k
+
     def init_from(self, x):
         with torch.no_grad():
-            top = torch.quantile(x.detach().abs().flatten().float()[:1_000_000], 0.999).item()
-            self.alpha.fill_(2.0 ** math.ceil(math.log2(max(top, 1e-8))))
+            self.alpha.fill_(self.best_alpha(x))
             self.initialized.fill_(True)
 
     def forward(self, x):
         if not bool(self.initialized):
+            # calibration pass: pick alpha, and hand the hard output on so that later layers calibrate on it
             self.init_from(x)
+            return self.quantize_hard(x / self.alpha) * self.alpha
         r = x / self.alpha
-        lv = self.levels.to(r.dtype)
-        mag = r.abs() if self.signed else r
-        mag = mag.clamp(float(lv[0]), float(lv[-1]))
-        if bool(self.hard):
-            q = ste(hard_staircase(mag, lv), mag)
+        if self.training or self.soft_eval:
+            q = self.quantize_soft(r)
         else:
-            q = soft_staircase(mag, lv, self.temperature)
-        if self.signed:
-            q = torch.where(r < 0, -q, q)
+            q = self.quantize_hard(r)
         return q * self.alpha
 
     def extra_repr(self):
-        return f"bits={self.bits}, signed={self.signed}"
+        return f"bits={self.bits}, signed={self.signed}, alpha=2^{int(math.log2(float(self.alpha)))}"
 
 
-def anneal(model, epoch, epochs, t_start=1.0, t_end=20.0):
-    """Set every shift quantizer's temperature for ``epoch`` (0-based); the last epoch is hard."""
+def anneal(model, epoch, epochs, t_start=T_START, t_end=T_END):
+    """Set every shift quantizer's temperature for ``epoch`` (0-based): geometric from ``t_start`` to ``t_end``.
+
+    The last epoch trains the soft function at ``t_end`` and marks the quantizers ``hard`` (annealed;
+    export may read them).
+    """
     frac = epoch / max(1, epochs - 1)
     t = t_start * (t_end / t_start) ** frac
     for m in model.modules():
@@ -110,3 +163,16 @@ def anneal(model, epoch, epochs, t_start=1.0, t_end=20.0):
             m.temperature.fill_(t)
             m.hard.fill_(epoch >= epochs - 1)
     return t
+
+
+@contextlib.contextmanager
+def soft_forward(model):
+    """Within the block, shift quantizers in eval mode compute the soft function at their temperature."""
+    mods = [m for m in model.modules() if isinstance(m, ShiftQuantizer)]
+    for m in mods:
+        m.soft_eval = True
+    try:
+        yield model
+    finally:
+        for m in mods:
+            m.soft_eval = False

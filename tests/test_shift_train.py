@@ -1,0 +1,125 @@
+"""Differentiable shift quantization (docs/quantization.md): gradients below the lowest level, soft == hard
+at the final temperature, the error-minimising power-of-two alpha, and a short fine-tune."""
+
+import math
+
+import pytest
+import torch
+
+from rootshift.sw.quant import ShiftQuantizer, anneal
+from rootshift.sw.quant.shift import T_END, T_START, band, soft_forward
+
+
+def brute_alpha(q, x, ks=range(-24, 8)):
+    """argmin over 2**k of the hard quantizer's squared error; ties to the larger alpha."""
+    best = None
+    for k in ks:
+        a = 2.0**k
+        err = ((q.quantize_hard(x / a) * a - x) ** 2).sum().item()
+        if best is None or err <= best[1]:
+            best = (a, err)
+    return best[0]
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_gradient_reaches_weights_below_lowest_level(bits):
+    g = torch.Generator().manual_seed(bits)
+    w0 = torch.randn(8, 64, generator=g)
+    q = ShiftQuantizer(bits, signed=True, weight=w0)
+    lowest = float(q.levels[0] * q.alpha)
+    w = (torch.rand(1000, generator=g) * 2 - 1) * lowest * 0.99  # every |w| below the lowest level
+    w.requires_grad_()
+    q.train()
+    q(w).sum().backward()
+    assert (w.grad != 0).all()  # at T_START the sign step is soft across the whole (-l0, l0)
+    # and a weight can change sign by gradient descent alone, at the weights' final temperature
+    q.temperature.fill_(T_END)
+    v = torch.tensor([0.01 * lowest], requires_grad=True)
+    opt = torch.optim.SGD([v], lr=0.1 * lowest)
+    for _ in range(50):
+        opt.zero_grad()
+        ((q(v) + float(q.alpha)) ** 2).sum().backward()  # pull toward -alpha
+        opt.step()
+    assert v.item() < 0
+    q.eval()
+    assert q(v).item() < 0
+
+
+@pytest.mark.parametrize("signed, bits", [(True, 2), (True, 4), (False, 2), (False, 3)])
+def test_soft_equals_hard_at_final_temperature(signed, bits):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(20000, generator=g) * 0.7 if signed else torch.relu(torch.randn(20000, generator=g))
+    q = ShiftQuantizer(bits, signed=signed, weight=x if signed else None)
+    if not signed:
+        q.init_from(x)
+    anneal(q, 9, 10)  # the last epoch: final temperature, marked hard
+    t = T_END
+    assert float(q.temperature) == t and bool(q.hard)
+    q.train()
+    soft = q(x)
+    with soft_forward(q.eval()):
+        assert torch.equal(q(x), soft)
+    hard = q(x)
+    r = x / q.alpha
+    lv = q.soft_levels
+    rc = r.clamp(float(lv[0]), float(lv[-1]))
+    i = torch.bucketize(rc, lv, right=True).clamp(1, len(lv) - 1)
+    u = (rc - lv[i - 1]) / (lv[i] - lv[i - 1])
+    far = (u - 0.5).abs() >= band(t)
+    assert torch.equal(soft[far], hard[far])  # exact off the band of width 1/T around each midpoint
+    gap = (lv[i] - lv[i - 1]) * q.alpha
+    assert ((soft - hard).abs() <= gap / 2 + 1e-6).all()  # and never more than half a step inside it
+    assert far.float().mean() > 1 - 1 / t - 0.05  # the band holds about 1/T of the data
+
+
+@pytest.mark.parametrize("signed, bits", [(True, 2), (True, 3), (False, 2), (False, 4)])
+def test_alpha_is_error_minimising_power_of_two(signed, bits):
+    g = torch.Generator().manual_seed(bits)
+    x = torch.randn(5000, generator=g) * 3.0
+    if not signed:
+        x = torch.relu(x)
+    x[0] = 40.0  # one outlier: the 99.9th-percentile rule would be pulled toward it
+    q = ShiftQuantizer(bits, signed=signed, weight=x if signed else None)
+    if not signed:
+        q(x)  # calibration pass
+    a = float(q.alpha)
+    assert math.log2(a) == round(math.log2(a))
+    assert a == brute_alpha(q, x)
+    # a known case: 2-bit weights +-{a/2, a} on values +-{0.5, 1}: alpha 1 is exact
+    if signed and bits == 2:
+        q2 = ShiftQuantizer(2, signed=True, weight=torch.tensor([0.5, -1.0, 1.0, -0.5, 0.51]))
+        assert float(q2.alpha) == 1.0
+
+
+def test_calibration_pass_returns_hard_output():
+    q = ShiftQuantizer(2, signed=False)
+    x = torch.rand(1000) * 3
+    y = q(x)  # first call: alpha from x, and the hard output
+    assert torch.equal(y, q.quantize_hard(x / q.alpha) * q.alpha)
+    assert float(q.temperature) == T_START
+
+
+def test_shift_finetune_smoke(tmp_path):
+    """A 1-epoch fp run, then short shift W2A2 and weight-only W2 fine-tunes from it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: more threads only spin on a shared machine
+    try:
+        _finetunes(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finetunes(tmp_path):
+    from rootshift.sw.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
+
+    train(TrainConfig(out=str(tmp_path / "fp"), wq="fp", aq="fp", epochs=1), progress=False)
+    init = str(tmp_path / "fp" / "checkpoint.pt")
+    for aq, epochs in (("shift", 2), ("fp", 1)):
+        out = tmp_path / f"w2-{aq}"
+        m = train(TrainConfig(out=str(out), wq="shift", aq=aq, wbits=2, abits=2, epochs=epochs, init=init),
+                  progress=False)
+        assert m["test_acc"] > 0.5, m
+        model, _ = model_from_checkpoint(load_checkpoint(out))
+        qs = [mod for mod in model.modules() if isinstance(mod, ShiftQuantizer)]
+        assert qs and all(bool(mod.hard) for mod in qs)
+        assert any(not mod.signed for mod in qs) == (aq == "shift")
