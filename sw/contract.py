@@ -1,4 +1,4 @@
-"""Integer primitives of the arithmetic contract (docs/arithmetic.md, contract version 1).
+"""Integer primitives of the arithmetic contract (docs/arithmetic.md, contract version 2).
 
 Everything here is int64 numpy; nothing on the path from codes to logits is floating point. The golden
 model (``sw.golden``) composes these; the hardware (``hw``) implements the same definitions and its tests
@@ -9,7 +9,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2       # 2 adds shift activations and the shift2 product mode
+READ_CONTRACTS = (1, 2)    # a version-1 model is a version-2 model without shift activations
 FINE_FRAC = 16            # fine activations: value = X * 2**-16
 FINE_MIN, FINE_MAX = -(2**31), 2**31 - 1   # fine activations saturate to signed 32 bits
 QUANT_SHIFT = 40          # activation quantization: code = clamp(rshift_round(X * R, 40), 0, Qp)
@@ -26,7 +27,9 @@ ADAPTER_SUM_MAX = 2**62 - 1  # worst-case |W g + B| of each adapter layer, over 
 DIM_MAX = 2**12           # channels, height, width, kernel, stride and pad are each at most 4096
 LUT_FRAC = 8              # lut mode: LUT[a] = round(a * 2**8 / sqrt 2)
 ACC_MAX_BITS = 62 - M_BITS  # acc * M must fit in int64 with the bias: acc width <= 30 bits
-MODES = ("dual", "lut", "shift", "mult")
+ACC_MAX_BITS_SHIFT2 = 62 - M_BASE_BITS  # shift2 layers have beta = 1, so |M| = |M_base| < 2**22: 39 bits
+MODES = ("dual", "lut", "shift", "mult", "shift2")
+LOG2_ALPHA_MAX = 64        # shift activations: alpha = 2**A with |A| <= 64
 
 
 def rshift_round(v, s):
@@ -80,14 +83,37 @@ def weight_terms(codes, fmt, mode):
         if fmt.base != "sqrt2":
             raise ConfigError(f"product mode {mode} is for base sqrt2; base 2 uses mode shift")
         return {"even": np.where(odd == 0, mag, 0), "odd": np.where(odd == 1, mag, 0)}
-    if mode == "shift":
+    if mode in ("shift", "shift2"):
         if fmt.base != "2":
-            raise ConfigError("product mode shift is for base 2; base sqrt2 uses dual or lut")
+            raise ConfigError(f"product mode {mode} is for base 2; base sqrt2 uses dual or lut")
         return {"acc": mag}
     raise ConfigError(f"unknown product mode {mode!r}; one of {', '.join(MODES)}")
 
 
-def accumulate(a_cols, terms, mode, abits):
+def shift_act_factor(codes, act_max_exponent):
+    """shift2 activation factor ``f(c)``: 0 for code 0, ``2**(E_a - (c - 1))`` otherwise (exact, int64)."""
+    c = np.asarray(codes, np.int64)
+    return np.where(c == 0, 0, np.int64(1) << np.clip(act_max_exponent - (c - 1), 0, 62).astype(np.int64))
+
+
+def shift_act_codes(x, log2_alpha, max_exponent):
+    """Shift activation codes of fine values ``x`` (docs/arithmetic.md, "Quantizing a fine value to a shift
+    code"): the nearest level of ``{0} U {2**(A - e)}`` in the linear domain, ties to the larger level.
+    Code 0 is zero, code ``e + 1`` the exponent ``e`` (0..``max_exponent``)."""
+    x = np.asarray(x, np.int64)
+    t = int(log2_alpha) + FINE_FRAC
+    n = int(max_exponent)
+    pos = x > 0
+    xs = np.where(pos, x, 1)
+    j = (np.frexp(xs.astype(np.float64))[1] - 1).astype(np.int64)   # bit_length - 1, exact below 2**53
+    p = j + (2 * xs >= (np.int64(3) << j))
+    e = t - p
+    code = np.where(e < 0, 1, e + 1)
+    code = np.where(e > n, np.where(j >= t - n - 1, n + 1, 0), code)
+    return np.where(pos, code, 0).astype(np.int64)
+
+
+def accumulate(a_cols, terms, mode, abits, act_max_exponent=None):
     """Accumulators of one layer. ``a_cols`` (P, K) activation codes, ``terms`` from
     :func:`weight_terms` each (Cout, K) (or ``{"acc": w}`` integer weights for ``mult``).
     Returns a dict of (P, Cout) int64 accumulators: ``even``/``odd`` for dual, ``acc`` otherwise.
@@ -104,11 +130,23 @@ def accumulate(a_cols, terms, mode, abits):
         return {"acc": t_even @ terms["even"].T + t_odd @ terms["odd"].T}
     if mode in ("shift", "mult"):
         return {"acc": a @ terms["acc"].T}
+    if mode == "shift2":  # sum of +-(1 << (E_w - k + E_a - e)) = f(c) @ (+-2**(E_w - k))
+        return {"acc": shift_act_factor(a, act_max_exponent) @ terms["acc"].T}
     raise ConfigError(f"unknown product mode {mode!r}")
 
 
-def acc_bound(mode, k, abits, fmt=None, wbits=None):
-    """Largest ``|accumulator|`` any operands can produce: ``K * max|a| * max|term|``."""
+def acc_max_bits(mode):
+    """Widest accumulator the contract allows for ``mode`` (docs/arithmetic.md, "Bounds")."""
+    return ACC_MAX_BITS_SHIFT2 if mode == "shift2" else ACC_MAX_BITS
+
+
+def acc_bound(mode, k, abits, fmt=None, wbits=None, act_max_exponent=None):
+    """Largest ``|accumulator|`` any operands can produce: ``K * max|a| * max|term|``.
+
+    For ``shift2`` the activation factor is ``2**E_a`` (``act_max_exponent``, the shift quant op's window).
+    """
+    if mode == "shift2":
+        return k * (1 << (fmt.max_shift + act_max_exponent))
     amax = 2**abits - 1
     if mode == "mult":
         return k * amax * 2 ** (wbits - 1)

@@ -28,7 +28,7 @@ def inspect_layers(im):
             distinct_values = len(np.unique(vals))
         else:
             distinct_values = distinct
-        q = im.op(op["beta_from"])
+        q = im.op(op["beta_from"])  # the quant op feeding the layer (the loader checks it)
         rows.append({"name": op["name"], "kind": op["op"], "scheme": op["scheme"], "base": op.get("base"),
                      "wbits": op["wbits"], "abits": op["abits"], "act_scheme": q["kind"], "product_mode": op["mode"],
                      "acc_bits": op["acc_bits"], "distinct_codes": distinct, "distinct_values": distinct_values,

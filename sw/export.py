@@ -19,7 +19,7 @@ from .numfmt import PowerFormat
 from .quant import APoTQuantizer, ASQActivation, ASQAdapter, InputCodes, LSQActivation, LSQWeight, PowerQuantizer, ShiftQuantizer
 
 SUPPORTED_W = ("post", "pot", "shift", "lsq")
-SUPPORTED_A = ("asq", "lsq", "input8")
+SUPPORTED_A = ("asq", "lsq", "shift", "input8")
 
 
 def _bn_affine(bn, cout):
@@ -59,8 +59,23 @@ def _quant_op(name, aq, in_name, out_name, channels):
         if isinstance(aq, ASQActivation):
             op["adapter"] = _adapter_int(aq.adapter_beta, name)
         return op
+    if isinstance(aq, ShiftQuantizer) and not aq.signed:
+        if not bool(aq.hard):
+            raise ConfigError(f"layer {name}: shift quantizer not annealed to hard (train to the last epoch first)")
+        return {"op": "quant", "name": name, "in": in_name, "out": out_name, "kind": "shift", "bits": aq.bits,
+                "log2_alpha": _log2_pow2(aq.alpha, name), "max_exponent": int(aq.max_exponent)}
     raise ConfigError(f"layer {name}: activation scheme {getattr(aq, 'scheme', type(aq).__name__)} has no integer "
-                      f"contract; export supports {', '.join(SUPPORTED_A[:2])} activations")
+                      f"contract; export supports {', '.join(SUPPORTED_A[:3])} activations")
+
+
+def _log2_pow2(alpha, name):
+    """``log2(alpha)`` for a power-of-two scale, within the contract's range; else a named error."""
+    a = float(alpha)
+    m, e = math.frexp(a) if math.isfinite(a) and a > 0 else (0.0, 0)
+    if m != 0.5 or not abs(e - 1) <= C.LOG2_ALPHA_MAX:
+        raise ConfigError(f"layer {name}: shift scale alpha = {a!r} is not a power of two 2^A with |A| <= "
+                          f"{C.LOG2_ALPHA_MAX}")
+    return e - 1
 
 
 def _int_linear(w, b, name, extra_frac=0):
@@ -122,11 +137,17 @@ def _layer_op(layer, name, bn, in_name, out_name, relu, in_step, mode):
     cout = codes.shape[0]
     abits = layer.aq.bits
     k = int(np.prod(codes.shape[1:]))
-    bound = C.acc_bound(lmode, k, abits, fmt, layer.wq.bits)
+    act_e = None
+    if isinstance(layer.aq, ShiftQuantizer):
+        if lmode != "shift":
+            raise ConfigError(f"layer {name}: shift activations need power-of-two weights (shift or pot) for the "
+                              f"shift2 product; {scheme} weights have no integer contract with them")
+        lmode, act_e = "shift2", int(layer.aq.max_exponent)
+    bound = C.acc_bound(lmode, k, abits, fmt, layer.wq.bits, act_e)
     width = C.acc_width(bound)
-    if width > C.ACC_MAX_BITS:
+    if width > C.acc_max_bits(lmode):
         raise ConfigError(f"layer {name}: accumulator would overflow: worst case {bound} needs {width} bits, "
-                          f"the contract allows {C.ACC_MAX_BITS} (K={k}, abits={abits}); lower --max-shift or bits")
+                          f"the contract allows {C.acc_max_bits(lmode)} (K={k}, abits={abits}); lower --max-shift or bits")
     g, b = _bn_affine(bn, cout)
     if isinstance(layer, QLinear) and layer.bias is not None:
         b = b + g * layer.bias.detach().double().numpy()
@@ -144,6 +165,8 @@ def _layer_op(layer, name, bn, in_name, out_name, relu, in_step, mode):
           "cin": int(codes.shape[1]), "cout": cout, "scheme": scheme, "base": base, "mode": lmode,
           "wbits": layer.wq.bits, "abits": abits, "codes": codes, "m_base": m_base, "bias": bias, "shift": shift,
           "relu": bool(relu), "acc_bits": width, "acc_bound": int(bound), "k": k}
+    if act_e is not None:
+        op["act_max_exponent"] = act_e
     if fmt is not None:
         op["format"] = {"bits": fmt.bits, "base": fmt.base, "max_exponent": fmt.max_exponent, "has_zero": fmt.has_zero}
     if isinstance(layer, QConv2d):
@@ -152,8 +175,11 @@ def _layer_op(layer, name, bn, in_name, out_name, relu, in_step, mode):
 
 
 def _in_step(aq):
+    """Real value of one unit of the layer's activation factor (a code, or shift2's ``2**(E_a - e)``)."""
     if isinstance(aq, InputCodes):
         return 1.0 / 255.0
+    if isinstance(aq, ShiftQuantizer):
+        return float(aq.alpha) * 2.0 ** -int(aq.max_exponent)
     return float(aq.step.detach())
 
 

@@ -43,7 +43,7 @@ def layer_accumulate(op, a):
     else:
         cols, ho, wo = a.reshape(a.shape[0], 1, -1), 1, 1
     n, p, k = cols.shape
-    accs = C.accumulate(cols.reshape(n * p, k), terms, op["mode"], op["abits"])
+    accs = C.accumulate(cols.reshape(n * p, k), terms, op["mode"], op["abits"], op.get("act_max_exponent"))
     return {key: v.reshape(n, p, -1) for key, v in accs.items()}, (ho, wo)
 
 
@@ -64,6 +64,8 @@ def quant_forward(op, x):
     n = x.shape[0]
     if op["kind"] == "input8":
         return np.asarray(x, np.int64), np.full(n, 1 << C.FINE_FRAC, np.int64)
+    if op["kind"] == "shift":  # powers of two: code 0 is zero, code e + 1 is alpha * 2**-e; beta = 1
+        return C.shift_act_codes(x, op["log2_alpha"], op["max_exponent"]), np.full(n, 1 << C.FINE_FRAC, np.int64)
     if op["kind"] == "asq":
         ad = op["adapter"]
         beta = C.adapter_beta_int(x, ad.get("w1"), ad.get("b1"), ad.get("f1"), ad["w2"], ad["b2"], ad["f2"])

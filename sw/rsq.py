@@ -81,7 +81,10 @@ def to_bytes(im: IntModel, version=FORMAT_VERSION) -> bytes:
         payload.append(b)
         off += len(b)
     js = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    body = HEAD.pack(MAGIC, version, C.CONTRACT_VERSION, len(js), off) + js + b"".join(payload)
+    cver = im.meta.get("contract", C.CONTRACT_VERSION)  # a loaded contract-1 model stays contract 1
+    if cver not in C.READ_CONTRACTS:
+        raise ConfigError(f"meta.contract is {cver!r}; this rootshift writes contract versions {C.READ_CONTRACTS}")
+    body = HEAD.pack(MAGIC, version, cver, len(js), off) + js + b"".join(payload)
     return body + hashlib.sha256(body).digest()
 
 
@@ -142,9 +145,10 @@ def from_bytes(data: bytes, name="model") -> IntModel:
     if fver not in READ_VERSIONS:
         raise FormatError(f"{name}: format version {fver}; this rootshift reads versions "
                           f"{' and '.join(map(str, READ_VERSIONS))}", exit_code=EXIT_VERSION)
-    if cver != C.CONTRACT_VERSION:
+    if cver not in C.READ_CONTRACTS:
         raise FormatError(f"{name}: arithmetic contract version {cver}; this rootshift implements "
-                          f"{C.CONTRACT_VERSION}", exit_code=EXIT_VERSION)
+                          f"{C.CONTRACT_VERSION} (and reads {', '.join(map(str, C.READ_CONTRACTS))})",
+                          exit_code=EXIT_VERSION)
     try:
         doc = json.loads(data[HEAD.size:HEAD.size + jlen], parse_constant=_no_constant)
         if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("ops"), list):
@@ -157,6 +161,12 @@ def from_bytes(data: bytes, name="model") -> IntModel:
         raise FormatError(f"{name}: malformed graph: {e}", exit_code=EXIT_INVALID) from e
     try:
         validate(im, name)
+        if im.meta.get("contract", cver) != cver:
+            raise FormatError(f"{name}: meta field 'contract' is {im.meta.get('contract')!r} but the header says {cver}",
+                              exit_code=EXIT_INVALID)
+        if cver == 1 and any(op.get("kind") == "shift" or op.get("mode") == "shift2" for op in im.ops):
+            raise FormatError(f"{name}: arithmetic contract version 1 has no shift activations or shift2 layers",
+                              exit_code=EXIT_INVALID)
     except FormatError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as e:
@@ -336,7 +346,7 @@ def _validate_input(op, meta, name):
 
 def _validate_quant(op, tensors, name):
     qkind = op.get("kind")
-    if qkind not in ("input8", "lsq", "asq"):
+    if qkind not in ("input8", "lsq", "asq", "shift"):
         raise _bad(name, op, "kind", f"unknown activation quantizer {qkind!r}")
     src_kind, src = tensors[op["in"]]
     if qkind == "input8":
@@ -345,9 +355,14 @@ def _validate_quant(op, tensors, name):
             raise _bad(name, op, "in", "an input8 quant op reads the input op's pixel codes")
         _absent(op, ("k_step", "adapter"), name, "input8 passes the pixel codes on unchanged")
         return src
-    _ints(op, "bits", name, 2, 8)
+    bits = _ints(op, "bits", name, 2, 8)
     if src_kind != FINE:
         raise _bad(name, op, "in", f"a {qkind} quant op reads a fine tensor, not {src_kind}")
+    if qkind == "shift":  # docs/arithmetic.md, "Shift activations and the shift2 product"
+        _absent(op, ("k_step", "adapter"), name, "shift activations are powers of two: no step, beta = 1")
+        _ints(op, "log2_alpha", name, -C.LOG2_ALPHA_MAX, C.LOG2_ALPHA_MAX)
+        _ints(op, "max_exponent", name, 0, 2**bits - 2)
+        return src
     _ints(op, "k_step", name, 1, C.K_STEP_MAX)
     if qkind == "lsq":
         _absent(op, ("adapter",), name, "lsq has a fixed step")
@@ -406,6 +421,16 @@ def _validate_layer(op, tensors, producer, name):
     mode = op.get("mode")
     if mode not in C.MODES:
         raise _bad(name, op, "mode", f"unknown product mode {mode!r}")
+    if (mode == "shift2") != (q["kind"] == "shift"):
+        raise _bad(name, op, "mode", f"is {mode} but its quant op {q['name']!r} makes {q['kind']} codes "
+                                     f"(shift2 layers, and only they, read shift activations)")
+    act_e = None
+    if mode == "shift2":
+        act_e = op.get("act_max_exponent")
+        if act_e != q["max_exponent"] or isinstance(act_e, bool):
+            raise _bad(name, op, "act_max_exponent", f"is {act_e!r} but its quant op's window is {q['max_exponent']}")
+    else:
+        _absent(op, ("act_max_exponent",), name, f"a {mode} layer reads linear activation codes")
     wbits = _ints(op, "wbits", name, 2, 8)
     abits = _ints(op, "abits", name, 2, 8)
     if abits != q["bits"]:
@@ -458,7 +483,7 @@ def _validate_layer(op, tensors, producer, name):
             raise _bad(name, op, "codes" if "code" in str(e) or "exponent" in str(e) else "format", str(e)) from e
         if op.get("base") != fmt.base:
             raise _bad(name, op, "base", f"is {op.get('base')!r} but the format's base is {fmt.base!r}")
-        if (mode == "shift") != (fmt.base == "2"):
+        if (mode in ("shift", "shift2")) != (fmt.base == "2"):
             raise _bad(name, op, "mode", f"mode {mode} does not fit base {fmt.base}")
     keys = ["even", "odd"] if mode == "dual" else ["acc"]
     mb = op.get("m_base")
@@ -473,12 +498,13 @@ def _validate_layer(op, tensors, producer, name):
     k = int(np.prod(codes.shape[1:]))
     if op.get("k") != k:
         raise _bad(name, op, "k", f"is {op.get('k')!r} but the layer has K = {k} terms")
-    bound = C.acc_bound(mode, k, abits, fmt, wbits)
+    bound = C.acc_bound(mode, k, abits, fmt, wbits, act_e)
     if op.get("acc_bound") != bound:
         raise _bad(name, op, "acc_bound", f"is {op.get('acc_bound')!r} but the worst case is {bound}")
     width = C.acc_width(bound)
     if op.get("acc_bits") != width:
         raise _bad(name, op, "acc_bits", f"is {op.get('acc_bits')!r} but the worst case needs {width}")
-    if width > C.ACC_MAX_BITS:
-        raise _bad(name, op, "acc_bits", f"accumulator of {width} bits would overflow the contract's {C.ACC_MAX_BITS}")
+    if width > C.acc_max_bits(mode):
+        raise _bad(name, op, "acc_bits", f"accumulator of {width} bits would overflow the contract's "
+                                         f"{C.acc_max_bits(mode)} for mode {mode}")
     return out_shape

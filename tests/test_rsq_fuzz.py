@@ -15,6 +15,7 @@ from rootshift.sw.errors import ConfigError, FormatError
 from rootshift.sw.export import export_model
 
 from test_rsq_bounds import small_model
+from test_shift_contract import shift_model
 
 PIXELS = np.random.default_rng(0).integers(0, 256, size=(2, 1, 8, 8))
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -24,7 +25,8 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 def valid():
     im = export_model(small_model(), input_shape=[1, 8, 8])
     im.meta["float_reference"] = {"data": "digits", "split": "test", "top1": np.arange(10) % 10, "test_acc": 0.5}
-    return rsq.to_bytes(im, version=1), rsq.to_bytes(im)
+    shift = export_model(shift_model(), input_shape=[1, 8, 8])  # shift W4A4: shift quant ops, shift2 layers
+    return rsq.to_bytes(im, version=1), rsq.to_bytes(im), rsq.to_bytes(shift)
 
 
 def _checksummed(body):
@@ -62,7 +64,7 @@ def test_random_bytes_behind_a_valid_header(fver, cver, jl, pl, rest):
 
 
 @FUZZ
-@given(st.data(), st.booleans(), st.sampled_from([0, 1]))
+@given(st.data(), st.booleans(), st.sampled_from([0, 1, 2]))
 def test_flipped_bytes(valid, data, rechecksum, which):
     buf = bytearray(valid[which])
     for _ in range(data.draw(st.integers(1, 4))):
@@ -104,7 +106,7 @@ def _join(fver, cver, doc, payload):
 
 
 @FUZZ
-@given(st.data(), st.sampled_from([0, 1]))
+@given(st.data(), st.sampled_from([0, 1, 2]))
 def test_mutated_graph_rechecksummed(valid, data, which):
     fver, cver, doc, payload = _split(valid[which])
     paths = _paths(doc)
@@ -121,7 +123,7 @@ def test_mutated_graph_rechecksummed(valid, data, which):
 
 
 @FUZZ
-@given(st.data(), st.sampled_from([0, 1]))
+@given(st.data(), st.sampled_from([0, 1, 2]))
 def test_mutated_arrays_rechecksummed(valid, data, which):
     """Array contents replaced by extreme integers: bounds, code ranges and shapes must catch them."""
     fver, cver, doc, payload = _split(valid[which])
