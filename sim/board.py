@@ -201,6 +201,18 @@ def run_images(im, params, pixels, transport):
     return logits, record, time.perf_counter() - t0
 
 
+def _probe(transport, port):
+    """One STATUS request before the run: a board with another bitstream or protocol is named, not run."""
+    from rootshift.hw import protocol as P
+    from rootshift.hw.params import PROTOCOL_VERSION
+    from rootshift.sim.driver import Request
+
+    word = transport.transact(Request([P.header(P.OP_STATUS)], 3, {"probe": True}))[0]
+    if word >> 16 != P.MAGIC or (word >> 8) & 0xFF != PROTOCOL_VERSION:
+        raise ConfigError(f"the device on {port} answered status {word:#010x}, not a rootshift engine of protocol "
+                          f"version {PROTOCOL_VERSION}: build and flash this model's bitstream first")
+
+
 def run_board(model_path, port=None, data=None, images=16, build_dir=None, board=None, rows=None, cols=None,
               timeout=2.0, transport=None):
     """``rootshift run``: ``images`` test images of ``data`` through the board on ``port``, every logit
@@ -238,6 +250,7 @@ def run_board(model_path, port=None, data=None, images=16, build_dir=None, board
         transport = SerialTransport(port, baud, params.data_bits, b.buffer_bytes // word_bytes(params.data_bits),
                                     timeout=timeout)
     try:
+        _probe(transport, port)
         logits, record, wall = run_images(im, params, pixels, transport)
     finally:
         if own:

@@ -200,3 +200,17 @@ def test_run_board_on_a_trained_model_over_the_pty(exported):
         close()
     assert r["images"] == 2 and r["mismatches"] == 0 and r["board"] == "icebreaker"
     assert r["device_cycles_per_image"] > 0 and r["link_s_per_image"] > 0 and r["images_per_s"] > 0
+
+
+def test_probe_names_a_board_that_is_not_this_engine():
+    from rootshift.sim.board import _probe
+    from rootshift.sw.errors import ConfigError
+
+    _probe(ModelTransport(DeviceModel(PARAMS)), "/dev/ttyUSB1")          # the right engine: no error
+
+    class Other:
+        def transact(self, request):
+            return [0x12340100, 0, 0]
+
+    with pytest.raises(ConfigError, match="device on /dev/ttyUSB1 answered status 0x12340100"):
+        _probe(Other(), "/dev/ttyUSB1")

@@ -49,7 +49,7 @@ _ECP5_RES = {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "BRAM": "DP16KD", "DSP":
 
 ICEBREAKER = Board(
     name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
-    osc_mhz=12, clock_mhz=12, baud=3_000_000, rows=2, cols=2, buffer_bytes=512, link_timeout_ms=50,
+    osc_mhz=12, clock_mhz=18, baud=3_000_000, rows=2, cols=2, buffer_bytes=512, link_timeout_ms=50,
     # without -dsp, synth_ice40 builds the requantizer's multipliers from logic: even 2x2 needs 155 % of the LCs
     synth_opts="-dsp", nextpnr_opts="", bitstream_ext="bin",
     programmer=("iceprog", "{bitstream}"), programmer_apt="fpga-icestorm", resources=_ICE40_RES,

@@ -42,10 +42,13 @@ def ecp5_pll_params(fin_mhz, fout_mhz):
 
 
 def pll_instance(family, fin_mhz, fout_mhz, clk_in, clk_out, locked):
+    """The PLL primitive: ``clk_in`` is the oscillator pad (iCE40, an IOValue) or its buffered input (ECP5)."""
     if family == "ice40":
+        # ``clk_in`` is the oscillator's pad itself: on the UP5K the PLL sits behind that pad (pin 35 on
+        # the iCEBreaker), so SB_PLL40_PAD takes it before any input buffer
         p = ice40_pll_params(fin_mhz, fout_mhz)
-        return Instance("SB_PLL40_CORE", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"],
-                        p_DIVQ=p["DIVQ"], p_FILTER_RANGE=p["FILTER_RANGE"], i_REFERENCECLK=clk_in,
+        return Instance("SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"],
+                        p_DIVQ=p["DIVQ"], p_FILTER_RANGE=p["FILTER_RANGE"], i_PACKAGEPIN=clk_in,
                         o_PLLOUTGLOBAL=clk_out, o_LOCK=locked, i_RESETB=1, i_BYPASS=0)
     if family == "ecp5":
         p = ecp5_pll_params(fin_mhz, fout_mhz)

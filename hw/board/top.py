@@ -17,15 +17,18 @@ def board_clock(m, platform, board: Board):
     the cocotb bench) leave out exactly this function and the I/O buffers: they drive
     :class:`BoardCore`'s clock and its UART pins directly.
     """
-    m.submodules.osc_buf = osc_buf = io.Buffer("i", platform.request(platform.default_clk, 0, dir="-"))
-    osc = osc_buf.i
+    pad = platform.request(platform.default_clk, 0, dir="-")
     m.domains.sync = sync = ClockDomain("sync")
     clk, locked = Signal(name="board_clk"), Signal(name="pll_locked")
-    if board.clock_mhz == board.osc_mhz:
-        m.d.comb += [clk.eq(osc), locked.eq(1)]
+    if board.clock_mhz != board.osc_mhz and board.family == "ice40":
+        m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, pad.io, clk, locked)
     else:
-        m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc, clk, locked)
-        platform.add_clock_constraint(sync.clk, board.clock_mhz * 1e6)
+        m.submodules.osc_buf = osc_buf = io.Buffer("i", pad)
+        if board.clock_mhz == board.osc_mhz:
+            m.d.comb += [clk.eq(osc_buf.i), locked.eq(1)]
+        else:
+            m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc_buf.i, clk, locked)
+    # nextpnr derives the PLL output's constraint from the oscillator's and the dividers
     m.d.comb += sync.clk.eq(clk)
     m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
 
