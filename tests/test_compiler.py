@@ -151,3 +151,14 @@ def test_engine_params_validate():
         EngineParams(array="8x8")
     with pytest.raises(ConfigError, match="params must be ArrayParams or EngineParams"):
         compile_model(_small(), None)
+
+
+def test_engine_bench_rows():
+    """sim/engine_bench.py: one row per array, utilization in (0, 1], the totals of the summary."""
+    from rootshift.sim.engine_bench import rows
+
+    out = rows(_small(), "fuzz")
+    assert [r["array"] for r in out] == ["4x4", "8x8"]
+    for r in out:
+        assert 0 < r["utilization"] <= 1 and 0 < r["conv3x3_min"] <= r["conv3x3_max"] <= 1
+        assert set(r["memory"]) == {"weights", "fine", "codes", "consts"}

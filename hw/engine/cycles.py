@@ -97,7 +97,7 @@ def cycle_report(program):
         c = step_cycles(s, program.tensors, program.params)
         row = {"name": s["name"], "kind": s["kind"], "cycles": c["cycles"], "macs": c["macs"]}
         if s["kind"] in ("conv", "linear"):
-            row.update(k=s["k"], k_eff=s["k_eff"], tiles=s["tiles_p"] * s["tiles_c"],
+            row.update(k=s["k"], k_eff=s["k_eff"], kernel=[s["kh"], s["kw"]], tiles=s["tiles_p"] * s["tiles_c"],
                        utilization=round(c["macs"] / (pes * c["cycles"]), 4))
         io += c["io"]
         total += c["cycles"]
