@@ -162,3 +162,13 @@ def test_engine_bench_rows():
     for r in out:
         assert 0 < r["utilization"] <= 1 and 0 < r["conv3x3_min"] <= r["conv3x3_max"] <= 1
         assert set(r["memory"]) == {"weights", "fine", "codes", "consts"}
+
+
+def test_activation_addresses_are_checked():
+    """A plan past the engine's 16-bit activation addresses is refused, naming the buffer."""
+
+    im = random_model(np.random.default_rng(3), "dual", in_shape=[1, 300, 300], max_channels=4)
+    p = EngineParams(fuzz_params_for(im, 2, 2), weights_kib=1 << 20, fine_kib=1 << 20, codes_kib=1 << 20,
+                     consts_kib=1 << 20)
+    with pytest.raises(ConfigError, match=r"buffer '(fine|codes)' needs \d+ words, the hardware's limit is 65536 words"):
+        compile_model(im, p)

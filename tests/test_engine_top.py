@@ -150,3 +150,15 @@ def test_device_model_answers_like_the_rtl():
     status = dev.transact([OP_STATUS << 28])
     assert status[:2] == res["status"][:2]
     assert dev.transact([0xF << 28, OP_STATUS << 28])[0] & 0xFF == 1   # unknown opcode flag
+
+
+def test_engine_refuses_what_it_cannot_run():
+    with pytest.raises(TypeError, match="program must be a compiled Program"):
+        Engine("prog.bin")
+    for s in range(50):   # a model with a max pool: the reference executor runs it, the RTL refuses it
+        im = random_model(np.random.default_rng(s), "dual", max_channels=4)
+        if any(op["op"] == "maxpool" for op in im.ops):
+            break
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, 2, 2), **BIG))
+    with pytest.raises(ConfigError, match="layer mp: maxpool is not in the RTL engine yet"):
+        Engine(prog)

@@ -21,6 +21,8 @@ from .desc import conv_fields, quant_fields, vec_fields
 from .params import EngineParams
 from .program import BETA_ONE, Program
 
+ADDR_LIMIT = 1 << 16     # words of the fine and code buffers (hw/engine/conv_unit.ADDR_BITS)
+WGT_ADDR_LIMIT = 1 << 24  # weight-image words (the ConvUnit's weight address)
 FIELD_LIMIT = 1 << 16   # descriptor fields (H, W, C, K_eff, tiles) are 16-bit in the engine
 MAX_SHIFT = 63          # requantization shift register: 6 bits
 BIAS_LIMIT = 1 << 62    # |B * 2^d| < 2^62: acc*M + B stays in 64 bits, and so does B + 2^(S-1) (S <= 63)
@@ -291,6 +293,13 @@ def compile_model(model, params, debug=False) -> Program:
             "consts": _consts_bytes(b.steps, a.n_acc)}
     where = {"weights": "the weight image", "fine": f"step {peak['fine'][1]}", "codes": f"step {peak['codes'][1]}",
              "consts": "the constants"}
+    for buf, words in (("fine", peak["fine"]), ("codes", peak["codes"])):
+        if words[0] > ADDR_LIMIT:     # the engine's activation addresses are 16 bits
+            raise ConfigError(f"memory plan at step {words[1]}: buffer {buf!r} needs {words[0]} words, "
+                              f"the hardware's limit is {ADDR_LIMIT} words (16-bit addresses)")
+    if b.wwords > WGT_ADDR_LIMIT:
+        raise ConfigError(f"memory plan at the weight image: buffer 'weights' needs {b.wwords} words, "
+                          f"the hardware's limit is {WGT_ADDR_LIMIT} words (24-bit addresses)")
     for buf, need in plan.items():
         limit = ep.limits[buf]
         if need > limit:

@@ -89,6 +89,10 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, program):
+        from .program import Program
+
+        if not isinstance(program, Program):
+            raise TypeError(f"program must be a compiled Program (hw.engine.compiler.compile_model), not {program!r}")
         rtl_check(program)
         self.prog = program
         a = program.params.array
