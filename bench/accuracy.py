@@ -68,6 +68,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    ap.add_argument("--section", default="accuracy",
+                    help="results section to (re)write: a filtered run can go beside the main table, not over it")
     a = ap.parse_args(argv)
     configure(a)
     full = {"data": ["digits", "mnist5k"], "bits": [4, 3, 2], "seeds": [0, 1, 2], "methods": list(METHODS)}
@@ -150,7 +152,7 @@ def main(argv=None):
     if verdicts:
         body += "\n\nTargets:\n\n" + "\n".join(verdicts)
     print(body)
-    write_section("accuracy", body)
+    write_section(a.section, body)
 
 
 if __name__ == "__main__":
