@@ -172,3 +172,16 @@ def test_activation_addresses_are_checked():
                      consts_kib=1 << 20)
     with pytest.raises(ConfigError, match=r"buffer '(fine|codes)' needs \d+ words, the hardware's limit is 65536 words"):
         compile_model(im, p)
+
+
+def test_ops_the_engine_does_not_run_are_refused():
+    im = _small()
+    ok = EngineParams(fuzz_params_for(im, 2, 2), **BIG)
+    q = next(op for op in im.ops if op["op"] == "quant" and op["kind"] == "asq")
+    q["kind"] = "shift"
+    with pytest.raises(ConfigError, match=rf"layer {q['name']}: activation quantizer needs shift, the hardware's limit is input8, lsq or asq"):
+        compile_model(im, ok)
+    q["kind"] = "asq"
+    im.layers()[1]["mode"] = "shift2"
+    with pytest.raises(ConfigError, match="product mode needs shift2"):
+        compile_model(im, ok)

@@ -42,6 +42,8 @@ def map_codes(op, array):
     ``d = E_hw - E_layer`` of every accumulator (folded into bias and shift by the caller)."""
     name = op["name"]
     codes = np.asarray(op["codes"], np.int64).reshape(op["cout"], -1)
+    if op["mode"] not in ("dual", "lut", "shift", "mult"):
+        raise _refuse(name, "product mode", op["mode"], "dual, lut, shift or mult in the engine")
     if op["mode"] != array.pe:
         raise _refuse(name, "product mode", op["mode"], f"the array's PE mode {array.pe}")
     if op["wbits"] > array.wbits:
@@ -133,6 +135,8 @@ class _Builder:
             self.alias[op["out"]] = src
             self.beta[op["name"]] = BETA_ONE
             return
+        if op["kind"] not in ("lsq", "asq"):
+            raise _refuse(op["name"], "activation quantizer", op["kind"], "input8, lsq or asq in the engine")
         if op["bits"] > self.a.abits:
             raise _refuse(op["name"], "activation bits", op["bits"], self.a.abits)
         shape = self.tensors[src]["shape"]
