@@ -58,7 +58,7 @@ def test_board_core_in_verilator(tmp_path):
     out = tmp_path / "result.json"
     runner.test(test_module="test_board_cocotb", hdl_toplevel="board_core", build_dir=tmp_path / "build",
                 test_dir=Path(__file__).parent, extra_env={"ROOTSHIFT_BOARD_RESULT": str(out)},
-                log_file=tmp_path / "sim.log")
+                log_file=tmp_path / "sim.log", results_xml=str(tmp_path / "results.xml"))
     result = json.loads(out.read_text())
     assert result["tiles_exact"] == result["tiles"] >= 2 + len(FAULTS)
     assert result["faults"] == [kind for _, _, kind in FAULTS], result
