@@ -66,6 +66,9 @@ def summarize(cells, family):
 def critical_path(report):
     """'from -> to, N logic levels, T ns' for the worst path in a nextpnr report.json."""
     paths = report.get("critical_paths") or []
+    # the clock-to-clock path sets Fmax; pin paths (from or to "<async>") only when there is nothing else
+    internal = [p for p in paths if "async" not in str(p.get("from")) + str(p.get("to"))]
+    paths = internal or paths
     if not paths:
         return "-"
     worst = max(paths, key=lambda p: sum(s["delay"] for s in p["path"]))

@@ -12,7 +12,7 @@ from rootshift.sw.errors import ConfigError, check_bits
 from rootshift.sw.numfmt import PowerFormat
 
 PROTOCOL_VERSION = 2  # 2: LOAD_REQ carries B + 2^(S-1) (the rounding half folded into the bias)
-PE_MODES = ("dual", "lut", "shift", "mult")
+PE_MODES = ("dual", "lut", "shift", "mult", "shift2")
 OUT_BITS = 32        # fine outputs (contract: 32-bit saturated)
 M_BITS = C.M_BITS    # requantization multipliers
 BIAS_BITS = 64
@@ -45,8 +45,8 @@ class ArrayParams:
             raise ConfigError(f"base must be 'sqrt2' or '2', not {self.base!r}")
         if self.pe in ("dual", "lut") and self.base != "sqrt2":
             raise ConfigError(f"pe {self.pe} needs base sqrt2 (base 2 has no odd exponents: use --pe shift)")
-        if self.pe == "shift" and self.base != "2":
-            raise ConfigError("pe shift needs base 2 (base sqrt2 needs --pe dual or --pe lut)")
+        if self.pe in ("shift", "shift2") and self.base != "2":
+            raise ConfigError(f"pe {self.pe} needs base 2 (base sqrt2 needs --pe dual or --pe lut)")
         _positive("rows", self.rows, 64)
         # one column or K = 1 would give the column counter / buffer addresses zero width, which no
         # Verilog tool accepts (Verilator: ASCRANGE); refuse them here rather than deep in a simulator
@@ -56,9 +56,9 @@ class ArrayParams:
         if self.pe != "mult" and self.shift_max == 0:
             raise ConfigError(f"wbits {self.wbits} leaves pe {self.pe} no exponent window (E = 0: every weight is +-1, "
                               f"nothing to shift); use wbits >= 3")
-        if self.acc_bits > C.ACC_MAX_BITS:
+        if self.acc_bits > C.acc_max_bits(self.pe):
             raise ConfigError(f"max_k {self.max_k} with abits {self.abits} and max_shift {self.max_shift} needs "
-                              f"{self.acc_bits}-bit accumulators; the contract allows {C.ACC_MAX_BITS}")
+                              f"{self.acc_bits}-bit accumulators; the contract allows {C.acc_max_bits(self.pe)} for pe {self.pe}")
 
     @property
     def format(self):
@@ -66,7 +66,15 @@ class ArrayParams:
         if self.pe == "mult":
             return None
         window = 2 * self.max_shift + 1 if self.base == "sqrt2" else self.max_shift
+        if self.pe == "shift2":  # the method's shift weights: +-2^-e for every field, no zero code
+            return PowerFormat(self.wbits, self.base, min(2 ** (self.wbits - 1) - 1, window), False)
         return PowerFormat(self.wbits, self.base, min(2 ** (self.wbits - 1) - 2, window), True)
+
+    @property
+    def act_exponent(self):
+        """shift2: ``E_a``, the activation exponent window: codes ``c = 1 .. 2^abits - 1`` are ``2^-(c-1)``
+        (docs/arithmetic.md, "Shift activations"); None for the other modes (linear activation codes)."""
+        return 2 ** self.abits - 2 if self.pe == "shift2" else None
 
     @property
     def shift_max(self):
@@ -79,7 +87,7 @@ class ArrayParams:
 
     @property
     def acc_bits(self):
-        return C.acc_width(C.acc_bound(self.pe, self.max_k, self.abits, self.format, self.wbits))
+        return C.acc_width(C.acc_bound(self.pe, self.max_k, self.abits, self.format, self.wbits, self.act_exponent))
 
     @property
     def data_bits(self):
@@ -95,7 +103,7 @@ class ArrayParams:
         return {"params": asdict(self), "protocol_version": PROTOCOL_VERSION, "acc_bits": self.acc_bits,
                 "n_acc": self.n_acc, "shift_max": self.shift_max, "data_bits": self.data_bits,
                 "out_bits": OUT_BITS, "m_bits": M_BITS, "bias_bits": BIAS_BITS,
-                "max_exponent": fmt.max_exponent if fmt else None,
+                "max_exponent": fmt.max_exponent if fmt else None, "act_exponent": self.act_exponent,
                 "buffers": {"act": {"depth": self.max_k, "width": self.rows * self.abits},
                             "wgt": {"depth": self.max_k, "width": self.cols * self.wbits},
                             "out": {"depth": self.rows * self.cols, "width": OUT_BITS},

@@ -1,6 +1,6 @@
 """ProcessingElement: one output-stationary MAC cell in one of the contract's product modes."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,6 +19,8 @@ class ProcessingElement(wiring.Component):
     * ``lut``: ``+-(t << (E-k))`` with ``t = a << 8`` (even) or ``LUT[a] = round(a 2^8 / sqrt 2)`` (odd).
     * ``shift``: base 2, ``+-(a << (E-k))``.
     * ``mult``: ``a * w`` with signed integer weights (the multiplier baseline).
+    * ``shift2``: shift weight times shift activation code ``c`` (``2^-(c-1)``, 0 for ``c = 0``): the
+      exponents add and a one-hot decode gives ``+-(1 << (E_w + E_a - k - e))``; no multiplier, no shifter.
 
     Two pipeline stages: decode and shift (registered), then accumulate. The shift PEs never form a
     negative term: ``acc + (mag ^ s) + s`` adds ``-mag`` for ``s = 1``, and a zero code simply does
@@ -67,6 +69,29 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += acc_e.eq(self.acc_in)
             with m.Elif(valid_r):
                 m.d.sync += acc_e.eq(acc_e + prod)
+        elif p.pe == "shift2":
+            # exponent add and one-hot decode: no multiplier, no barrel shifter (docs/arithmetic.md, "shift2")
+            m.submodules.decoder = dec = PostDecoder(p.format)
+            m.d.comb += dec.code.eq(self.w)
+            e_total = p.shift_max + p.act_exponent
+            amt = Signal(range(e_total + 1))        # E_total - k - e = (E_w - k) + (E_a + 1 - c), for c >= 1
+            m.d.comb += amt.eq(dec.shift + (p.act_exponent + 1) - self.a)
+            # stage 1: the one-hot word 2^amt, predecoded (amt = 4 hi + lo: bit i = L[i % 4] & H[i // 4], one
+            # LUT4 per bit with the sign), XORed with the sign: the ones' complement, as in the shift PEs
+            lo, hi = amt[:2], amt[2:]
+            L = [lo == j for j in range(4)]
+            H = [hi == h for h in range(e_total // 4 + 1)]
+            term = Signal(signed(e_total + 2))
+            neg, nz = Signal(), Signal()
+            bits = [(L[i % 4] & H[i // 4]) ^ dec.sign for i in range(e_total + 1)] + [dec.sign]
+            m.d.sync += [term.eq(Cat(*bits)), neg.eq(dec.sign), nz.eq(~dec.zero & self.a.any())]
+            # stage 2: accumulate; a zero activation code (or a zero weight code) leaves it alone
+            with m.If(self.clear):
+                m.d.sync += acc_e.eq(0)
+            with m.Elif(self.drain):
+                m.d.sync += acc_e.eq(self.acc_in)
+            with m.Elif(valid_r & nz):
+                m.d.sync += acc_e.eq(acc_e + term + neg)
         else:
             m.submodules.decoder = dec = PostDecoder(p.format)
             m.d.comb += dec.code.eq(self.w)

@@ -75,7 +75,7 @@ def tile_words(params, a_tile, w_tile, mults, bias, shift, relu):
     c = w_tile.shape[0]
     if not (1 <= r <= p.rows and 1 <= c <= p.cols and 1 <= k <= p.max_k and w_tile.shape[1] == k):
         raise ValueError(f"tile {r}x{c} with K={k} does not fit a {p.rows}x{p.cols} array with max_k={p.max_k}")
-    zero_code = p.format.zero_field if p.format else 0
+    zero_code = (p.format.zero_field or 0) if p.format else 0  # shift2 weights have no zero code
     words = [config(k, shift, relu), header(OP_LOAD_ACT, k)] + slice_words(a_tile, p.rows, p.abits)
     words += [header(OP_LOAD_WGT, k)] + slice_words(w_tile, p.cols, p.wbits, zero_code)
     words += [header(OP_LOAD_REQ, p.cols)] + req_words(mults, bias, p.cols, shift)

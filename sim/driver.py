@@ -33,13 +33,16 @@ class LayerMap:
     codes: np.ndarray          # (Cout, K) in the hardware's code format
     d: int                     # E_hw - E_layer: extra left shift of every accumulator
     shift: int                 # S + d
-    k: int
+    k: int                     # K as the hardware runs it (times ``expand``)
+    expand: int = 1            # shift2 hardware, linear activation codes: one k-slice per code bit
 
 
 def hardware_for(im, rows=8, cols=8, max_k=None):
     """The smallest :class:`ArrayParams` that runs every layer of ``im`` (one PE mode for the network)."""
     layers = im.layers()
     modes = {op["mode"] for op in layers}
+    if "shift2" in modes and modes <= {"shift", "shift2"}:
+        return _shift2_hardware(layers, rows, cols, max_k)
     if len(modes) != 1:
         raise ConfigError(f"the model mixes product modes {sorted(modes)}; one accelerator runs one mode")
     mode = modes.pop()
@@ -62,6 +65,33 @@ def hardware_for(im, rows=8, cols=8, max_k=None):
                        max_k=max_k or k, max_shift=max_shift)
 
 
+def _shift2_hardware(layers, rows, cols, max_k):
+    """A shift2 network (shift activations) whose layers on linear codes (the ``input8`` stem: mode
+    ``shift``) run bit-serially on the same PEs: see :func:`map_layer`."""
+    s2 = [op for op in layers if op["mode"] == "shift2"]
+    abits = max(op["abits"] for op in s2)
+    while 2**abits - 2 < max(op["act_max_exponent"] for op in s2):
+        abits += 1
+    lin = [op for op in layers if op["mode"] == "shift"]
+    while lin and 2**abits - 2 < max(op["abits"] for op in lin) - 1:
+        abits += 1   # an expanded layer's bit j needs the activation exponent E_a - j >= 0
+    wbits = max(op["wbits"] for op in layers)
+    max_shift = max(1, max(golden.layer_format(op).max_exponent for op in layers))
+    k = max(op["k"] * (op["abits"] if op["mode"] == "shift" else 1) for op in layers)
+    return ArrayParams(wbits=wbits, abits=abits, base="2", pe="shift2", rows=rows, cols=cols, max_k=max_k or k,
+                       max_shift=max_shift)
+
+
+def expand_bits(cols, bits, act_exponent):
+    """shift2 hardware, linear activation codes ``a`` (P, K): column ``k`` becomes ``bits`` columns, one per
+    bit ``j`` of ``a``, holding the shift code ``E_a + 1 - j`` (the factor ``2^j``) where the bit is set
+    and the zero code elsewhere, so ``sum_j f(c_j) = a`` exactly."""
+    a = np.asarray(cols, np.int64)
+    j = np.arange(bits, dtype=np.int64)
+    set_ = (a[..., None] >> j) & 1
+    return np.where(set_ == 1, act_exponent + 1 - j, 0).reshape(a.shape[0], -1)
+
+
 def map_layer(op, p: ArrayParams):
     """Re-encode a layer's codes for the hardware and derive its shift correction; errors name the layer."""
     name = op["name"]
@@ -69,6 +99,8 @@ def map_layer(op, p: ArrayParams):
     k = codes.shape[1]
     if k > p.max_k:
         raise ConfigError(f"layer {name}: K = {k} exceeds the hardware's max_k {p.max_k}")
+    if p.pe == "shift2":
+        return _map_shift2(op, p, codes, k)
     if op["abits"] > p.abits or op["wbits"] > p.wbits:
         raise ConfigError(f"layer {name}: W{op['wbits']}A{op['abits']} does not fit W{p.wbits}A{p.abits} hardware")
     if op["mode"] != p.pe:
@@ -88,6 +120,47 @@ def map_layer(op, p: ArrayParams):
     if op["shift"] + d > 63:
         raise ConfigError(f"layer {name}: requantization shift {op['shift']} + {d} exceeds 63")
     return LayerMap(hw_codes, d, op["shift"] + d, k)
+
+
+def _map_shift2(op, p, codes, k):
+    """shift2 hardware: a shift2 layer runs as is, its accumulator ``2^d`` larger with
+    ``d = (E_w - E_w,L) + (E_a - E_a,L)``. A ``shift`` layer (base-2 weights on linear activation codes)
+    runs bit-serially: K grows by ``abits`` and bit j of each code is the shift code for ``2^j``
+    (:func:`expand_bits`), exact because ``sum_j 2^j bit_j(a) = a``; there ``d = E_w - E_w,L``."""
+    name = op["name"]
+    if op["mode"] not in ("shift", "shift2"):
+        raise ConfigError(f"layer {name}: product mode {op['mode']} but the hardware PE is shift2")
+    lf, hf = golden.layer_format(op), p.format
+    if lf.base != "2":
+        raise ConfigError(f"layer {name}: base {lf.base} but the hardware decodes base 2")
+    if op["wbits"] > p.wbits:
+        raise ConfigError(f"layer {name}: W{op['wbits']} does not fit W{p.wbits} hardware")
+    sign, zero, kk, _ = lf.decode(codes)
+    if zero.any():
+        raise ConfigError(f"layer {name}: a zero weight code, which shift2 hardware (shift weights, no zero code) "
+                          "cannot encode")
+    if kk.max(initial=0) > hf.max_exponent:
+        raise ConfigError(f"layer {name}: exponent {int(kk.max())} outside the hardware window 0..{hf.max_exponent}")
+    hw_codes = np.where(sign < 0, 1 << (p.wbits - 1), 0) | kk
+    d = hf.max_shift - lf.max_shift
+    expand = 1
+    if op["mode"] == "shift2":
+        if op["abits"] > p.abits or op["act_max_exponent"] > p.act_exponent:
+            raise ConfigError(f"layer {name}: shift activations A{op['abits']} with window {op['act_max_exponent']} "
+                              f"do not fit the hardware's A{p.abits} (window {p.act_exponent})")
+        d += p.act_exponent - op["act_max_exponent"]
+    else:
+        expand = op["abits"]
+        if expand - 1 > p.act_exponent:
+            raise ConfigError(f"layer {name}: {expand}-bit activation codes need an activation window of "
+                              f"{expand - 1}, the hardware has {p.act_exponent}")
+        hw_codes = np.repeat(hw_codes, expand, axis=1)
+    if k * expand > p.max_k:
+        raise ConfigError(f"layer {name}: K = {k}" + (f" x {expand} bits" if expand > 1 else "")
+                          + f" exceeds the hardware's max_k {p.max_k}")
+    if op["shift"] + d > 63:
+        raise ConfigError(f"layer {name}: requantization shift {op['shift']} + {d} exceeds 63")
+    return LayerMap(hw_codes, d, op["shift"] + d, k * expand, expand)
 
 
 def hardware_bias(op, lm: LayerMap):
@@ -129,6 +202,8 @@ class HostDriver:
             cols = cols[0]
         else:
             cols, ho, wo = a.reshape(1, -1), 1, 1
+        if lm.expand > 1:
+            cols = expand_bits(cols, lm.expand, p.act_exponent)
         n_pos, cout = cols.shape[0], op["cout"]
         keys, mults = golden.layer_multipliers(op, beta_fx)
         mults = [m[0] for m in mults]
@@ -138,7 +213,7 @@ class HostDriver:
         for c0 in range(0, cout, p.cols):
             c = min(p.cols, cout - c0)
             head = [P.header(P.OP_LOAD_WGT, lm.k)] + P.slice_words(lm.codes[c0:c0 + c], p.cols, p.wbits,
-                                                                   p.format.zero_field if p.format else 0)
+                                                                   (p.format.zero_field or 0) if p.format else 0)
             head += [P.header(P.OP_LOAD_REQ, p.cols)] + P.req_words([m[c0:c0 + c] for m in mults], bias[c0:c0 + c], p.cols, 0)  # already folded
             for p0 in range(0, n_pos, p.rows):
                 r = min(p.rows, n_pos - p0)

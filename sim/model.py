@@ -101,7 +101,7 @@ class DeviceModel:
             terms = {"acc": np.where(w >> (p.wbits - 1) & 1, w - (1 << p.wbits), w)}
         else:
             terms = C.weight_terms(w, p.format, p.pe)
-        accs = C.accumulate(a, terms, p.pe, p.abits)
+        accs = C.accumulate(a, terms, p.pe, p.abits, p.act_exponent)
         keys = ["even", "odd"] if p.pe == "dual" else ["acc"]
         mults = [np.array([self.req[c][i] for c in range(p.cols)]) for i in range(p.n_acc)]
         bias = [self.req[c][-1] for c in range(p.cols)]
