@@ -322,3 +322,13 @@ def test_sync_model_averages_batchnorm_and_equalises_ranks(tmp_path, root):
     for k in a["state"]:
         assert torch.equal(a["state"][k], b["state"][k]), k
     assert torch.allclose(a["state"]["1.running_mean"], (a["before"] + b["before"]) / 2)
+
+
+def test_divergence_is_named(tmp_path, monkeypatch):
+    from rootshift.sw import train as T
+
+    real = T.F.cross_entropy
+    monkeypatch.setattr(T.F, "cross_entropy", lambda *a, **kw: real(*a, **kw) * float("nan"))
+    with pytest.raises(RootshiftError, match=r"training diverged: the loss is nan in epoch 1; try a lower --lr \(now 0.05\)"):
+        train(_digits(tmp_path), progress=False)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["status"] == "failed"
