@@ -143,7 +143,49 @@ def _yosys_cells(out):
     """Cell counts of the synthesized top from yosys' last ``stat`` (its log, ``rootshift.rpt``)."""
     text = (out / f"{NAME}.rpt").read_text(errors="replace")
     last = text.split("Printing statistics.")[-1]
-    return {cell: int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(SB_\w+)\s*$", last, re.M)}
+    return {cell: int(n) for n, cell in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]*)\s*$", last, re.M)}
+
+
+def synth_resources(cells, family):
+    """LUT/FF/BRAM/DSP(/SPRAM) from synthesized cell counts (an ECP5 carry cell CCU2C holds two LUT4s)."""
+    ff = sum(n for c, n in cells.items() if c.startswith(("SB_DFF", "TRELLIS_FF")))
+    if family == "ice40":
+        return {"LUT": cells.get("SB_LUT4", 0), "FF": ff, "BRAM": cells.get("SB_RAM40_4K", 0),
+                "DSP": cells.get("SB_MAC16", 0), "SPRAM": cells.get("SB_SPRAM256KA", 0)}
+    return {"LUT": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0), "FF": ff, "BRAM": cells.get("DP16KD", 0),
+            "DSP": cells.get("MULT18X18D", 0)}
+
+
+def estimate(model_path, board, rows=None, cols=None):
+    """``rootshift estimate``: the board design's LUT/FF/BRAM/DSP from synthesis alone (no place and route,
+    so no Fmax): on iCE40 the same LUT4/FF/BRAM/DSP counts ``build`` reports; on ECP5 LUT4 + 2 per carry
+    cell, which read 15 % under nextpnr's TRELLIS_COMB on a 2x2 (docs/boards.md). Returns the report dict."""
+    b = get_board(board)
+    return estimate_params(_params_for(model_path, rows or b.rows, cols or b.cols), b)
+
+
+def estimate_params(params, board):
+    import tempfile
+    import time
+
+    from rootshift.hw.accelerator import Accelerator
+    from rootshift.hw.board.top import BoardTop
+    from rootshift.hw.tools import eda_env, run_yowasp
+    from rootshift.sw.progress import task
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = board.platform_class()().build(BoardTop(board, Accelerator(params)), name=NAME, build_dir=tmp,
+                                              do_build=False, synth_opts=board.synth_opts)
+        plan.extract(tmp)
+        env = eda_env()
+        with task(f"synthesizing {params.rows}x{params.cols} for {board.name}"):
+            run_yowasp([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], "yosys", cwd=tmp, env=env)
+        used = synth_resources(_yosys_cells(Path(tmp)), board.family)
+    over = [f"{k} {v}/{board.capacity[k]}" for k, v in used.items() if v > board.capacity.get(k, v)]
+    return {"board": board.name, "rows": params.rows, "cols": params.cols, "method": "synthesis only (yosys), no place and route",
+            "fits": not over, "over": over, "seconds": round(time.perf_counter() - t0, 1),
+            "resources": {k: {"used": v, "available": board.capacity[k]} for k, v in used.items()}}
 
 
 def flash_command(build_dir):

@@ -7,7 +7,7 @@ import pytest
 
 from rootshift.hw.board.boards import get_board
 from rootshift.hw.params import ArrayParams
-from rootshift.sim.board import REPORT, BoardBuildRefused, build_params, flash
+from rootshift.sim.board import REPORT, BoardBuildRefused, build_params, estimate_params, flash
 
 PARAMS = ArrayParams(wbits=4, abits=4, rows=2, cols=2, max_k=64, max_shift=3)
 
@@ -29,6 +29,10 @@ def test_icebreaker_build_report_and_reproducibility(tmp_path):
     b = build_params(PARAMS, board, tmp_path / "b", seed=3)
     assert b["sha256"] == a["sha256"]
     assert flash(tmp_path / "a", dry_run=True)["command"] == ["iceprog", a["bitstream"]]
+    # the estimate (synthesis only) reads the same LUT/FF/BRAM/DSP on iCE40
+    e = estimate_params(PARAMS, board)
+    assert e["fits"] and {k: v["used"] for k, v in e["resources"].items()} == \
+        {k: a["resources"][k]["used"] for k in e["resources"]}
 
 
 @pytest.mark.slow
@@ -36,3 +40,4 @@ def test_a_design_too_large_is_refused_with_the_numbers(tmp_path):
     big = ArrayParams(wbits=4, abits=8, rows=8, cols=8, max_k=64, max_shift=3)
     with pytest.raises(BoardBuildRefused, match=r"does not fit icebreaker: .*ICESTORM_LC \d+/5280"):
         build_params(big, get_board("icebreaker"), tmp_path / "big")
+

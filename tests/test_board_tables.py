@@ -96,3 +96,16 @@ def test_build_checks_arguments_before_any_work(tmp_path):
         B.build("nope.rsq", "icebreaker", tmp_path, rows=2, auto=True)
     with pytest.raises(ConfigError, match="seed must be"):
         B.build("nope.rsq", "icebreaker", tmp_path, seed=-1)
+
+
+def test_synth_resources_map_cells_per_family():
+    ice = {"SB_LUT4": 10, "SB_DFF": 2, "SB_DFFESR": 3, "SB_RAM40_4K": 1, "SB_MAC16": 4, "SB_CARRY": 7}
+    assert B.synth_resources(ice, "ice40") == {"LUT": 10, "FF": 5, "BRAM": 1, "DSP": 4, "SPRAM": 0}
+    ecp5 = {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 6, "DP16KD": 2, "MULT18X18D": 1, "PFUMX": 4}
+    assert B.synth_resources(ecp5, "ecp5") == {"LUT": 16, "FF": 6, "BRAM": 2, "DSP": 1}
+
+
+def test_every_board_has_its_capacity():
+    for b in BOARDS.values():
+        assert set(b.capacity) >= {"LUT", "FF", "BRAM", "DSP"}
+    assert get_board("ulx3s-85f").capacity["LUT"] == 83640 and get_board("icebreaker").capacity["SPRAM"] == 4

@@ -28,6 +28,7 @@ class Board:
     programmer_apt: str        # the Debian package that ships the programmer
     # nextpnr's utilization keys -> the report's resource names
     resources: dict = field(default_factory=dict)
+    capacity: dict = field(default_factory=dict)   # the device's LUT/FF/BRAM/DSP(/SPRAM), for estimates
     memory: str = ""           # which memory kinds the buffers use
     led_busy: tuple = ("led", 0)
     led_error: tuple = ("led", 1)
@@ -53,17 +54,23 @@ ICEBREAKER = Board(
     # without -dsp, synth_ice40 builds the requantizer's multipliers from logic: even 2x2 needs 155 % of the LCs
     synth_opts="-dsp", nextpnr_opts="", bitstream_ext="bin",
     programmer=("iceprog", "{bitstream}"), programmer_apt="fpga-icestorm", resources=_ICE40_RES,
+    capacity={"LUT": 5280, "FF": 5280, "BRAM": 30, "DSP": 8, "SPRAM": 4},
     memory="buffers and request buffer in EBR (4 kbit block RAM); SPRAM unused",
     led_busy=("led_g", 0), led_error=("led_r", 0))
 
 
+# LFE5U data sheet (the 12F is a 25F die; nextpnr reports it so): LUT4s, EBR (DP16KD), 18x18 multipliers
+_ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848, 108, 72), "85f": (83640, 208, 156)}
+
+
 def _ulx3s(size):
+    lut, bram, dsp = _ECP5_CAPACITY[size]
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
         osc_mhz=25, clock_mhz=45, baud=3_000_000, rows=8, cols=8, buffer_bytes=4096, link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
         programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"), programmer_apt="openfpgaloader",
-        resources=_ECP5_RES, memory="buffers and request buffer in DP16KD (18 kbit block RAM)",
+        resources=_ECP5_RES, capacity={"LUT": lut, "FF": lut, "BRAM": bram, "DSP": dsp}, memory="buffers and request buffer in DP16KD (18 kbit block RAM)",
         led_busy=("led", 0), led_error=("led", 1))
 
 
