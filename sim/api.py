@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rootshift.sw.errors import ConfigError
 
-__all__ = ["train", "export", "inspect", "evaluate", "generate", "compile", "cosim", "flow", "report", "build", "flash",
-           "run"]
+__all__ = ["train", "export", "inspect", "evaluate", "generate", "compile", "cosim", "flow", "report", "build", "estimate",
+           "flash", "run"]
 
 
 def _load(model):
@@ -156,6 +156,13 @@ def build(model, board, out, rows=None, cols=None, auto=False, seed=1):
     from rootshift.sim.board import build as _build
 
     return _build(model, board, out, rows, cols, auto, seed)
+
+
+def estimate(model, board, rows=None, cols=None):
+    """The board design's LUT/FF/BRAM/DSP from synthesis alone (seconds to minutes, no place and route)."""
+    from rootshift.sim.board import estimate as _estimate
+
+    return _estimate(model, board, rows, cols)
 
 
 def flash(build_dir, dry_run=False):

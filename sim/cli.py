@@ -223,6 +223,21 @@ def cmd_build(a):
     return EXIT_OK
 
 
+def cmd_estimate(a):
+    from . import api
+
+    d = api.estimate(a.model, a.board, a.rows, a.cols)
+
+    def human(d):
+        print_fields(d, title=f"estimate for {d.get('board', a.board)} (synthesis only)")
+        res = d.get("resources") or {}
+        print_table([{"resource": k, "used": v.get("used"), "available": v.get("available")} for k, v in res.items()
+                     if isinstance(v, dict)], ["resource", "used", "available"])
+
+    _emit(a, d, human)
+    return EXIT_OK
+
+
 def cmd_flash(a):
     from . import api
 
@@ -398,6 +413,13 @@ def build_parser():
     b.add_argument("--auto", action="store_true", help="pick the largest array that fits and closes timing")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     _json(b, "the build report")
+
+    es = _add(sub, "estimate", cmd_estimate, "predict a board build's LUT/FF/BRAM/DSP from synthesis alone")
+    es.add_argument("model", help=".rsq file")
+    es.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board (docs/boards.md)")
+    es.add_argument("--rows", type=int, help="PE array rows (default: the board's)")
+    es.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
+    _json(es, "the estimate")
 
     fl = _add(sub, "flash", cmd_flash, "program a board with a build's bitstream (iceprog / openFPGALoader)")
     fl.add_argument("build", help="build directory written by `rootshift build`")
