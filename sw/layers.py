@@ -150,3 +150,27 @@ def calibrate(model, x):
     model.train()
     model(x)
     model.train(was)
+
+
+@torch.no_grad()
+def recalibrate_bn(model, batches):
+    """Re-estimate every BatchNorm's running statistics under the eval-mode (hard) quantizers.
+
+    Training runs the soft shift staircase, so the running statistics describe the soft network;
+    one pass over ``batches`` (model inputs) with every quantizer hard and no gradient makes them
+    describe the network that is evaluated and exported. Weights and quantizer state do not change.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was = model.training
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    for x in batches:
+        model(x)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was)
+    return model

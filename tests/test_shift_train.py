@@ -123,3 +123,23 @@ def _finetunes(tmp_path):
         qs = [mod for mod in model.modules() if isinstance(mod, ShiftQuantizer)]
         assert qs and all(bool(mod.hard) for mod in qs)
         assert any(not mod.signed for mod in qs) == (aq == "shift")
+
+
+def test_recalibrate_bn_uses_the_hard_network():
+    from rootshift.sw.layers import recalibrate_bn
+
+    g = torch.Generator().manual_seed(3)
+    q = ShiftQuantizer(2, signed=False)
+    conv = torch.nn.Conv2d(2, 3, 1, bias=False)
+    bn = torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(q, conv, bn)
+    xs = [torch.rand(4, 2, 5, 5, generator=g) * 3 for _ in range(3)]
+    q(xs[0])  # calibrate alpha
+    q.temperature.fill_(1.0)
+    model.train()
+    model(xs[1])  # running stats of the soft network
+    w = conv.weight.detach().clone()
+    recalibrate_bn(model, xs)
+    assert model.training and torch.equal(conv.weight, w) and bn.momentum == 0.1
+    y = torch.cat([conv(q.quantize_hard(x / q.alpha) * q.alpha) for x in xs])
+    assert torch.allclose(bn.running_mean, y.mean((0, 2, 3)), atol=1e-5)
