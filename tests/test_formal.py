@@ -31,6 +31,9 @@ def test_registry_covers_every_component():
     assert {f"post_decoder_w{b}" for b in range(2, 9)} <= names
     assert {"pe_dual", "pe_lut", "pe_shift", "pe_mult", "requantizer_dual", "requantizer_single",
             "controller_dual"} <= names
+    from rootshift.hw.params import PE_MODES
+
+    assert {f"pe_{mode}" for mode in PE_MODES} <= names, "every PE mode the generator builds has a proof"
     assert len(names) == len(PROOFS), "proof names must be unique"
     fast = [p for p in PROOFS if p.fast]
     assert fast and all(p.mutants for p in PROOFS)

@@ -37,6 +37,8 @@ def code_factors(p):
 
 def term_max(p):
     """Largest ``|term|`` of one product: the contract's accumulator bound for ``K = 1``."""
+    if p.pe == "shift2":
+        return C.acc_bound(p.pe, 1, p.abits, p.format, p.wbits, act_max_exponent=p.act_exponent)
     return C.acc_bound(p.pe, 1, p.abits, p.format, p.wbits)
 
 
@@ -44,7 +46,8 @@ class PEHarness(Elaboratable):
     """Free ``a``, ``w``, ``valid``, ``clear`` every cycle. The harness keeps its own registered copy of
     the operands and a 64-bit reference sum, built from the contract's tables by multiplication (not by
     shifting): ``ref += a * factor[w]`` (dual, shift), ``(a * 2^8) * even[w] + LUT[a] * odd[w]`` (lut),
-    ``a * w`` (mult). ``clear`` zeroes both; at most ``max_k`` terms arrive between clears (assumed).
+    ``a * w`` (mult), ``f(a) * factor[w]`` with ``f`` from ``sw.contract.shift_act_factor`` (shift2).
+    ``clear`` zeroes both; at most ``max_k`` terms arrive between clears (assumed).
 
     Asserted every cycle: the PE's accumulators equal the reference (so no accumulator ever wraps), and,
     to make the induction close, ``|ref| <= n * max|term|`` with ``n`` the terms since the clear.
@@ -87,7 +90,14 @@ class PEHarness(Elaboratable):
                 for c, (fe, fo) in enumerate(code_factors(p)):
                     with m.Case(c):
                         m.d.comb += [f_even.eq(fe), f_odd.eq(fo)]
-            if p.pe == "lut":
+            if p.pe == "shift2":  # the activation code's factor f(c) = 2^(E_a - (c - 1)), 0 for c = 0
+                act_f = Signal(signed(REF_BITS))
+                with m.Switch(a_d):
+                    for a, v in enumerate(C.shift_act_factor(np.arange(2 ** p.abits), p.act_exponent)):
+                        with m.Case(a):
+                            m.d.comb += act_f.eq(int(v))
+                m.d.comb += u_even.eq(act_f * f_even)
+            elif p.pe == "lut":
                 lut = Signal(signed(REF_BITS))
                 with m.Switch(a_d):
                     for a, v in enumerate(C.lut_table(p.abits)):

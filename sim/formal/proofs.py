@@ -97,7 +97,7 @@ def _decoder(bits):
 def _pe(pe, wbits=4, abits=8, max_k=1152, depth=3, fast=False, tag=""):
     from .pe import PEHarness
 
-    base = "2" if pe == "shift" else "sqrt2"
+    base = "2" if pe in ("shift", "shift2") else "sqrt2"
     p = ArrayParams(wbits=wbits, abits=abits, base=base, pe=pe, rows=2, cols=2, max_k=max_k) if pe != "mult" else \
         ArrayParams(wbits=wbits, abits=abits, base="sqrt2", pe=pe, rows=2, cols=2, max_k=max_k)
     small = dataclasses.replace(p, max_k=3)
@@ -139,6 +139,10 @@ def all_proofs():
     proofs = [_decoder(b) for b in range(2, 9)]
     proofs += [_pe("dual", abits=4, max_k=64, fast=True, tag="_w4a4_k64"), _pe("dual"), _pe("lut", max_k=576), _pe("shift"),
                _pe("mult")]
+    from rootshift.hw.params import PE_MODES
+
+    if "shift2" in PE_MODES:
+        proofs.append(_pe("shift2", abits=4, fast=True))
     proofs += [_requantizer(1, acc_bits=8, fast=True, tag="_acc8"), _requantizer(2), _requantizer(1)]
     from .controller import proofs as controller_proofs
 
