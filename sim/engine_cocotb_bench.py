@@ -1,0 +1,130 @@
+"""cocotb test bench (cocotb 2.x) of the self-sequencing engine, through host protocol v2 only.
+
+Launched by :mod:`rootshift.sim.engine_cosim` through ``cocotb_tools.runner``. The job (a pickle named
+by ``ROOTSHIFT_JOB``) holds the pixel words of every image and the sizes of the engine's memories. Per
+image the bench sends ``INFER`` and the pixel words, receives the logits, reads every word of the fine
+memory and of the code banks (``READ_FINE`` / ``READ_CODES``: with a ``debug`` program every layer's
+tensor is still there) and asks ``STATUS``. Every word crosses a valid/ready handshake, as on a board.
+Words are returned raw (32-bit, unsigned as Verilog declares the ports); the caller sign-extends and
+compares with the golden model, where the report is made.
+
+``ROOTSHIFT_INJECT_FAULT=N`` flips bit 0 of the N-th received word: the test of the checker.
+"""
+
+import os
+import pickle
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, ValueChange, with_timeout
+from cocotb.utils import get_sim_time
+
+from rootshift.hw.engine.engine import OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS
+
+PERIOD_NS = 10
+
+
+def _now():
+    return int(get_sim_time("ns")) // PERIOD_NS
+
+
+class EnginePort:
+    """The engine's two streams, one word per clock at most, each through its valid/ready handshake."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.clk = dut.clk
+        self.received = 0
+        fault = os.environ.get("ROOTSHIFT_INJECT_FAULT")
+        self.fault = int(fault) if fault else None
+
+    async def send(self, words):
+        dut = self.dut
+        for w in words:
+            dut.i_stream__payload.value = int(w)
+            dut.i_stream__valid.value = 1
+            await ReadOnly()
+            while not int(dut.i_stream__ready.value):     # wait for ready without a trigger per cycle
+                await RisingEdge(dut.i_stream__ready)
+                await ReadOnly()
+            await RisingEdge(self.clk)                    # the word is taken on this edge
+        dut.i_stream__valid.value = 0
+
+    async def recv(self, n):
+        dut = self.dut
+        out = []
+        dut.o_stream__ready.value = 1
+        while len(out) < n:
+            await ReadOnly()
+            if int(dut.o_stream__valid.value):
+                word = int(dut.o_stream__payload.value)
+                if self.received == self.fault:
+                    word ^= 1
+                self.received += 1
+                out.append(word)
+                await RisingEdge(self.clk)
+            else:                                          # computing: one trigger, not one per cycle
+                await RisingEdge(dut.o_stream__valid)
+        dut.o_stream__ready.value = 0
+        return out
+
+
+async def _step_times(dut, n_steps):
+    """Clock count at which the engine's step counter ``pc`` becomes 1, 2, .. ``n_steps`` (the ``NEXT``
+    of each step: measured step boundaries); None where the simulator does not expose ``pc``."""
+    try:
+        pc = dut.pc
+    except AttributeError:
+        return None
+    times = {}
+    while len(times) < n_steps:
+        await ValueChange(pc)
+        v = int(pc.value)
+        if 1 <= v <= n_steps:
+            times[v] = _now()
+    return [times[i] for i in range(1, n_steps + 1)]
+
+
+async def run_image(port, job, words):
+    dut = port.dut
+    timer = cocotb.start_soon(_step_times(dut, job["n_steps"]))
+    await port.send([OP_INFER << 28] + list(words))
+    t0 = _now()                       # the edge that took the last pixel word: step 0 starts here
+    logits = await port.recv(job["classes"])
+    times = await timer
+    res = {"logits": logits, "step_cycles": None}
+    if times is not None:
+        edges = [t0] + times
+        res["step_cycles"] = [b - a for a, b in zip(edges, edges[1:])]
+    for key, op, n in (("fine", OP_READ_FINE, job["n_fine"]), ("codes", OP_READ_CODES, job["n_codes"])):
+        await port.send([op << 28 | n, 0])
+        res[key] = await port.recv(n * job["lanes"])
+    await port.send([OP_STATUS << 28])
+    res["status"] = await port.recv(3)
+    return res
+
+
+@cocotb.test()
+async def run_job(dut):
+    with open(os.environ["ROOTSHIFT_JOB"], "rb") as f:
+        job = pickle.load(f)
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    dut.i_stream__valid.value = 0
+    dut.o_stream__ready.value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    port = EnginePort(dut)
+    t0 = time.perf_counter()
+    images = []
+    for i, words in enumerate(job["images"]):
+        # a hang fails with a message instead of blocking: twice the image's expected clock count
+        res = await with_timeout(run_image(port, job, words), job["budget_cycles"] * PERIOD_NS, "ns")
+        images.append(res)
+        if job.get("progress"):
+            with open(job["progress"], "a") as f:
+                f.write("\n")
+    with open(job["result"], "wb") as f:
+        pickle.dump({"images": images, "wall_s": time.perf_counter() - t0}, f)
