@@ -126,12 +126,20 @@ def compile(model, out=None, rows=8, cols=8, **memory_kib):
     return d
 
 
-def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None):
+def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None, engine=False):
     """Co-simulate test images of an ``.rsq`` model on the RTL and compare every value with the golden model.
 
     ``rtl`` co-simulates what :func:`generate` wrote there (refused if its manifest does not match the
     model); otherwise the RTL is generated into the cache (:func:`rootshift.sim.cosim.cache_dir`).
+    ``engine`` runs the self-sequencing network engine (pixels in, logits out; docs/engine.md) instead of
+    the host-fed tile engine.
     """
+    if engine:
+        if rtl is not None or waves is not None:
+            raise ConfigError("--engine builds the network engine for the model itself: --rtl and --waves are for the tile engine")
+        from rootshift.sim.engine_cosim import engine_cosim_model
+
+        return engine_cosim_model(model, sim, images, rows, cols, data=data, cache=cache)
     from rootshift.sim.cosim import cosim_model
 
     return cosim_model(model, sim, images, rows, cols, waves, cache=cache, data=data, rtl=rtl)

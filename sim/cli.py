@@ -193,7 +193,7 @@ def cmd_compile(a):
 def cmd_cosim(a):
     from . import api
 
-    rep = api.cosim(a.model, a.sim, a.images, a.rows, a.cols, data=a.data, rtl=a.rtl, waves=a.waves)
+    rep = api.cosim(a.model, a.sim, a.images, a.rows, a.cols, data=a.data, rtl=a.rtl, waves=a.waves, engine=a.engine)
 
     def human(r):
         print_fields(r, title=f"co-simulation: {a.model}", skip=("first_mismatch",))
@@ -395,6 +395,8 @@ def build_parser():
     c.add_argument("--rows", type=int, default=8, help="PE array rows (ignored with --rtl)")
     c.add_argument("--cols", type=int, default=8, help="PE array columns (ignored with --rtl)")
     c.add_argument("--rtl", help="co-simulate what `rootshift generate` wrote in this directory")
+    c.add_argument("--engine", action="store_true",
+                   help="run the self-sequencing network engine (pixels in, logits out; docs/engine.md)")
     c.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
     c.add_argument("--waves", help="on a mismatch, write the failing tile's waveform (VCD) here")
     _json(c)
