@@ -266,13 +266,24 @@ def claim_run_dir(cfg: TrainConfig):
 # ------------------------------------------------------------------ data parallel
 
 
+_OWN_GROUP = []  # the process group _dist() created (ended by _end_dist; a caller's own group is left alone)
+
+
 def _dist():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
+        _OWN_GROUP.append(True)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
+
+
+def _end_dist():
+    """Destroy the group _dist() made: a gloo process exiting with a live group can abort (SIGABRT)."""
+    if _OWN_GROUP and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _OWN_GROUP.clear()
 
 
 class RankSampler:
@@ -534,6 +545,7 @@ def _train(cfg, progress, stop_after, out, state):
     metrics = {"test_acc": last["test_acc"], "train_loss": last["train_loss"]} | info | {"history": history}
     if world > 1:
         torch.distributed.barrier()
+        _end_dist()
     if rank != 0:
         return None
     atomic_write_json(out / "metrics.json", metrics | {"status": "done", "epochs_done": cfg.epochs})

@@ -299,7 +299,7 @@ def test_rank_sampler_refuses_fewer_samples_than_ranks():
 
 SYNC_SCRIPT = """
 import sys, torch
-from rootshift.sw.train import _dist, sync_model
+from rootshift.sw.train import _dist, _end_dist, sync_model
 rank, world = _dist()
 torch.manual_seed(rank)  # every rank starts from different parameters and sees different data
 m = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3)).train()
@@ -307,6 +307,7 @@ m(torch.randn(8, 2, 4, 4) * (rank + 1) + rank)
 before = m[1].running_mean.clone()
 sync_model(m, world)
 torch.save({"before": before, "state": m.state_dict()}, f"{sys.argv[1]}/rank{rank}.pt")
+_end_dist()
 """
 
 
