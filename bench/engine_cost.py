@@ -1,0 +1,179 @@
+"""Cost of the self-sequencing engine after place and route: LUT, FF, DSP, BRAM/SPRAM, Fmax, images/s.
+
+The configuration is the one that runs the digits ResNet-8 (W8A8 dual, ``max_k`` 576: its first conv
+and last linear have 8-bit weights). The program is compiled with the liveness plan (not ``debug``)
+and baked into the memory inits, as a board build would have it. The :class:`EngineHarness` puts the
+engine behind three pins (a serial shift register feeds the input payload; every output bit is
+XOR-reduced into a registered pin), so nothing is optimized away and the part's pin count is no limit.
+
+Yosys (``synth_ice40 -dsp`` for iCE40 UP5K, ``synth_ecp5`` for ECP5-85F) and nextpnr, seed 1, through
+:mod:`rootshift.hw.tools` (YoWASP first-use lock). Images/s = Fmax / cycles per image (the cycle model,
+equal to the RTL's ``STATUS`` count: tests/test_engine_cosim.py), beside the old tile engine's figures
+(docs/hardware.md, "Baseline"). Targets (issue 9): Fmax >= 50 MHz on iCE40, >= 125 MHz on ECP5; where
+one is missed the critical path is named from nextpnr's report.
+
+``--quick``: iCE40 only. Default: iCE40 (4x4, then 2x2 if 4x4 does not fit) and ECP5 (4x4).
+"""
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import add_common_args, configure, write_section  # noqa: E402
+from hw_cost import OLD_ENGINE, _digits_model, critical_path, summarize  # noqa: E402
+
+from amaranth.hdl import Cat, Module, Signal  # noqa: E402
+from amaranth.lib import wiring  # noqa: E402
+from amaranth.lib.wiring import In, Out  # noqa: E402
+
+from rootshift.hw.engine.compiler import compile_model  # noqa: E402
+from rootshift.hw.engine.cycles import cycle_report  # noqa: E402
+from rootshift.hw.engine.engine import Engine  # noqa: E402
+from rootshift.hw.engine.params import EngineParams  # noqa: E402
+from rootshift.hw.generate import component_verilog  # noqa: E402
+from rootshift.hw.tools import ToolError, nextpnr, synth  # noqa: E402
+from rootshift.sim.driver import hardware_for  # noqa: E402
+from rootshift.sw import rsq  # noqa: E402
+
+TARGET = {"ice40": 50.0, "ecp5": 125.0}
+# the plan must pass the compiler; the memories the RTL builds are sized by the plan, not by these
+MEMORY = dict(weights_kib=1024, fine_kib=1024, codes_kib=1024, consts_kib=1024)
+
+
+class EngineHarness(wiring.Component):
+    """The :class:`Engine` behind three pins, for place and route.
+
+    Members
+    -------
+    sin : In(1)    -- serial data into the input payload shift register; also the output's ready
+    vin : In(1)    -- input stream valid
+    sout : Out(1)  -- XOR of every output bit, registered
+    """
+
+    def __init__(self, program):
+        self.program = program
+        super().__init__({"sin": In(1), "vin": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = eng = Engine(self.program)
+        sr = Signal(eng.data_bits)
+        m.d.sync += sr.eq(Cat(self.sin, sr[:-1]))
+        m.d.comb += [eng.i_stream.payload.eq(sr), eng.i_stream.valid.eq(self.vin), eng.o_stream.ready.eq(self.sin)]
+        out = Signal()
+        m.d.sync += out.eq(eng.o_stream.payload.xor() ^ eng.o_stream.valid ^ eng.i_stream.ready ^ eng.busy)
+        m.d.comb += self.sout.eq(out)
+        return m
+
+
+def summarize_all(cells, family):
+    s = summarize(cells, family)
+    if family == "ice40":
+        s.update(bram=cells.get("SB_RAM40_4K", 0), spram=cells.get("SB_SPRAM256KA", 0))
+    else:
+        s.update(spram=0)
+    return s
+
+
+def measure(program, family, tmp):
+    """Synthesis, then place and route; the row of the table (``fmax`` None where it does not place)."""
+    tag = f"engine-{family}-{program.params.array.rows}x{program.params.array.cols}"
+    v = Path(tmp) / f"{tag}.v"
+    v.write_text(component_verilog(EngineHarness(program), "engine_harness"))
+    net = Path(tmp) / f"{tag}.json"
+    t0 = time.time()
+    rep = synth(v, family, top="engine_harness", dsp=True, json_out=net)
+    out = summarize_all(rep["cells"], family)
+    out.update(latches=rep["latches"], synth_s=round(time.time() - t0))
+    work = Path(tmp) / f"pnr-{tag}"
+    t0 = time.time()
+    try:
+        r = nextpnr(net, family, work)
+        out["fmax"] = r["fmax_mhz"]
+        out["path"] = critical_path(json.loads((work / "report.json").read_text()))
+        out["util"] = {k: f"{v['used']}/{v['available']}" for k, v in r["utilization"].items()
+                       if v.get("used") and k in ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_DSP", "ICESTORM_SPRAM",
+                                                  "TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")}
+    except ToolError as e:
+        text = str(e)
+        out["fmax"] = None
+        over = [ln.strip() for ln in text.splitlines() if "ICESTORM" in ln or "TRELLIS" in ln or "DP16KD" in ln
+                or "Unable to place" in ln or "Failed" in ln]
+        out["path"] = "does not place: " + ("; ".join(over[:3]) if over else text.splitlines()[-1])[:160]
+    out["pnr_s"] = round(time.time() - t0)
+    return out
+
+
+def main(argv=None):
+    ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch; cycles depend on shapes only)")
+    ap.add_argument("--jobs", type=int, default=2, help="families placed at the same time (default 2)")
+    ap.add_argument("--families", nargs="+", default=["ice40", "ecp5"], choices=["ice40", "ecp5"])
+    a = ap.parse_args(argv)
+    configure(a)
+    fams = ["ice40"] if a.quick else a.families
+    t0 = time.time()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(a.model) if a.model else _digits_model(tmp)
+        im = rsq.load(model)
+
+        def family(fam):
+            out = []
+            for rc in ((4, 4), (2, 2)) if fam == "ice40" else ((4, 4),):
+                prog = compile_model(im, EngineParams(hardware_for(im, *rc), **MEMORY))
+                cyc = cycle_report(prog)
+                r = measure(prog, fam, tmp)
+                r.update(family=fam, size=f"{rc[0]}x{rc[1]}", cycles=cyc["cycles_per_image"],
+                         utilization=cyc["utilization"], plan=prog.plan)
+                out.append(r)
+                print(json.dumps(r), flush=True)
+                if r.get("fmax"):
+                    break  # the largest size that places
+            return out
+
+        # the tools are subprocesses: one thread per family runs them side by side
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            for out in pool.map(family, fams):
+                rows += out
+    body = report(argv, rows, time.time() - t0)
+    print(body)
+    complete = all(any(r["family"] == f for r in rows) for f in fams) and all(r.get("lut") is not None for r in rows)
+    if a.write and (not complete or a.quick):
+        raise SystemExit("engine_cost: refusing --write of an incomplete table (run without --quick)")
+    write_section("engine_cost", body)
+
+
+def report(argv, rows, wall):
+    cmd = "python bench/engine_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    lines = ["## The self-sequencing engine after place and route (digits ResNet-8, W8A8 dual, max_k 576)", "",
+             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. The whole `Engine` (program baked into memory inits, "
+             "liveness plan) behind `EngineHarness` (three pins), Yosys + nextpnr seed 1. Images/s = Fmax / cycles per "
+             "image (host link not counted; cycles = the RTL's `STATUS` count). Old tile engine: docs/hardware.md, "
+             "\"Baseline\". On ECP5 a CCU2C counts as 2 LUTs. BRAM: SB_RAM40_4K (iCE40) / DP16KD (ECP5).", "",
+             "| family | engine | size | LUT | FF | DSP | BRAM | SPRAM | Fmax MHz | cycles / image | images / s | "
+             "critical path / limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        old = OLD_ENGINE[fam]
+        lines.append(f"| {fam} | old tile engine | {old['size']} | | | | | | {old['fmax']} | {old['cycles']:,} | "
+                     f"{old['fmax'] * 1e6 / old['cycles']:.0f} | {old.get('note', '')} |")
+        for r in (x for x in rows if x["family"] == fam):
+            fmax = r.get("fmax")
+            ips = f"{fmax * 1e6 / r['cycles']:.0f}" if fmax else "-"
+            lines.append(f"| {fam} | engine | {r['size']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+                         f"{r['spram']} | {f'{fmax:.1f}' if fmax else '-'} | {r['cycles']:,} | {ips} | {r['path']} |")
+        best = max((r.get("fmax") or 0 for r in rows if r["family"] == fam), default=0)
+        verdicts.append(f"* {fam}: engine Fmax {best:.1f} MHz, target >= {TARGET[fam]:.0f}: "
+                        f"{'met' if best >= TARGET[fam] else 'NOT met'}.")
+    return "\n".join(lines + [""] + verdicts)
+
+
+if __name__ == "__main__":
+    main()
