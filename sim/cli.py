@@ -20,7 +20,6 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 7
 MODELS = ("resnet8", "resnet20", "resnet18", "resnet34")
 WEIGHT_SCHEMES = ("post", "pot", "apot", "lsq", "shift", "fp")
 ACT_SCHEMES = ("asq", "lsq", "shift", "fp")
-PE_MODES = ("dual", "lut", "shift", "mult")
 SIMULATORS = ("verilator", "icarus")
 EXPORT_MODES = ("dual", "lut")
 DATA_HELP = "digits | mnist5k | cifar10:PATH | imagefolder:PATH"
@@ -364,6 +363,8 @@ def build_parser():
     g.add_argument("--wbits", type=int, help="weight code bits (default: 4)")
     g.add_argument("--abits", type=int, help="activation code bits (default: 8)")
     g.add_argument("--base", choices=("sqrt2", "2"), help="power base of the weight levels (default: sqrt2)")
+    from rootshift.hw.params import PE_MODES
+
     g.add_argument("--pe", choices=PE_MODES, help="PE product mode (default: dual)")
     g.add_argument("--max-k", type=int, help="largest K = Cin*kh*kw the array is built for (default: 1152)")
     g.add_argument("--max-shift", type=int, help="exponent window E, the largest shift (default: 7)")

@@ -178,7 +178,8 @@ def from_bytes(data: bytes, name="model") -> IntModel:
 def load(path) -> IntModel:
     p = Path(path)
     if not p.is_file():
-        raise FormatError(f"model file {p} does not exist", exit_code=EXIT_TRUNCATED)
+        # a path that names no file is a bad argument (exit 2), not a bad file
+        raise ConfigError(f"model file {p} does not exist" + (" (it is a directory)" if p.is_dir() else ""))
     return from_bytes(p.read_bytes(), str(p))
 
 

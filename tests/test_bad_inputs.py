@@ -2,7 +2,6 @@
 docs/verification.md ("Bad inputs") is a test here, named there. Each checks the exit code, the message
 and that no traceback reaches the user.
 
-Rows that wait for another part of the work are marked ``xfail(strict=False)`` with the owner named.
 """
 
 import json
@@ -17,8 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-WAIT_LEAD = "waits for LEAD: "
-WAIT_CONTRACT = "waits for CONTRACT: "
 
 
 def run(cli, *args, timeout=300):
@@ -150,7 +147,6 @@ def test_override_unknown_key(cli, tmp_path):
             "--override 'fc': unknown setting(s) 'bits'; valid ones are wq, wbits, aq, abits, max_shift")
 
 
-@pytest.mark.xfail(strict=False, reason=WAIT_LEAD + "the CLI parses --override (or uses sw.train.parse_overrides)")
 def test_override_bad_json(cli, tmp_path):
     refused(run(cli, "train", "--override", "{fc: 4", "--out", tmp_path / "r", "--quiet"), 2, "--override is not valid JSON")
 
@@ -216,7 +212,6 @@ def _poisoned(run_dir, tmp_path, pick, value):
     return tmp_path / "poisoned.pt", name
 
 
-@pytest.mark.xfail(strict=False, reason=WAIT_CONTRACT + "export refuses non-finite parameters, naming the tensor")
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_export_non_finite_conv_weight(cli, small_run, tmp_path, value):
     ck, name = _poisoned(small_run, tmp_path, lambda k: k.startswith("stages.") and k.endswith("conv2.weight"), value)
@@ -225,7 +220,6 @@ def test_export_non_finite_conv_weight(cli, small_run, tmp_path, value):
     assert not (tmp_path / "m.rsq").exists()
 
 
-@pytest.mark.xfail(strict=False, reason=WAIT_CONTRACT + "export refuses non-finite parameters, naming the tensor")
 def test_export_nan_adapter_weight(cli, small_run, tmp_path):
     ck, name = _poisoned(small_run, tmp_path, lambda k: "adapter_beta.out.weight" in k, float("nan"))
     r = run(cli, "export", ck, "--out", tmp_path / "m.rsq", "--json")
@@ -263,7 +257,6 @@ def test_export_disk_full(monkeypatch, small_run, tmp_path, capsys):
 
 # ---------------------------------------------------------------- internal errors
 
-@pytest.mark.xfail(strict=False, reason=WAIT_LEAD + "internal errors exit 7 with the traceback saved to a file")
 def test_internal_error_has_its_own_exit_code(monkeypatch, tmp_path, capsys):
     from rootshift.sim import cli as cli_mod
     from rootshift.sw import train as train_mod
@@ -283,7 +276,6 @@ def test_internal_error_has_its_own_exit_code(monkeypatch, tmp_path, capsys):
 
 # ---------------------------------------------------------------- flow: everything checked before training
 
-@pytest.mark.xfail(strict=False, reason=WAIT_LEAD + "flow validates every stage's options before training")
 @pytest.mark.parametrize("args, message", [
     (["--sim", "bogus"], "bogus"),
     (["--wq", "apot"], "--wq apot cannot be exported"),
@@ -318,7 +310,6 @@ def test_generate_out_under_a_file(cli, tmp_path):
 
 # ---------------------------------------------------------------- cosim
 
-@pytest.mark.xfail(strict=False, reason=WAIT_CONTRACT + "a missing .rsq is a bad argument (exit 2), not a bad file")
 def test_cosim_missing_model(cli, tmp_path):
     refused(run(cli, "cosim", tmp_path / "none.rsq"), 2, f"{tmp_path / 'none.rsq'} does not exist")
 
@@ -340,7 +331,6 @@ def test_cosim_bad_arguments(cli, exported, args, message):
     assert time.monotonic() - t0 < 60  # refused before any simulator build
 
 
-@pytest.mark.xfail(strict=False, reason=WAIT_LEAD + "cosim checks the data against the model before building")
 def test_cosim_data_that_does_not_fit_the_model(cli, exported, tmp_path):
     t0 = time.monotonic()
     r = run(cli, "cosim", exported, "--data", f"cifar10:{_cifar(tmp_path / 'c')}", "--images", "1")

@@ -34,7 +34,7 @@ def test_every_option_has_help_and_shows_its_default():
     ("train", "--wq", {"post", "pot", "apot", "lsq", "shift", "fp"}),
     ("train", "--aq", {"asq", "lsq", "shift", "fp"}),
     ("train", "--model", {"resnet8", "resnet20", "resnet18", "resnet34"}),
-    ("generate", "--pe", {"dual", "lut", "shift", "mult"}),
+    ("generate", "--pe", {"dual", "lut", "shift", "mult", "shift2"}),
     ("cosim", "--sim", {"verilator", "icarus"}),
     ("flow", "--sim", {"verilator", "icarus"}),
 ])
