@@ -91,7 +91,7 @@ def _decoder(bits):
         lambda: DecoderHarness(fmts), "bmc", 1,
         (Mutant("boundary", "reference shift off by one at the window's largest exponent",
                 lambda: DecoderHarness(fmts, mutant=True), "bmc", 1),),
-        fast=bits in (4, 8))
+        fast=True)
 
 
 def _pe(pe, wbits=4, abits=8, max_k=1152, depth=3, fast=False, tag=""):

