@@ -6,8 +6,6 @@ the docs' command table, tracks which words are commands and which data, the ans
 error flags the docs prescribe; the design is checked against it every cycle.
 """
 
-import dataclasses
-
 from amaranth.hdl import Assert, Elaboratable, Module, Signal
 
 from rootshift.hw import protocol as P

@@ -78,8 +78,6 @@ def check(proof, timeout=1800, keep=None):
 # --- the proofs --------------------------------------------------------------------------------------
 
 def _decoder(bits):
-    from rootshift.sw.numfmt import PowerFormat
-
     from .decoder import DecoderHarness, decoder_formats
 
     fmts = [f for f in decoder_formats() if f.bits == bits]
