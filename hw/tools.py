@@ -134,8 +134,17 @@ def yowasp_first_use_lock(*tools, timeout=FIRST_USE_TIMEOUT):
         except Timeout:
             raise ToolError(f"waited {timeout} s for the YoWASP cache lock {lock.lock_file}; another process "
                             "holds it (a tool compiling for the first time takes about a minute)") from None
+    state = {t: yowasp_compiled(t) for t in fresh}
+    compiling = [t for t, done in state.items() if done is False]
+    if all(done is True for done in state.values()):
+        # every tool is compiled and no process is writing the cache (we hold its lock): reading it is
+        # safe, so do not hold the lock through a call that may take minutes
+        lock.release()
+        with _used_guard:
+            _used.update(fresh)
+        yield
+        return
     try:
-        compiling = [t for t in fresh if yowasp_compiled(t) is False]
         with (task(f"compiling {', '.join(compiling)} once, about a minute") if compiling else contextlib.nullcontext()):
             yield
         with _used_guard:
