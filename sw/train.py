@@ -347,6 +347,18 @@ def _param_groups(model, wd):
 
 
 @torch.no_grad()
+def _recalibrate_hard_bn(model, split, device, batch_size=256):
+    """After the last shift epoch: BatchNorm statistics of the hard network that is evaluated and exported
+    (training collected them on the soft staircase; docs/quantization.md). Every rank sees the same
+    un-augmented data in the same order, so DDP ranks stay identical."""
+    from .layers import recalibrate_bn
+
+    n = len(split)
+    recalibrate_bn(model, (to_input(split.batch(range(i, min(n, i + batch_size)))[0]).to(device)
+                           for i in range(0, n, batch_size)))
+
+
+@torch.no_grad()
 def evaluate(model, split, batch_size=256, device="cpu"):
     model.eval()
     correct = 0
@@ -511,6 +523,8 @@ def _train(cfg, progress, stop_after, out, state):
                     for w in caught:
                         bar.console.print(f"[yellow]warning:[/] {w.message}")
                 sync_model(model, world)
+                if epoch == cfg.epochs - 1 and any(isinstance(m, ShiftQuantizer) for m in model.modules()):
+                    _recalibrate_hard_bn(model, ds.train, device)
                 test_acc = evaluate(model, ds.test, device=device) if rank == 0 else 0.0
                 if world > 1:
                     t = torch.tensor([test_acc], dtype=torch.float64, device=device)
