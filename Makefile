@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(BIN)/rootshift flow --data digits --out runs/demo --force
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --durations=30 $(PYTEST_ARGS)
 
 formal: $(STAMP)
 	$(BIN)/python -m rootshift.sim.formal --all
