@@ -81,6 +81,16 @@ def summarize_all(cells, family):
     return s
 
 
+def over_limit(text):
+    """The resources nextpnr found over 100 % (``ICESTORM_LC 18834/5280``, ...), from its log."""
+    import re
+
+    names = {"ICESTORM_LC": "LC", "ICESTORM_RAM": "EBR", "ICESTORM_DSP": "DSP", "ICESTORM_SPRAM": "SPRAM",
+             "TRELLIS_COMB": "LUT", "DP16KD": "DP16KD", "MULT18X18D": "MULT18"}
+    found = re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", text)
+    return ", ".join(f"{names.get(n, n)} {int(u):,} of {int(c):,}" for n, u, c, pct in found if int(pct) > 100)
+
+
 def measure(program, family, tmp):
     """Synthesis, then place and route; the row of the table (``fmax`` None where it does not place)."""
     tag = f"engine-{family}-{program.params.array.rows}x{program.params.array.cols}"
@@ -103,9 +113,7 @@ def measure(program, family, tmp):
     except ToolError as e:
         text = str(e)
         out["fmax"] = None
-        over = [ln.strip() for ln in text.splitlines() if "ICESTORM" in ln or "TRELLIS" in ln or "DP16KD" in ln
-                or "Unable to place" in ln or "Failed" in ln]
-        out["path"] = "does not place: " + ("; ".join(over[:3]) if over else text.splitlines()[-1])[:160]
+        out["path"] = "does not fit: " + (over_limit(text) or text.splitlines()[-1][:120])
     out["pnr_s"] = round(time.time() - t0)
     return out
 
@@ -170,8 +178,11 @@ def report(argv, rows, wall):
             lines.append(f"| {fam} | engine | {r['size']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
                          f"{r['spram']} | {f'{fmax:.1f}' if fmax else '-'} | {r['cycles']:,} | {ips} | {r['path']} |")
         best = max((r.get("fmax") or 0 for r in rows if r["family"] == fam), default=0)
-        verdicts.append(f"* {fam}: engine Fmax {best:.1f} MHz, target >= {TARGET[fam]:.0f}: "
-                        f"{'met' if best >= TARGET[fam] else 'NOT met'}.")
+        if best:
+            verdicts.append(f"* {fam}: engine Fmax {best:.1f} MHz, target >= {TARGET[fam]:.0f}: "
+                            f"{'met' if best >= TARGET[fam] else 'NOT met'}.")
+        else:
+            verdicts.append(f"* {fam}: the engine does not fit at any size tried, target >= {TARGET[fam]:.0f} MHz NOT met.")
     return "\n".join(lines + [""] + verdicts)
 
 
