@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section  # noqa: E402
+from _results import add_common_args, configure, write_section  # noqa: E402
 
 from rootshift.hw import protocol as P  # noqa: E402
 from rootshift.sim.cosim import cosim_model  # noqa: E402
@@ -51,14 +51,31 @@ def breakdown(im, rows, cols, pixels):
     return out
 
 
+def engine_section(im):
+    """The network engine's cycles per image and utilization (its cycle model equals the RTL cycle for
+    cycle, docs/engine.md) for the digits model and a random-weight ResNet-20 32x32, on 4x4 and 8x8."""
+    from rootshift.sim.engine_bench import random_resnet20, rows
+
+    lines = ["### Network engine (cycle model = RTL; docs/engine.md)", "",
+             "| model | array | cycles/image | network utilization | 3x3 convs | quant steps' share |", "|---|---|---|---|---|---|"]
+    for model, name in ((im, "digits ResNet-8 (trained)"), (random_resnet20(), "ResNet-20 32x32 (random weights)")):
+        for r in rows(model, name):
+            lines.append(f"| {name} | {r['array']} | {r['cycles_per_image']:,} | {100 * r['utilization']:.1f} % | "
+                         f"{100 * r['conv3x3_min']:.1f}-{100 * r['conv3x3_max']:.1f} % | {100 * r['quant_share']:.1f} % |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", nargs="+", default=["8x8", "4x4"])
-    ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--sim", default="verilator")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--sizes", nargs="+", default=["8x8", "4x4"], help="tile-engine arrays to co-simulate")
+    ap.add_argument("--images", type=int, default=4, help="digits test images per array")
+    ap.add_argument("--epochs", type=int, default=6, help="training epochs of the digits model")
+    ap.add_argument("--sim", default="verilator", choices=("verilator", "icarus"), help="simulator")
+    add_common_args(ap)
     a = ap.parse_args(argv)
+    configure(a)
+    if a.quick:
+        a.sizes, a.images, a.epochs = ["4x4"], 1, 2
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(epochs=a.epochs, out=f"{tmp}/run"), progress=False)
         im = export_checkpoint(load_checkpoint(f"{tmp}/run"))
@@ -85,12 +102,13 @@ def main(argv=None):
                              f"{100 * b['drain_requant'] / tot:.0f} % | {100 * b['out_words'] / tot:.0f} % |")
             sections.append("\n".join(lines))
             print(sections[-1], flush=True)
+        sections.append(engine_section(im))
+        print(sections[-1], flush=True)
     cmd = "python bench/cosim.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     body = (f"## Co-simulation (digits ResNet-8, post+asq W4A4, dual)\n\nMade by `{cmd.strip()}`. The four last columns "
             "split each layer's cycles (one image) into MACs, accepting input words, drain + requantization, and "
             "sending output words.\n\n" + "\n\n".join(sections))
-    if not a.no_write:
-        write_section("cosim", body)
+    write_section("cosim", body)
 
 
 if __name__ == "__main__":

