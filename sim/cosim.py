@@ -257,6 +257,16 @@ def compare_layers(im, pixels, record, params):
     return None, compared
 
 
+def check_run_options(sim, images):
+    """The simulator and image count of any co-simulation, checked before anything is built."""
+    if sim not in SIMULATORS:
+        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if not simulator_available(sim):
+        raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ConfigError(f"--images must be a positive integer, not {images!r}")
+
+
 def rtl_params(rtl, im, rows, cols):
     """The ArrayParams of what ``rootshift generate`` wrote into ``rtl``, checked against the model.
 
@@ -295,12 +305,7 @@ def cosim_model(model_path, sim="verilator", images=16, rows=8, cols=8, waves_di
     """
     from rootshift.sw.data import load_dataset
 
-    if sim not in SIMULATORS:
-        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    if not simulator_available(sim):
-        raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise ConfigError(f"--images must be a positive integer, not {images!r}")
+    check_run_options(sim, images)
     im = rsq.load(model_path)
     params = rtl_params(rtl, im, rows, cols) if rtl is not None else hardware_for(im, rows, cols)
     data = data or im.meta.get("train_config", {}).get("data", "digits")

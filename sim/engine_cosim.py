@@ -24,8 +24,8 @@ from rootshift.hw.engine.cycles import cycle_report
 from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC, Engine, rtl_check
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.tools import LINT_WAIVERS, verilator_env
-from rootshift.sim.cosim import (SIMULATORS, _hw_fingerprint, _lock, _poll_lines, _tail, cache_dir, icarus_kick,
-                                 simulator_available)
+from rootshift.sim.cosim import (_hw_fingerprint, _lock, _poll_lines, _tail, cache_dir, check_run_options,
+                                 icarus_kick)
 from rootshift.sim.driver import hardware_for
 from rootshift.sw import golden, rsq
 from rootshift.sw.errors import ConfigError, RootshiftError
@@ -249,12 +249,7 @@ def engine_cosim_model(model_path, sim="verilator", images=16, rows=4, cols=4, d
     """
     from rootshift.sw.data import load_dataset
 
-    if sim not in SIMULATORS:
-        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    if not simulator_available(sim):
-        raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise ConfigError(f"--images must be a positive integer, not {images!r}")
+    check_run_options(sim, images)
     im = rsq.load(model_path)
     data = data or im.meta.get("train_config", {}).get("data", "digits")
     shape = im.meta.get("input_shape")

@@ -17,7 +17,7 @@ from rootshift.sw.export import SUPPORTED_A, SUPPORTED_W, export_checkpoint
 from rootshift.sw.fileio import atomic_write_json
 from rootshift.sw.train import TrainConfig, load_checkpoint, train
 
-from .cosim import SIMULATORS, cosim_model, simulator_available
+from .cosim import check_run_options, cosim_model
 from .driver import hardware_for
 
 
@@ -33,12 +33,7 @@ def check_flow_options(cfg: TrainConfig, mode, images, sim, rows, cols):
         raise ConfigError(f"--mode must be dual or lut, not {mode!r}")
     if mode == "lut" and cfg.wq != "post":
         raise ConfigError(f"--mode lut is a POST product mode; --wq {cfg.wq} has no lut mode (use --mode dual)")
-    if sim not in SIMULATORS:
-        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    if not simulator_available(sim):
-        raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise ConfigError(f"--images must be a positive integer, not {images!r}")
+    check_run_options(sim, images)
     # the array's own checks (rows, cols), with the bits this run will need
     ArrayParams(wbits=max(cfg.wbits, cfg.first_wbits, cfg.last_wbits), abits=8, rows=rows, cols=cols)
 
