@@ -132,7 +132,7 @@ def cmd_flow(a):
 
     s = run_flow(data=a.data, out=a.out, epochs=a.epochs, wq=a.wq, aq=a.aq, wbits=a.wbits, abits=a.abits, seed=a.seed,
                  mode=a.mode, images=a.images, sim=a.sim, rows=a.rows, cols=a.cols, progress=not a.json,
-                 log=(lambda *_: None) if a.json else print, force=a.force)
+                 log=(lambda *_: None) if a.json else print, force=a.force, engine=a.engine)
     _emit(a, s, print_summary)
     return EXIT_CHECK_FAILED if s["rtl_mismatches"] else EXIT_OK
 
@@ -338,6 +338,8 @@ def build_parser():
     f.add_argument("--sim", default="verilator", choices=SIMULATORS, help="simulator")
     f.add_argument("--rows", type=int, default=8, help="PE array rows")
     f.add_argument("--cols", type=int, default=8, help="PE array columns")
+    f.add_argument("--engine", action="store_true",
+                   help="run the self-sequencing network engine (pixels in, logits out) instead of the tile engine")
     _json(f, "the summary")
 
     e = _add(sub, "export", cmd_export, "export a trained run to the integer contract (.rsq)")

@@ -39,7 +39,10 @@ def check_flow_options(cfg: TrainConfig, mode, images, sim, rows, cols):
 
 
 def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbits=4, abits=4, seed=0,
-             mode="dual", images=4, sim="verilator", rows=8, cols=8, progress=True, log=print, force=False):
+             mode="dual", images=4, sim="verilator", rows=8, cols=8, progress=True, log=print, force=False,
+             engine=False):
+    """``engine``: co-simulate the self-sequencing network engine (pixels in, logits out; docs/engine.md)
+    instead of generating and co-simulating the host-fed tile engine."""
     out = Path(out)
     cfg = TrainConfig(data=data, wq=wq, aq=aq, wbits=wbits, abits=abits, epochs=epochs, seed=seed,
                       out=str(out / "train"), force=force)
@@ -54,10 +57,19 @@ def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbi
     ev = evaluate(rsq.load(model_path), data)
     atomic_write_json(out / "eval.json", ev)
     params = hardware_for(im, rows, cols)
-    log(f"[4/5] generate the {rows}x{cols} {params.pe} array (W{params.wbits}A{params.abits}, max_k {params.max_k})")
-    man = generate(params, out / "rtl")
-    log(f"[5/5] co-simulate {images} test images on {sim} (the first build takes a minute or two)")
-    cs = cosim_model(model_path, sim, images, rtl=out / "rtl")
+    if engine:
+        from .engine_cosim import engine_cosim_model
+
+        log(f"[4/5] compile the program for the {rows}x{cols} network engine (W{params.wbits}A{params.abits})")
+        log(f"[5/5] co-simulate {images} test images on the engine in {sim} (the first build takes minutes)")
+        cs = engine_cosim_model(model_path, sim, images, rows, cols)
+        rtl = "network engine (Verilog in the co-simulation cache)"
+    else:
+        log(f"[4/5] generate the {rows}x{cols} {params.pe} array (W{params.wbits}A{params.abits}, max_k {params.max_k})")
+        man = generate(params, out / "rtl")
+        log(f"[5/5] co-simulate {images} test images on {sim} (the first build takes a minute or two)")
+        cs = cosim_model(model_path, sim, images, rtl=out / "rtl")
+        rtl = str(out / "rtl" / man["verilog"])
     atomic_write_json(out / "cosim.json", cs)
     summary = {
         "data": data, "scheme": f"{wq}/{aq} W{wbits}A{abits}", "mode": mode,
@@ -65,8 +77,9 @@ def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbi
         "test_images": ev["images"], "rtl_images": cs["images"], "rtl_acc_on_those": cs["rtl_acc"],
         "rtl_mismatches": cs["mismatches"], "rtl_compared_values": cs["compared_values"],
         "cycles_per_image": cs["cycles_per_image"], "utilization": cs["utilization"],
-        "wall_s_per_image": cs["wall_s_per_image"], "acc_bits": man["acc_bits"],
-        "model": str(model_path), "rtl": str(out / "rtl" / man["verilog"]),
+        "wall_s_per_image": cs["wall_s_per_image"], "acc_bits": params.acc_bits,
+        "hardware": "network engine" if engine else "tile engine", "array": f"{rows}x{cols}",
+        "model": str(model_path), "rtl": rtl,
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
@@ -74,7 +87,7 @@ def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbi
 
 def print_summary(s):
     lines = [
-        f"rootshift flow: {s['scheme']} on {s['data']} ({s['mode']} mode)",
+        f"rootshift flow: {s['scheme']} on {s['data']} ({s['mode']} mode), {s['array']} {s['hardware']}",
         f"  accuracy    float {100 * s['float_acc']:.2f} %   integer {100 * s['integer_acc']:.2f} %   "
         f"agreement {100 * s['agreement_int_vs_float']:.2f} % ({s['test_images']} test images)",
         f"  RTL         {s['rtl_images']} images, {s['rtl_compared_values']} values compared, "
