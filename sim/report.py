@@ -36,7 +36,7 @@ def find_run_files(run_dir):
         "model": pick(run / "model.rsq", *sorted(run.glob("*.rsq"))),
         "eval": pick(run / "eval.json"),
         "cosim": pick(run / "cosim.json"),
-        "build": pick(run / "build.json", *sorted(run.glob("build*/build.json")), *sorted(run.glob("build*/report.json"))),
+        "build": pick(run / "board.json", run / "build.json", *sorted(run.glob("*/board.json"))),
     }
     if files["checkpoint"] is None and files["metrics"] is None:
         raise ConfigError(f"{run} holds no run: no checkpoint.pt or metrics.json (in it or in {run / 'train'})")
@@ -314,7 +314,7 @@ def build_report(run_dir):
         head = {k: b.get(k) for k in ("board", "clock_mhz", "fmax_mhz", "sha256") if k in b}
         section("build", "FPGA build", _table([head], list(head)) + _table(rows, ["resource", "used", "available"]))
     else:
-        absent.append("FPGA build (no build.json)")
+        absent.append("FPGA build (no board.json from `rootshift build` in the run directory or one below it)")
 
     if absent:
         sections.append(("absent", "<section id=\"absent\"><h2>Not in this run</h2><ul>"

@@ -46,7 +46,8 @@ def full_run(trained_run, exported, tmp_path):
         "sim": "verilator", "array": "4x4", "images": 2, "mismatches": 0, "compared_values": 1234,
         "cycles_per_image": 98765.0, "utilization": 0.36,
         "utilization_per_layer": {"conv1": 0.2, "stages.0.0.conv1": 0.41, "fc": 0.05}}))
-    (run / "build.json").write_text(json.dumps({
+    (run / "build").mkdir()
+    (run / "build" / "board.json").write_text(json.dumps({
         "board": "icebreaker", "clock_mhz": 12, "fmax_mhz": 31.5, "sha256": "ab" * 32,
         "resources": {"LUT": {"used": 3000, "available": 5280}, "DSP": {"used": 4, "available": 8}}}))
     return run
