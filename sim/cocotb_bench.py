@@ -15,18 +15,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from rootshift.hw.protocol import OP_START
+from rootshift.sim.cocotb_streams import StreamPortBase
 
 
-class StreamPort:
+class StreamPort(StreamPortBase):
     """The accelerator's two streams, driven from cocotb one word per clock at most."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.clk = dut.clk
-        self.received = 0
-        # fault injection, to prove the checker catches a wrong word: flip bit 0 of received word N
-        fault = os.environ.get("ROOTSHIFT_INJECT_FAULT")
-        self.fault = int(fault) if fault else None
 
     async def send(self, words):
         """One word per clock. The controller is ready in IDLE and in every LOAD state (docs/hardware.md),
@@ -54,18 +47,10 @@ class StreamPort:
         while len(out) < n:
             await ReadOnly()
             if int(dut.o_stream__valid.value):
-                word = int(dut.o_stream__payload.value)
-                if self.received == self.fault:
-                    word ^= 1
-                self.received += 1
-                out.append(word)
+                out.append(self.take(dut.o_stream__payload.value))
             await RisingEdge(self.clk)
         dut.o_stream__ready.value = 0
         return out
-
-    async def transact(self, request):
-        await self.send(request.words)
-        return await self.recv(request.n_out)
 
 
 class _ImageProgress:

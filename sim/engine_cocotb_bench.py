@@ -21,6 +21,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, ValueChange, with
 from cocotb.utils import get_sim_time
 
 from rootshift.hw.engine.engine import OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS
+from rootshift.sim.cocotb_streams import StreamPortBase
 
 PERIOD_NS = 10
 
@@ -29,15 +30,8 @@ def _now():
     return int(get_sim_time("ns")) // PERIOD_NS
 
 
-class EnginePort:
+class EnginePort(StreamPortBase):
     """The engine's two streams, one word per clock at most, each through its valid/ready handshake."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.clk = dut.clk
-        self.received = 0
-        fault = os.environ.get("ROOTSHIFT_INJECT_FAULT")
-        self.fault = int(fault) if fault else None
 
     async def send(self, words):
         dut = self.dut
@@ -58,11 +52,7 @@ class EnginePort:
         while len(out) < n:
             await ReadOnly()
             if int(dut.o_stream__valid.value):
-                word = int(dut.o_stream__payload.value)
-                if self.received == self.fault:
-                    word ^= 1
-                self.received += 1
-                out.append(word)
+                out.append(self.take(dut.o_stream__payload.value))
                 await RisingEdge(self.clk)
             else:                                          # computing: one trigger, not one per cycle
                 await RisingEdge(dut.o_stream__valid)
