@@ -136,7 +136,8 @@ def main(argv=None):
             "activations) and `shift-w` (weights only, activations fp; its columns read W<b>) are fine-tuned "
             "from the same seed's fp run. `+bn` rows: the same trained shift models after "
             "`rootshift.sw.layers.recalibrate_bn` (batch-norm statistics re-estimated under the hard quantizers, "
-            "one pass over the training set, no gradient), a step `rootshift train` does not run yet. "
+            "one pass over the training set, no gradient); `rootshift train` already ends a shift run with this step, so "
+            "the two rows differ only by a second pass. "
             "Cells: mean over seeds (min-max).\n\n"
             + "\n".join(lines) + "\n\nPer seed (in seed order), with the shift runs' soft model (the soft "
             "staircase at the final temperature) beside the hard one:\n\n" + "\n".join(per_seed))
