@@ -11,9 +11,10 @@ incompatible file (docs/export-format.md); 7 an internal error (a bug: the trace
 
 import argparse
 import json
-import math
 import os
 import sys
+
+from .display import value_text
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 7
 
@@ -46,21 +47,7 @@ def _console():
     return Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
-def _fmt(v, key=""):
-    """A value for people: fractions that are rates as percentages with 2 decimals, floats to 4 digits."""
-    if isinstance(v, bool) or v is None:
-        return "-" if v is None else str(v).lower()
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if any(w in key for w in ("acc", "agreement", "utilization")) and 0 <= v <= 1:
-            return f"{100 * v:.2f} %"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}" if abs(v) >= 10_000 else str(v)
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_fmt(x) for x in v)
-    return str(v)
+_fmt = value_text   # one formatting rule for the CLI and the report (sim/display.py)
 
 
 def print_table(rows, columns, title=None):

@@ -18,6 +18,8 @@ import numpy as np
 from rootshift.sw.errors import ConfigError
 from rootshift.sw.fileio import atomic_write_text
 
+from .display import value_text
+
 MAX_BETA_IMAGES = 256
 
 
@@ -201,16 +203,8 @@ def _img(png, alt):
 
 def _table(rows, columns):
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c), c))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(value_text(r.get(c), c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _cell(v, key=""):
-    if isinstance(v, float):
-        if any(w in key for w in ("acc", "agreement", "utilization")) and 0 <= v <= 1:
-            return f"{100 * v:.2f} %"
-        return f"{v:.4g}"
-    return "-" if v is None else str(v)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
