@@ -18,7 +18,10 @@ class Accelerator(wiring.Component):
 
     Every command and data word arrives on ``i_stream``; answers leave on ``o_stream``
     (docs/hardware.md, "Protocol"; constants in :mod:`hw.protocol`). ``i_stream.ready`` is low while a
-    tile runs, which is the only flow control the host needs.
+    tile runs, which is the only flow control the host needs. A command the protocol does not allow
+(unknown, out of range, or out of sequence) sets a bit of ``STATUS``'s flags and is ignored, except a
+``READ`` out of sequence, which is flagged and still answered: the host never waits for words that
+never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
 
     Members
     -------
@@ -62,6 +65,10 @@ class Accelerator(wiring.Component):
         # accepted, so every ``cnt == last`` is an equality (a LUT tree, no carry chain: issue 9)
         k_last = Signal(16)
         configured = Signal()
+        # what has happened since the last good CONFIG (docs/hardware.md, "Flags"): the last LOAD_ACT and
+        # LOAD_WGT each carried at least K words, a LOAD_REQ came, a START ran. START needs the first three
+        # (else FLAG_NOT_LOADED), READ the last (else FLAG_STALE_READ)
+        act_ok, wgt_ok, req_ok, out_ok = Signal(), Signal(), Signal(), Signal()
         shift = Signal(range(64))
         relu = Signal()
         n_last = Signal(16)
@@ -115,30 +122,44 @@ class Accelerator(wiring.Component):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Else():
                                 m.d.sync += [k_last.eq(arg[0:16] - 1), configured.eq(1), shift.eq(arg[16:22]),
-                                             relu.eq(arg[22])]
+                                             relu.eq(arg[22]), act_ok.eq(0), wgt_ok.eq(0), req_ok.eq(0), out_ok.eq(0)]
                         with m.Case(P.OP_LOAD_ACT, P.OP_LOAD_WGT):
                             with m.If(arg[0:16] > p.max_k):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
-                            with m.Elif(arg[0:16] != 0):
+                            with m.Else():
+                                # n > K - 1, i.e. n >= K: the words a START will read are all this load's
                                 with m.If(op == P.OP_LOAD_ACT):
-                                    m.next = "LOAD_ACT"
+                                    m.d.sync += act_ok.eq(arg[0:16] > k_last)
                                 with m.Else():
-                                    m.next = "LOAD_WGT"
+                                    m.d.sync += wgt_ok.eq(arg[0:16] > k_last)
+                                with m.If(arg[0:16] != 0):
+                                    with m.If(op == P.OP_LOAD_ACT):
+                                        m.next = "LOAD_ACT"
+                                    with m.Else():
+                                        m.next = "LOAD_WGT"
                         with m.Case(P.OP_LOAD_REQ):
                             with m.If(arg[0:16] > p.cols):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Elif(arg[0:16] != 0):
+                                m.d.sync += req_ok.eq(1)
                                 m.next = "LOAD_REQ"
                         with m.Case(P.OP_START):
                             with m.If(~configured):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
+                            with m.Elif(~(act_ok & wgt_ok & req_ok)):
+                                m.d.sync += flags.eq(flags | P.FLAG_NOT_LOADED)
                             with m.Else():
+                                m.d.sync += out_ok.eq(1)
                                 m.d.comb += arr.clear.eq(1)  # zero every accumulator before the first term
                                 m.next = "COMPUTE"
                         with m.Case(P.OP_READ):
                             with m.If((arg[0:16] > n_out) | (arg[0:16] == 0)):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Else():
+                                # a READ of outputs no START computed since CONFIG is flagged but answered,
+                                # so the host never waits for words that do not come
+                                with m.If(~out_ok):
+                                    m.d.sync += flags.eq(flags | P.FLAG_STALE_READ)
                                 m.next = "READ"
                         with m.Case(P.OP_STATUS):
                             m.next = "STATUS"

@@ -13,8 +13,13 @@ OP_READ = 0x6       # arg[15:0] = n; the device sends out[0..n-1] (32-bit, index
 OP_STATUS = 0x7     # the device sends 3 words: magic|version|flags, total cycles, busy cycles
 
 MAGIC = 0x5253      # "RS"
-FLAG_BAD_OPCODE = 1
-FLAG_BAD_ARG = 2
+FLAG_BAD_OPCODE = 1   # an unknown opcode (ignored)
+FLAG_BAD_ARG = 2      # an argument out of range, or START before a good CONFIG (ignored)
+FLAG_NOT_LOADED = 4   # START before, since the last CONFIG, K activation words, K weight words and a LOAD_REQ (ignored)
+FLAG_STALE_READ = 8   # READ before a START since the last CONFIG (still answered: the buffer as it is)
+FLAG_NAMES = {FLAG_BAD_OPCODE: "unknown opcode", FLAG_BAD_ARG: "argument out of range or START before CONFIG",
+              FLAG_NOT_LOADED: "START before K activation and weight words and LOAD_REQ since CONFIG",
+              FLAG_STALE_READ: "READ before a START since CONFIG"}
 
 
 def header(op, arg=0):

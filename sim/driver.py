@@ -13,10 +13,35 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rootshift.hw import protocol as P
-from rootshift.hw.params import BIAS_BITS, ArrayParams
+from rootshift.hw.params import BIAS_BITS, PROTOCOL_VERSION, ArrayParams
 from rootshift.sw import contract as C
 from rootshift.sw import golden
-from rootshift.sw.errors import ConfigError
+from rootshift.sw.errors import ConfigError, RootshiftError
+
+
+class DeviceFlagError(RootshiftError):
+    """The device's ``STATUS`` flags a protocol error (docs/hardware.md, "Flags"), or its first word is not
+    this protocol's: the host and the device disagree, so no output after it can be trusted.
+    Members: ``flags`` (the flag bits, 0 for a wrong magic or version), ``where`` (layer, image)."""
+
+    def __init__(self, message, flags=0, where=""):
+        super().__init__(message)
+        self.flags, self.where = flags, where
+
+
+def check_status(word0, where):
+    """Raise :class:`DeviceFlagError` unless ``word0`` (the first ``STATUS`` word) is this protocol's
+    magic and version with no flag set; the message names every flag."""
+    magic, version, flags = word0 >> 16, (word0 >> 8) & 0xFF, word0 & 0xFF
+    if magic != P.MAGIC or version != PROTOCOL_VERSION:
+        raise DeviceFlagError(f"{where}: the device's STATUS word {word0:#010x} is not protocol version "
+                              f"{PROTOCOL_VERSION} (magic {P.MAGIC:#06x}): wrong device or a broken link", 0, where)
+    if flags:
+        names = [name for bit, name in P.FLAG_NAMES.items() if flags & bit]
+        if flags & ~sum(P.FLAG_NAMES):
+            names.append(f"unknown bits {flags & ~sum(P.FLAG_NAMES):#x}")
+        raise DeviceFlagError(f"{where}: the device flagged a protocol error: {'; '.join(names)} (flags {flags:#x})",
+                              flags, where)
 
 
 @dataclass
@@ -245,10 +270,10 @@ class HostDriver:
                     env[op["out"]], betas[op["name"]] = golden.quant_forward(op, env[op["in"]])
                 elif kind in ("conv", "linear"):
                     before = yield Request([P.header(P.OP_STATUS)], 3, {"image": n})
+                    check_status(before[0], f"before layer {op['name']}, image {n}")
                     env[op["out"]] = yield from self.run_layer(op, env[op["in"]], betas[op["beta_from"]], n)
                     after = yield Request([P.header(P.OP_STATUS)], 3, {"image": n})
-                    if (after[0] & 0xFF) != 0:
-                        raise ConfigError(f"layer {op['name']}: the device flagged a protocol error (flags {after[0] & 0xFF:#x})")
+                    check_status(after[0], f"layer {op['name']}, image {n}")
                     cycles[op["name"]] = {"total": after[1] - before[1], "busy": after[2] - before[2]}
                     if record is not None:
                         record.setdefault("outputs", {}).setdefault(op["name"], []).append(env[op["out"]][0])

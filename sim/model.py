@@ -40,6 +40,9 @@ class DeviceModel:
         self.relu = False
         self.flags = 0
         self.cycles = self.busy = 0
+        # since the last good CONFIG: the last LOAD_ACT / LOAD_WGT held >= K words, a LOAD_REQ came, a START
+        # ran (the controller's act_ok, wgt_ok, req_ok, out_ok; docs/hardware.md, "Flags")
+        self.act_ok = self.wgt_ok = self.req_ok = self.out_ok = False
 
     def transact(self, words, n_out):
         it = iter(words)
@@ -57,11 +60,16 @@ class DeviceModel:
                     self.flags |= P.FLAG_BAD_ARG
                 else:
                     self.k, self.shift, self.relu = k, s, bool((arg >> 22) & 1)
+                    self.act_ok = self.wgt_ok = self.req_ok = self.out_ok = False
             elif op in (P.OP_LOAD_ACT, P.OP_LOAD_WGT):
                 lanes, bits, mem = (p.rows, p.abits, self.act) if op == P.OP_LOAD_ACT else (p.cols, p.wbits, self.wgt)
                 if n > p.max_k:
                     self.flags |= P.FLAG_BAD_ARG
                     continue
+                if op == P.OP_LOAD_ACT:
+                    self.act_ok = n >= self.k
+                else:
+                    self.wgt_ok = n >= self.k
                 for i in range(n):
                     mem[i] = _lanes(next(it), lanes, bits)
                     self.cycles += 1
@@ -69,6 +77,7 @@ class DeviceModel:
                 if n > p.cols:
                     self.flags |= P.FLAG_BAD_ARG
                     continue
+                self.req_ok = self.req_ok or n > 0
                 for c in range(n):
                     ws = [next(it) for _ in range(p.n_acc + 2)]
                     self.cycles += p.n_acc + 2
@@ -77,11 +86,20 @@ class DeviceModel:
                 if self.k == 0:
                     self.flags |= P.FLAG_BAD_ARG
                     continue
+                if not (self.act_ok and self.wgt_ok and self.req_ok):
+                    self.flags |= P.FLAG_NOT_LOADED
+                    continue
+                self.out_ok = True
                 self._compute()
                 t = tile_cycles(p, self.k)
                 self.cycles += t
                 self.busy += t
             elif op == P.OP_READ:
+                if n == 0 or n > p.rows * p.cols:
+                    self.flags |= P.FLAG_BAD_ARG
+                    continue
+                if not self.out_ok:
+                    self.flags |= P.FLAG_STALE_READ   # flagged, and answered all the same
                 answer += [int(v) & 0xFFFFFFFF for v in self.out[:n]]
                 self.cycles += n
             elif op == P.OP_STATUS:

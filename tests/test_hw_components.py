@@ -317,3 +317,148 @@ def test_accelerator_flags_bad_commands():
     assert s1[0] == P.status_word0(P.FLAG_BAD_OPCODE)
     assert s2[0] == P.status_word0(P.FLAG_BAD_OPCODE | P.FLAG_BAD_ARG)
     assert s3[0] == P.status_word0(0)
+
+
+def _seq_params():
+    return ArrayParams(rows=1, cols=2, max_k=4, wbits=4, abits=4)
+
+
+def _answers_owed(p, word):
+    """How many words the protocol owes for one command word (docs/hardware.md, "Protocol"), written from
+    the command table, independent of the RTL and of sim/model.py."""
+    op, n = word >> 28, word & 0xFFFF
+    if op == P.OP_READ:
+        return n if 1 <= n <= p.rows * p.cols else 0
+    return 3 if op == P.OP_STATUS else 0
+
+
+def _run_commands(p, commands):
+    """Each command (its words) through the RTL, its answer collected before the next: a list per command."""
+    dut = Accelerator(p)
+
+    async def bench(ctx):
+        return [await run_words(ctx, dut, words, _answers_owed(p, words[0])) for words in commands]
+
+    return simulate(dut, bench)
+
+
+def _model_answers(p, commands):
+    from rootshift.sim.model import DeviceModel
+
+    dev = DeviceModel(p)
+    return [dev.transact(words, _answers_owed(p, words[0])) for words in commands]
+
+
+def _comparable(commands, answers):
+    """Answers without STATUS's two cycle counters: the RTL counts every clock, the host's pauses included."""
+    return [a[:1] if words[0] >> 28 == P.OP_STATUS else a for words, a in zip(commands, answers)]
+
+
+def _random_commands(p, rng, n):
+    """Legal tiles and every kind of illegal command, in random order: unknown opcodes, arguments out of range,
+    short loads, START without loads, READ before START, CONFIG in the middle of a tile."""
+    codes = p.format.all_codes()
+    k_vals = [0, 1, 2, p.max_k - 1, p.max_k, p.max_k + 1]
+    out = []
+    k = 2
+    while len(out) < n:
+        kind = rng.integers(10)
+        if kind in (0, 8, 9):   # a whole legal tile; 8, 9: one piece dropped, shortened or moved
+            k = int(rng.integers(1, p.max_k + 1))
+            a = rng.integers(0, 2**p.abits, size=(p.rows, k))
+            w = rng.choice(codes, size=(p.cols, k))
+            words = P.tile_words(p, a, w, [rng.integers(-2**31, 2**31, p.cols) for _ in range(p.n_acc)],
+                                 rng.integers(-2**40, 2**40, p.cols), int(rng.integers(1, 30)), bool(rng.integers(2)))
+            tile = [[words[0]], words[1:2 + k], words[2 + k:3 + 2 * k], words[3 + 2 * k:-2], [words[-2]], [words[-1]]]
+            if kind != 0:
+                i = int(rng.integers(1, 4))
+                how = rng.integers(3)
+                if how == 0:
+                    del tile[i]
+                elif how == 1 and i < 3:   # one word short
+                    tile[i] = [tile[i][0] - 1] + tile[i][1:-1]
+                else:
+                    tile[4], tile[5] = tile[5], tile[4]
+            out += tile
+        elif kind == 1:
+            kk = int(rng.choice(k_vals))
+            k = kk if 1 <= kk <= p.max_k else k
+            out.append([P.header(P.OP_CONFIG, kk | int(rng.choice([0, 1, 12, 63])) << 16 | int(rng.integers(2)) << 22)])
+        elif kind == 2:
+            op, n_ = int(rng.choice([P.OP_LOAD_ACT, P.OP_LOAD_WGT])), int(rng.choice(k_vals))
+            bits, lanes = (p.abits, p.rows) if op == P.OP_LOAD_ACT else (p.wbits, p.cols)
+            mat = rng.integers(0, 2**bits, (lanes, n_)) if op == P.OP_LOAD_ACT else rng.choice(codes, (lanes, n_))
+            out.append([P.header(op, n_)] + (P.slice_words(mat, lanes, bits) if n_ <= p.max_k else []))
+        elif kind == 3:
+            n_ = int(rng.choice([0, 1, p.cols, p.cols + 1]))
+            data = [int(x) for x in rng.integers(0, 2**32, n_ * (p.n_acc + 2))] if n_ <= p.cols else []
+            out.append([P.header(P.OP_LOAD_REQ, n_)] + data)
+        elif kind == 4:
+            out.append([P.header(P.OP_START)])
+        elif kind == 5:
+            out.append([P.header(P.OP_READ, int(rng.choice([0, 1, p.rows * p.cols, p.rows * p.cols + 1])))])
+        elif kind == 6:
+            out.append([P.header(P.OP_STATUS)])
+        else:
+            out.append([P.header(int(rng.choice([P.OP_CLEAR, 8, 15])))])
+    return out + [[P.header(P.OP_STATUS)]]
+
+
+def test_model_equals_rtl_on_legal_and_illegal_command_sequences():
+    """sim/model.py answers every command sequence, legal or not, word for word as the RTL (the flags, the
+    outputs, stale or fresh), and the host is answered every word it is owed."""
+    p = _seq_params()
+    commands = _random_commands(p, np.random.default_rng(11), 160)
+    rtl = _run_commands(p, commands)
+    model = _model_answers(p, commands)
+    assert _comparable(commands, rtl) == _comparable(commands, model)
+    seen = 0
+    for words, a in zip(commands, rtl):
+        if words[0] >> 28 == P.OP_STATUS:
+            seen |= a[0] & 0xFF
+    assert seen == P.FLAG_BAD_OPCODE | P.FLAG_BAD_ARG | P.FLAG_NOT_LOADED | P.FLAG_STALE_READ, "every flag exercised"
+
+
+_IGNORED = P.FLAG_NOT_LOADED | P.FLAG_STALE_READ  # the START is ignored, so the READ after it is stale too
+
+
+@pytest.mark.parametrize("case, flag", [
+    ("read_before_start", P.FLAG_STALE_READ), ("short_act", _IGNORED), ("short_wgt", _IGNORED),
+    ("no_req", _IGNORED), ("config_after_loads", _IGNORED), ("legal", 0)])
+def test_out_of_sequence_commands_set_their_flag_and_are_answered(case, flag):
+    """The three illegal sequences of issue 11 (READ before START, START with fewer than K words loaded,
+    START without LOAD_REQ), each alone: its flag, in the RTL and the model, and READ still answers."""
+    p = _seq_params()
+    rng = np.random.default_rng(3)
+    a, w = rng.integers(0, 16, (1, 3)), rng.choice(p.format.all_codes(), (2, 3))
+    t = P.tile_words(p, a, w, [np.ones(2, np.int64)] * 2, np.zeros(2, np.int64), 4, False)
+    config, act, wgt, req, start, read = [t[0]], t[1:5], t[5:9], t[9:-2], [t[-2]], [t[-1]]
+    short_act = [P.header(P.OP_LOAD_ACT, 2)] + act[1:3]
+    short_wgt = [P.header(P.OP_LOAD_WGT, 2)] + wgt[1:3]
+    seq = {"read_before_start": [config, act, wgt, req, read, start, read],
+           "short_act": [config, short_act, wgt, req, start, read],
+           "short_wgt": [config, act, short_wgt, req, start, read],
+           "no_req": [config, act, wgt, start, read],
+           "config_after_loads": [act, wgt, req, config, start, read],
+           "legal": [config, act, wgt, req, start, read, read]}[case] + [[P.header(P.OP_STATUS)]]
+    rtl, model = _run_commands(p, seq), _model_answers(p, seq)
+    assert _comparable(seq, rtl) == _comparable(seq, model)
+    assert rtl[-1][0] == P.status_word0(flag)
+    assert all(len(ans) == p.rows * p.cols for words, ans in zip(seq, rtl) if words == read)
+    if case == "legal":
+        assert rtl[-2] == rtl[-3], "a second READ of the same tile is legal and gives the same words"
+
+
+def test_driver_names_the_flags_the_device_sets():
+    from rootshift.sim.driver import DeviceFlagError, check_status
+
+    check_status(P.status_word0(0), "layer x")
+    with pytest.raises(DeviceFlagError, match=r"layer fc, image 3: the device flagged a protocol error: "
+                                              r"START before K activation .* \(flags 0x4\)") as e:
+        check_status(P.status_word0(P.FLAG_NOT_LOADED), "layer fc, image 3")
+    assert e.value.flags == P.FLAG_NOT_LOADED
+    with pytest.raises(DeviceFlagError, match="unknown opcode; argument out of range .*; READ before a START "
+                                              r"since CONFIG; unknown bits 0x80 \(flags 0x8b\)"):
+        check_status(P.status_word0(0x8B), "layer fc")
+    with pytest.raises(DeviceFlagError, match="is not protocol version 2 .*wrong device or a broken link"):
+        check_status(0x12345600, "before layer conv1")
