@@ -1,12 +1,12 @@
-"""cocotb test bench (cocotb 2.x) of the self-sequencing engine, through host protocol v2 only.
+"""cocotb test bench (cocotb 2.x) of the self-sequencing engine, through the host protocol only.
 
 Launched by :mod:`rootshift.sim.engine_cosim` through ``cocotb_tools.runner``. The job (a pickle named
-by ``ROOTSHIFT_JOB``) holds the pixel words of every image and the sizes of the engine's memories. Per
-image the bench sends ``INFER`` and the pixel words, receives the logits, reads every word of the fine
-memory and of the code banks (``READ_FINE`` / ``READ_CODES``: with a ``debug`` program every layer's
-tensor is still there) and asks ``STATUS``. Every word crosses a valid/ready handshake, as on a board.
-Words are returned raw (32-bit, unsigned as Verilog declares the ports); the caller sign-extends and
-compares with the golden model, where the report is made.
+by ``ROOTSHIFT_JOB``) holds the program's bytes and the pixel codes of every image. The host side is
+:class:`~rootshift.sim.engine_driver.EngineDriver` over this bench's streams (the same driver a board
+uses): per image ``INFER`` with the pixels, the logits, every word of the fine memory and of the code
+banks (``READ_FINE`` / ``READ_CODES``: with a ``debug`` program every layer's tensor is still there) and
+``STATUS``. Every word crosses a valid/ready handshake, as on a board. The decoded answers go back to
+the caller, which compares them with the golden model and makes the report.
 
 ``ROOTSHIFT_INJECT_FAULT=N`` flips bit 0 of the N-th received word: the test of the checker.
 """
@@ -20,8 +20,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, ValueChange, with_timeout
 from cocotb.utils import get_sim_time
 
-from rootshift.hw.engine.engine import OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS
+from rootshift.hw.engine.program import Program
 from rootshift.sim.cocotb_streams import StreamPortBase
+from rootshift.sim.engine_driver import EngineDriver
 
 PERIOD_NS = 10
 
@@ -31,7 +32,10 @@ def _now():
 
 
 class EnginePort(StreamPortBase):
-    """The engine's two streams, one word per clock at most, each through its valid/ready handshake."""
+    """The engine's two streams, one word per clock at most, each through its valid/ready handshake.
+    ``sent_at``: the clock count of the edge that took the last word sent."""
+
+    sent_at = 0
 
     async def send(self, words):
         dut = self.dut
@@ -43,6 +47,7 @@ class EnginePort(StreamPortBase):
                 await RisingEdge(dut.i_stream__ready)
                 await ReadOnly()
             await RisingEdge(self.clk)                    # the word is taken on this edge
+        self.sent_at = _now()
         dut.i_stream__valid.value = 0
 
     async def recv(self, n):
@@ -76,22 +81,19 @@ async def _step_times(dut, n_steps):
     return [times[i] for i in range(1, n_steps + 1)]
 
 
-async def run_image(port, job, words):
+async def run_image(port, drv, job, pixels):
     dut = port.dut
-    timer = cocotb.start_soon(_step_times(dut, job["n_steps"]))
-    await port.send([OP_INFER << 28] + list(words))
-    t0 = _now()                       # the edge that took the last pixel word: step 0 starts here
-    logits = await port.recv(job["classes"])
+    timer = cocotb.start_soon(_step_times(dut, len(drv.program.steps)))
+    logits = await drv.infer(pixels)
+    t0 = port.sent_at                 # the edge that took the last pixel word: step 0 starts here
     times = await timer
     res = {"logits": logits, "step_cycles": None}
     if times is not None:
         edges = [t0] + times
         res["step_cycles"] = [b - a for a, b in zip(edges, edges[1:])]
-    for key, op, n in (("fine", OP_READ_FINE, job["n_fine"]), ("codes", OP_READ_CODES, job["n_codes"])):
-        await port.send([op << 28 | n, 0])
-        res[key] = await port.recv(n * job["lanes"])
-    await port.send([OP_STATUS << 28])
-    res["status"] = await port.recv(3)
+    for kind in ("fine", "codes"):
+        res[kind] = await drv.read_memory(kind)
+    res["status"] = await drv.status()
     return res
 
 
@@ -107,11 +109,12 @@ async def run_job(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
     port = EnginePort(dut)
+    drv = EngineDriver(Program.from_bytes(job["program"]), port)
     t0 = time.perf_counter()
     images = []
-    for i, words in enumerate(job["images"]):
+    for i, pixels in enumerate(job["images"]):
         # a hang fails with a message instead of blocking: twice the image's expected clock count
-        res = await with_timeout(run_image(port, job, words), job["budget_cycles"] * PERIOD_NS, "ns")
+        res = await with_timeout(run_image(port, drv, job, pixels), job["budget_cycles"] * PERIOD_NS, "ns")
         images.append(res)
         if job.get("progress"):
             with open(job["progress"], "a") as f:

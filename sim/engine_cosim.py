@@ -27,6 +27,7 @@ from rootshift.hw.tools import LINT_WAIVERS, verilator_env
 from rootshift.sim.cosim import (_hw_fingerprint, _lock, _poll_lines, _tail, cache_dir, check_run_options,
                                  icarus_kick)
 from rootshift.sim.driver import hardware_for
+from rootshift.sim.engine_driver import EngineDriver
 from rootshift.sw import golden, rsq
 from rootshift.sw.errors import ConfigError, RootshiftError
 
@@ -115,13 +116,11 @@ def build(program, sim="verilator", cache=None):
 
 def pixel_words(program, pixels):
     """The ``INFER`` payload of one image (C, H, W): word ``(y, x, g)``, lane ``j`` = channel ``g*cols + j``."""
-    a = program.params.array
-    L = program.params.lanes
-    t = program.tensors[program.steps[0]["out"]]
-    c, h, w = t["shape"]
-    px = np.asarray(pixels, np.int64).reshape(c, h, w)
-    return [sum(int(px[g * L + j, y, x]) << (a.abits * j) for j in range(min(L, c - g * L)))
-            for y in range(h) for x in range(w) for g in range(t["groups"])]
+    return EngineDriver(program, _no_link).pixel_words(pixels)
+
+
+def _no_link(request):
+    raise AssertionError("encoding only")
 
 
 def _mem_words(program, kind):
@@ -139,9 +138,7 @@ def run_job(program, pixels, sim="verilator", cache=None, what=None):
     n_fine, n_codes = _mem_words(program, "fine"), _mem_words(program, "codes")
     model_cycles = cycle_report(program)["cycles_per_image"]
     with tempfile.TemporaryDirectory() as tmp:
-        job = {"images": [pixel_words(program, p) for p in pixels], "lanes": L, "n_fine": n_fine,
-               "n_codes": n_codes, "classes": program.tensors[program.output]["shape"][0],
-               "n_steps": len(program.steps),
+        job = {"program": program.to_bytes(), "images": [np.asarray(p, np.int64) for p in pixels],
                "budget_cycles": 2 * (model_cycles + (n_fine + n_codes) * (L + 2)) + 10_000,
                "result": str(Path(tmp) / "result.pkl"), "progress": str(Path(tmp) / "progress")}
         jf = Path(tmp) / "job.pkl"
@@ -166,21 +163,14 @@ def run_job(program, pixels, sim="verilator", cache=None, what=None):
     return result
 
 
-def _s32(words):
-    w = np.asarray(words, np.int64)
-    return np.where(w >> 31 & 1, w - (1 << 32), w)
-
-
 def tensor_from_words(program, name, words):
     """A tensor (C, H, W) decoded from its memory's words (N_words, lanes), as the debug read returns it."""
-    t = program.tensors[name]
-    c, h, w = t["shape"]
-    block = words[t["addr"]:t["addr"] + t["words"]]
-    return block.reshape(h, w, t["groups"] * program.params.lanes)[:, :, :c].transpose(2, 0, 1)
+    return EngineDriver(program, _no_link).tensor_from_words(name, words)
 
 
 def compare(program, im, pixels, images, trace=None):
-    """Compare the engine's answers (the bench's per-image dicts) with the golden model.
+    """Compare the engine's answers (the bench's per-image dicts: the driver's decoded logits, memories and
+    :class:`~rootshift.sim.engine_driver.EngineStatus`) with the golden model.
 
     Returns ``(mismatched values, compared values, first mismatch or None, golden logits)``. Every
     tensor of the program is decoded from the debug reads and compared with the golden model's tensor of
@@ -202,7 +192,7 @@ def compare(program, im, pixels, images, trace=None):
             first = {"message": msg, **kw}
 
     for i, res in enumerate(images):
-        mem = {"fine": _s32(res["fine"]).reshape(-1, L), "codes": np.asarray(res["codes"], np.int64).reshape(-1, L)}
+        mem = {k: np.asarray(res[k], np.int64).reshape(-1, L) for k in ("fine", "codes")}
         for step in program.steps:
             name = step["out"]
             t = program.tensors[name]
@@ -219,7 +209,7 @@ def compare(program, im, pixels, images, trace=None):
                      f"{(c, y, x)}: expected {int(exp[c, y, x])}, got {int(got[c, y, x])}",
                      layer=step["name"], tensor=name, image=i, tile=tile, index=[c, y, x], buffer=t["kind"],
                      word=word, lane=c % L, expected=int(exp[c, y, x]), got=int(got[c, y, x]))
-        logits = _s32(res["logits"])
+        logits = np.asarray(res["logits"], np.int64)
         compared += ref[i].size
         diff = np.flatnonzero(logits != ref[i])
         bad += len(diff)
@@ -227,11 +217,12 @@ def compare(program, im, pixels, images, trace=None):
             k = int(diff[0])
             note(f"mismatch in the logits, image {i}, class {k}: expected {int(ref[i][k])}, got {int(logits[k])}",
                  layer="logits", image=i, index=[k], expected=int(ref[i][k]), got=int(logits[k]))
-        s0 = int(res["status"][0])
-        if s0 >> 16 != MAGIC or (s0 >> 8) & 0xFF != ENGINE_PROTOCOL_VERSION or s0 & 0xFF:
+        st = res["status"]
+        if st.magic != MAGIC or st.version != ENGINE_PROTOCOL_VERSION or st.flags:
             bad += 1
+            s0 = st.magic << 16 | st.version << 8 | st.flags
             note(f"STATUS after image {i} is {s0:#010x}: want magic {MAGIC:#x}, version {ENGINE_PROTOCOL_VERSION}, "
-                 "flags 0", layer="status", image=i, got=s0)
+                 f"flags 0 ({', '.join(st.errors) or 'wrong engine'})", layer="status", image=i, got=s0)
     return bad, compared, first, ref
 
 
@@ -273,7 +264,7 @@ def report(prog, im, pixels, res, sim, labels):
     n = len(imgs)
     bad, compared, first, ref = compare(prog, im, pixels, imgs)
     model = cycle_report(prog)
-    cyc = [int(r["status"][1]) for r in imgs]
+    cyc = [r["status"].image_cycles for r in imgs]
     util, off = {}, []
     for k, (step, row) in enumerate(zip(prog.steps, model["layers"])):
         if any(r.get("step_cycles") and r["step_cycles"][k] != row["cycles"] for r in imgs):
@@ -282,7 +273,7 @@ def report(prog, im, pixels, res, sim, labels):
             measured = [r["step_cycles"][k] for r in imgs if r.get("step_cycles")]
             c = float(np.mean(measured)) if measured else row["cycles"]
             util[step["name"]] = round(row["macs"] / (pes * c), 4)
-    logits = np.stack([_s32(r["logits"]) for r in imgs])
+    logits = np.stack([np.asarray(r["logits"], np.int64) for r in imgs])
     out = {"images": n, "mismatches": int(bad), "compared_values": int(compared),
            "cycles_per_image": float(np.mean(cyc)), "cycles_model": model["cycles_per_image"],
            "steps_off_model": off if all(r.get("step_cycles") for r in imgs) else None,

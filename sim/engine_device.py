@@ -38,6 +38,26 @@ class EngineDevice:
                         out[g * self.lanes + j, y, x] = (word >> (a.abits * j)) & ((1 << a.abits) - 1)
         return out
 
+    def command_words(self, words, i=0):
+        """How many words the command at ``words[i]`` takes (itself and its data words)."""
+        op = (words[i] >> 28) & 0xF
+        if op == E.OP_INFER:
+            return 1 + self.pix["words"]
+        if op in (E.OP_READ_FINE, E.OP_READ_CODES):
+            return 2
+        return 1
+
+    def complete_prefix(self, words):
+        """How many leading ``words`` form whole commands (a board's link may split a command's data
+        over several frames: the rest waits for the next frame)."""
+        i = 0
+        while i < len(words):
+            size = self.command_words(words, i)
+            if i + size > len(words):
+                break
+            i += size
+        return i
+
     def transact(self, words):
         """Feed input-stream words; returns every output-stream word they cause."""
         words, out = list(words), []

@@ -1,0 +1,174 @@
+"""The engine's host driver (sim/engine_driver.py) over every transport: the Python device model, the
+board's framed serial link (sim/transport.py FramedLink, over an in-memory byte channel that deframes into
+the device model) and the RTL engine in amaranth.sim. Logits equal sw.golden, every tensor equal to the
+reference executor, STATUS decoded (docs/engine.md, "Host protocol")."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rootshift.hw.board import framing as F
+from rootshift.hw.engine import engine as E
+from rootshift.hw.engine.compiler import compile_model
+from rootshift.hw.engine.cycles import cycle_report
+from rootshift.hw.engine.params import EngineParams
+from rootshift.hw.engine.reference import ReferenceEngine
+from rootshift.sim.engine_device import EngineDevice
+from rootshift.sim.engine_driver import EngineDriver, EngineStatus
+from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sim.transport import FramedLink
+from rootshift.sw import golden
+from rootshift.sw.errors import ConfigError
+
+BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
+
+
+def rtl_model(seed, mode="dual", rows=2, cols=2):
+    """The first random model from ``seed`` on that the RTL engine runs."""
+    for s in range(seed, seed + 200):
+        rng = np.random.default_rng(s)
+        im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), 4, 8], max_channels=10, maxpool=False)
+        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG), debug=True)
+        try:
+            E.rtl_check(prog)
+        except ConfigError:
+            continue
+        return im, prog, rng
+    raise AssertionError("no RTL-compatible model")
+
+
+class MemoryChannel:
+    """A byte channel (write / read / flush_input) whose far end is a board in Python: it deframes
+    requests, runs every whole engine command on the device model and frames the answer."""
+
+    def __init__(self, device):
+        self.device, self.pending, self.rx = device, [], bytearray()
+
+    def write(self, frame):
+        n_words, n_out = frame[1] | frame[2] << 8, frame[3] | frame[4] << 8
+        assert F.crc16(frame[1:-2]) == frame[-2] | frame[-1] << 8
+        if n_words == 0:
+            self.pending = []
+            self.rx += F.encode_answer(F.OK)
+            return
+        wb = (len(frame) - F.REQUEST_HEADER - F.CRC_BYTES) // n_words
+        words = [int.from_bytes(frame[5 + i * wb:5 + (i + 1) * wb], "little") for i in range(n_words)]
+        pending = self.pending + words
+        n = self.device.complete_prefix(pending)
+        self.pending = pending[n:]
+        out = self.device.transact(pending[:n])
+        assert len(out) == n_out, (len(out), n_out)
+        self.rx += F.encode_answer(F.OK, out)
+
+    def read(self, n, timeout):
+        data, self.rx = bytes(self.rx[:n]), self.rx[n:]
+        return data
+
+    def flush_input(self, quiet):
+        self.rx.clear()
+
+
+def check_run(drv, im, prog, px):
+    """The driver's whole surface against golden / the reference executor."""
+    logits = drv.infer(px)
+    assert logits.tolist() == golden.run(im, px[None]).reshape(-1).tolist()
+    ref = ReferenceEngine(prog)
+    ref.run(px)
+    for name, t in prog.tensors.items():
+        got = drv.read_fine(name) if t["kind"] == "fine" else drv.read_codes(name)
+        assert np.array_equal(got, ref.read(name)), name
+    st = drv.status()
+    assert isinstance(st, EngineStatus) and st.is_engine and st.version == E.ENGINE_PROTOCOL_VERSION
+    assert st.flags == 0 and st.errors == []
+    assert st.image_cycles == cycle_report(prog)["cycles_per_image"]
+    return st
+
+
+def test_driver_over_the_device_model():
+    im, prog, rng = rtl_model(0)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    drv = EngineDriver(prog, EngineDevice(prog))
+    check_run(drv, im, prog, px)
+    assert np.array_equal(drv.read_memory("fine")[:, :], drv.read_words("fine", 0, drv.words["fine"]))
+    drv.probe()
+    drv.clear()
+    assert drv.status().image_cycles == 0
+
+
+def test_driver_over_the_framed_link():
+    """The board's transport (stop-and-wait frames, long requests split over several frames)."""
+    im, prog, rng = rtl_model(3)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    dev = EngineDevice(prog)
+    link = FramedLink(MemoryChannel(dev), max(32, prog.params.lanes * prog.params.array.abits), max_words=5)
+    drv = EngineDriver(prog, link)
+    check_run(drv, im, prog, px)
+    assert link.frames > 10
+
+
+def test_driver_refuses_bad_input():
+    im, prog, rng = rtl_model(0)
+    drv = EngineDriver(prog, EngineDevice(prog))
+    c, h, w = prog.tensors[prog.steps[0]["out"]]["shape"]
+    with pytest.raises(ConfigError, match=r"pixels must have shape \[%d, %d, %d\]" % (c, h, w)):
+        drv.infer(np.zeros((c + 1, h, w), np.int64))
+    with pytest.raises(ConfigError, match="pixel codes must be in 0..255"):
+        drv.infer(np.full((c, h, w), 256))
+    with pytest.raises(ConfigError, match="the program has no tensor 'nope'"):
+        drv.read_tensor("nope")
+    fine = next(n for n, t in prog.tensors.items() if t["kind"] == "fine")
+    with pytest.raises(ConfigError, match=f"tensor '{fine}' holds fine, not codes: use read_fine"):
+        drv.read_codes(fine)
+    with pytest.raises(ConfigError, match="program must be a compiled Program"):
+        EngineDriver("prog.bin", EngineDevice(prog))
+    with pytest.raises(ConfigError, match="not a rootshift network engine"):
+        EngineDriver(prog, lambda req: [0x52530200, 0, 0][:req.n_out]).probe()
+
+
+def amaranth_run(prog, body):
+    """Run ``body(drv)`` (async) against the RTL engine in amaranth.sim through the driver."""
+    dut = E.Engine(prog)
+    out = {}
+
+    async def bench(ctx):
+        async def transact(req):
+            for word in req.words:
+                ctx.set(dut.i_stream.payload, word)
+                ctx.set(dut.i_stream.valid, 1)
+                await ctx.tick().until(dut.i_stream.ready)
+            ctx.set(dut.i_stream.valid, 0)
+            ctx.set(dut.o_stream.ready, 1)
+            got = []
+            while len(got) < req.n_out:
+                if ctx.get(dut.o_stream.valid):
+                    got.append(ctx.get(dut.o_stream.payload))
+                await ctx.tick()
+            ctx.set(dut.o_stream.ready, 0)
+            return got
+
+        out["result"] = await body(EngineDriver(prog, transact))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["result"]
+
+
+def test_driver_over_the_rtl_engine():
+    im, prog, rng = rtl_model(0)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+
+    async def body(drv):
+        assert drv.asynchronous
+        logits = await drv.infer(px)
+        tensors = {name: await drv.read_tensor(name) for name in prog.tensors}
+        return logits, tensors, await drv.probe()
+
+    logits, tensors, st = amaranth_run(prog, body)
+    assert logits.tolist() == golden.run(im, px[None]).reshape(-1).tolist()
+    ref = ReferenceEngine(prog)
+    ref.run(px)
+    for name in prog.tensors:
+        assert np.array_equal(tensors[name], ref.read(name)), name
+    assert st.flags == 0 and st.image_cycles == cycle_report(prog)["cycles_per_image"]
