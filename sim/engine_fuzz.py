@@ -2,7 +2,9 @@
 
 :func:`random_model` builds a valid ``.rsq`` :class:`IntModel` (it passes ``rsq.validate``) with shapes the
 array does not divide: odd channel counts, stride 2, padding 0/1, K not a multiple of anything, an
-optional max pool, ASQ adapters with and without a hidden layer, and any product mode. Constants are
+optional max pool, ASQ adapters with and without a hidden layer, and any product mode. ``shift2`` builds a
+shift network (issue 10): a ``shift`` stem on the pixels, then shift activations (random ``log2_alpha``,
+``max_exponent`` and bits) into ``shift2`` layers with shift weights (no zero code). Constants are
 drawn so that fine values and codes span their ranges (no layer saturates everything), and beta stays in
 the range where the per-sample multiplier fits 32 bits.
 """
@@ -14,21 +16,22 @@ from rootshift.sw import rsq
 from rootshift.sw.intmodel import IntModel
 from rootshift.sw.numfmt import PowerFormat
 
-_BASE = {"dual": "sqrt2", "lut": "sqrt2", "shift": "2", "mult": None}
+_BASE = {"dual": "sqrt2", "lut": "sqrt2", "shift": "2", "mult": None, "shift2": "2"}
 
 
-def _fmt(mode, bits):
+def _fmt(mode, bits, zero=True):
     base = _BASE[mode]
     if base is None:
         return None
-    field_max = 2 ** (bits - 1) - 2
+    field_max = 2 ** (bits - 1) - (2 if zero else 1)
     # lut accumulators carry 8 more bits: a smaller window keeps an 8-bit layer inside 30 bits
-    window = {"dual": 15, "lut": 9, "shift": 7}[mode]
-    return PowerFormat(bits, base, min(field_max, window), True)
+    window = {"dual": 15, "lut": 9, "shift": 7, "shift2": 7}[mode]
+    return PowerFormat(bits, base, min(field_max, window), zero)
 
 
-def _layer(rng, kind, name, src, cin, cout, mode, wbits, abits, beta_from, relu, kernel=1, stride=1, pad=0):
-    fmt = _fmt(mode, wbits)
+def _layer(rng, kind, name, src, cin, cout, mode, wbits, abits, beta_from, relu, kernel=1, stride=1, pad=0,
+           zero=True, act_e=None):
+    fmt = _fmt(mode, wbits, zero)
     shape = (cout, cin, kernel, kernel) if kind == "conv" else (cout, cin)
     if fmt is None:
         codes = rng.integers(-(2 ** (wbits - 1)), 2 ** (wbits - 1), shape)
@@ -36,24 +39,29 @@ def _layer(rng, kind, name, src, cin, cout, mode, wbits, abits, beta_from, relu,
         legal = fmt.all_codes()
         codes = rng.choice(legal, shape)
     k = int(np.prod(shape[1:]))
-    bound = C.acc_bound(mode, k, abits, fmt, wbits)
+    bound = C.acc_bound(mode, k, abits, fmt, wbits, act_e)
     keys = ["even", "odd"] if mode == "dual" else ["acc"]
     # aim the output near 2^18 fine units: |acc| ~ sqrt(K) * amax * 2^E / 4, M ~ 2^21
     typical = max(1, int(np.sqrt(k) * (2**abits - 1) * bound / (k * (2**abits - 1)) / 4))
     shift = int(np.clip(21 + typical.bit_length() - 18, 1, 40))
     op = {"op": kind, "name": name, "in": src, "out": name + ".y", "cin": cin, "cout": cout, "mode": mode,
-          "scheme": "post" if fmt is not None else "lsq", "base": _BASE[mode], "wbits": wbits, "abits": abits,
+          "scheme": ("post" if zero else "shift") if fmt is not None else "lsq", "base": _BASE[mode], "wbits": wbits, "abits": abits,
           "codes": codes.astype(np.int64), "m_base": {key: rng.integers(-(2**21), 2**21, cout) for key in keys},
           "bias": rng.integers(-(2 ** (shift + 17)), 2 ** (shift + 17), cout), "shift": shift, "relu": relu,
           "acc_bits": C.acc_width(bound), "acc_bound": int(bound), "k": k, "beta_from": beta_from}
     if fmt is not None:
-        op["format"] = {"bits": fmt.bits, "base": fmt.base, "max_exponent": fmt.max_exponent, "has_zero": True}
+        op["format"] = {"bits": fmt.bits, "base": fmt.base, "max_exponent": fmt.max_exponent, "has_zero": zero}
+    if mode == "shift2":
+        op["act_max_exponent"] = act_e
     if kind == "conv":
         op.update(kernel=[kernel, kernel], stride=stride, pad=pad)
     return op
 
 
-def _quant(rng, name, src, channels, bits, asq=True):
+def _quant(rng, name, src, channels, bits, asq=True, shift=None):
+    if shift is not None:    # shift activations: (log2_alpha, max_exponent); levels 2^(A + 16 - e) fine units
+        return {"op": "quant", "name": name, "in": src, "out": name[:-3] + ".a", "kind": "shift", "bits": bits,
+                "log2_alpha": shift[0], "max_exponent": shift[1]}
     op = {"op": "quant", "name": name, "in": src, "out": name[:-3] + ".a", "kind": "asq" if asq else "lsq",
           "bits": bits, "k_step": int(rng.integers(2**41, 2**43))}
     if asq:
@@ -68,7 +76,8 @@ def _quant(rng, name, src, channels, bits, asq=True):
 
 def random_model(rng, mode="dual", in_shape=None, max_channels=12, maxpool=True):
     """A small random ResNet-like integer model: stem conv, one residual block (optionally strided with
-    a 1x1 shortcut), optional max pool, global average pool, linear."""
+    a 1x1 shortcut), optional max pool, global average pool, linear. ``shift2``: a shift network."""
+    s2 = mode == "shift2"
     c0 = int(rng.integers(1, 4))
     h = int(rng.integers(4, 10))
     in_shape = in_shape or [c0, h, int(rng.integers(4, 10))]
@@ -78,7 +87,8 @@ def random_model(rng, mode="dual", in_shape=None, max_channels=12, maxpool=True)
            {"op": "quant", "name": "conv1.aq", "in": "input", "out": "conv1.a", "kind": "input8", "bits": 8}]
     k1 = int(rng.choice([1, 3]))
     p1 = int(rng.integers(0, 2)) if k1 > 1 else 0
-    ops.append(_layer(rng, "conv", "conv1", "conv1.a", in_shape[0], ch[0], mode, wb, 8, "conv1.aq", True, k1, 1, p1))
+    ops.append(_layer(rng, "conv", "conv1", "conv1.a", in_shape[0], ch[0], "shift" if s2 else mode, wb, 8, "conv1.aq",
+                      True, k1, 1, p1, zero=not s2))
     h, w = in_shape[1] + 2 * p1 - k1 + 1, in_shape[2] + 2 * p1 - k1 + 1
     x = "conv1.y"
     if maxpool and rng.random() < 0.5 and min(h, w) >= 3:
@@ -86,31 +96,61 @@ def random_model(rng, mode="dual", in_shape=None, max_channels=12, maxpool=True)
         pp = ops[-1]["pad"]
         h, w, x = h + 2 * pp - 1, w + 2 * pp - 1, "mp.y"
     s = int(rng.choice([1, 2]))
-    abits = int(rng.choice([2, 3, 4, 5]))
+    abits = int(rng.choice([2, 3, 4] if s2 else [2, 3, 4, 5]))
     wbits = int(rng.choice([3, 4, 5])) if mode != "mult" else 4
-    ops.append(_quant(rng, "b.conv1.aq", x, ch[0], abits))
-    ops.append(_layer(rng, "conv", "b.conv1", "b.conv1.a", ch[0], ch[1], mode, wbits, abits, "b.conv1.aq", True, 3, s, 1))
-    ops.append(_quant(rng, "b.conv2.aq", "b.conv1.y", ch[1], abits, asq=bool(rng.random() < 0.7)))
-    ops.append(_layer(rng, "conv", "b.conv2", "b.conv2.a", ch[1], ch[1], mode, wbits, abits, "b.conv2.aq", False, 3, 1, 1))
-    ops.append(_quant(rng, "b.sc.aq", x, ch[0], abits))
-    ops.append(_layer(rng, "conv", "b.sc", "b.sc.a", ch[0], ch[1], mode, wbits, abits, "b.sc.aq", False, 1, s, 0))
+    act_e = int(rng.integers(max(0, 2**abits - 5), 2**abits - 1)) if s2 else None   # the window, up to 2^bits - 2
+
+    def q(name, src, channels, asq=True):
+        sh = (int(rng.integers(0, 6)), act_e) if s2 else None
+        return _quant(rng, name, src, channels, abits, asq, sh)
+
+    kw = dict(zero=not s2, act_e=act_e)
+    ops.append(q("b.conv1.aq", x, ch[0]))
+    ops.append(_layer(rng, "conv", "b.conv1", "b.conv1.a", ch[0], ch[1], mode, wbits, abits, "b.conv1.aq", True, 3, s, 1, **kw))
+    ops.append(q("b.conv2.aq", "b.conv1.y", ch[1], asq=bool(rng.random() < 0.7)))
+    ops.append(_layer(rng, "conv", "b.conv2", "b.conv2.a", ch[1], ch[1], mode, wbits, abits, "b.conv2.aq", False, 3, 1, 1, **kw))
+    ops.append(q("b.sc.aq", x, ch[0]))
+    ops.append(_layer(rng, "conv", "b.sc", "b.sc.a", ch[0], ch[1], mode, wbits, abits, "b.sc.aq", False, 1, s, 0, **kw))
     ops.append({"op": "add_relu", "name": "b.add", "in": ["b.conv2.y", "b.sc.y"], "out": "b.out"})
     ops.append({"op": "avgpool", "name": "pool", "in": "b.out", "out": "pool.y"})
     classes = int(rng.integers(2, 11))
-    ops.append(_quant(rng, "fc.aq", "pool.y", ch[1], abits))
-    ops.append(_layer(rng, "linear", "fc", "fc.a", ch[1], classes, mode, wb, abits, "fc.aq", False))
+    ops.append(q("fc.aq", "pool.y", ch[1]))
+    ops.append(_layer(rng, "linear", "fc", "fc.a", ch[1], classes, mode, wb, abits, "fc.aq", False, **kw))
     meta = {"contract": C.CONTRACT_VERSION, "arch": "fuzz", "mode": mode if mode in ("dual", "lut") else "dual", "output": "fc.y",
             "num_classes": classes, "input_shape": list(in_shape)}
     im = IntModel(meta, ops)
+    if s2:
+        _calibrate_shift(im, rng)
     rsq.validate(im, "fuzz")
     return im
+
+
+def _calibrate_shift(im, rng):
+    """Set each shift quant op's ``log2_alpha`` (in execution order) so that about the top tenth of its
+    positive inputs on random pixels reaches the top level: the codes then span the levels instead of
+    all saturating or all rounding to zero."""
+    from rootshift.sw import golden
+
+    px = rng.integers(0, 256, (4, *im.meta["input_shape"]))
+    for op in im.ops:
+        if op["op"] == "quant" and op["kind"] == "shift":
+            tr = {}
+            golden.run(im, px, trace=tr)
+            x = np.asarray(tr["tensors"][op["in"]]).ravel()
+            top = np.percentile(x[x > 0], 90) if (x > 0).any() else 1 << 16
+            a = int(np.floor(np.log2(max(top, 1)))) - C.FINE_FRAC + int(rng.integers(0, 2))
+            op["log2_alpha"] = int(np.clip(a, -C.LOG2_ALPHA_MAX, C.LOG2_ALPHA_MAX))
 
 
 def fuzz_params_for(im, rows, cols):
     """ArrayParams that hold every layer of a :func:`random_model` (8-bit weights and activations)."""
     from rootshift.hw.params import ArrayParams
 
-    mode = im.layers()[0]["mode"]
+    mode = im.layers()[-1]["mode"]
+    if mode == "shift2":   # shift activations; the stem's pixels run as bit planes (hw.engine.compiler.expand_pixels)
+        from rootshift.sim.driver import hardware_for
+
+        return hardware_for(im, rows, cols)
     base = _BASE[mode] or "sqrt2"
     shifts = [PowerFormat(**op["format"]).max_shift for op in im.layers() if op.get("format")]
     return ArrayParams(wbits=8, abits=8, base=base, pe=mode, rows=rows, cols=cols,

@@ -34,12 +34,12 @@ def adapter_images(prog):
     return w or [0], b or [0]
 
 
-def run_quant(prog, eng, step):
+def run_quant(prog, eng, step, schemes=("linear",)):
     p = prog.params.array
     lanes = prog.params.lanes
     fine = [[int(v) for v in row] for row in eng.fine]
     wimg, bimg = adapter_images(prog)
-    unit = QuantStep(lanes, p.abits, 64)
+    unit = QuantStep(lanes, p.abits, 64, schemes)
 
     class Top(wiring.Component):
         def __init__(self):
@@ -112,3 +112,28 @@ def test_quant_step_matches_the_reference(seed, cols, max_channels):
             assert res["cycles"] == quant_step_cycles(step, t_in, prog.params.lanes), step["name"]
             checked += 1
     assert checked >= 2
+
+
+@pytest.mark.parametrize("seed,cols,schemes", [(2, 3, ("shift",)), (5, 2, ("linear", "shift"))])
+def test_shift_quant_steps_match_the_reference(seed, cols, schemes):
+    """Shift activations (issue 10): start -> pass, no divider or adapter; codes, beta = 1 and the cycle
+    count against the reference executor and the model, with and without the linear path built."""
+    rng = np.random.default_rng(seed)
+    im = random_model(rng, "shift2", in_shape=[2, 4, 6], max_channels=9)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, 2, cols), **BIG))
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    eng = ReferenceEngine(prog)
+    checked = 0
+    for step in prog.steps:
+        if step["kind"] == "quant":
+            written, res = run_quant(prog, eng, step, schemes)
+        eng.step(step, px)
+        if step["kind"] == "quant":
+            t = prog.tensors[step["out"]]
+            assert sorted(written) == list(range(t["addr"], t["addr"] + t["words"])), step["name"]
+            for addr, lanes in written.items():
+                assert lanes == [int(v) for v in eng.codes[addr]], (step["name"], addr)
+            assert res["beta"] == 1 << 16
+            assert res["cycles"] == quant_step_cycles(step, prog.tensors[step["in"]], prog.params.lanes), step["name"]
+            checked += 1
+    assert checked == 4

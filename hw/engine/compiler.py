@@ -37,13 +37,16 @@ def _fmt(op):
     return PowerFormat(f["bits"], f["base"], f["max_exponent"], f["has_zero"]) if f else None
 
 
-def map_codes(op, array):
+def map_codes(op, array, expand=1):
     """``(hw_codes (Cout, K), d)``: the layer's codes in the hardware's format and the extra left shift
-    ``d = E_hw - E_layer`` of every accumulator (folded into bias and shift by the caller)."""
+    ``d = E_hw - E_layer`` of every accumulator (folded into bias and shift by the caller). ``expand`` > 1:
+    the layer reads bit-plane pixels on a shift2 array (:func:`expand_pixels`)."""
     name = op["name"]
     codes = np.asarray(op["codes"], np.int64).reshape(op["cout"], -1)
+    if array.pe == "shift2":
+        return _map_shift2(op, array, codes, expand)
     if op["mode"] not in ("dual", "lut", "shift", "mult"):
-        raise _refuse(name, "product mode", op["mode"], "dual, lut, shift or mult in the engine")
+        raise _refuse(name, "product mode", op["mode"], f"the array's PE mode {array.pe}")
     if op["mode"] != array.pe:
         raise _refuse(name, "product mode", op["mode"], f"the array's PE mode {array.pe}")
     if op["wbits"] > array.wbits:
@@ -61,6 +64,60 @@ def map_codes(op, array):
         raise _refuse(name, "weight exponent", int(e[~zero].max()), f"the window 0..{hf.max_exponent}")
     hw = np.where(sign < 0, 1 << (array.wbits - 1), 0) | np.where(zero, hf.zero_field, e)
     return hw.astype(np.int64), hf.max_shift - lf.max_shift
+
+
+def _map_shift2(op, array, codes, expand):
+    """A shift2 array (docs/arithmetic.md, "shift2"): a ``shift2`` layer runs as is, its accumulator
+    ``2^d`` larger with ``d = (E_w - E_w,L) + (E_a - E_a,L)`` (codes unchanged: code ``c`` is ``2^(E_a - c + 1)``
+    on the array). A ``shift`` layer (base-2 weights on linear codes) runs only on the bit-plane pixels,
+    each weight repeated per bit by the caller; there ``d = E_w - E_w,L``. The shift2 PE has no zero weight
+    code, so a zero code is refused."""
+    name = op["name"]
+    if op["mode"] not in ("shift", "shift2"):
+        raise _refuse(name, "product mode", op["mode"], "shift or shift2 on the array's PE mode shift2")
+    if op["mode"] == "shift" and expand == 1:
+        raise _refuse(name, "input", "linear activation codes", "shift codes or the bit-plane pixels (a shift2 array)")
+    if op["wbits"] > array.wbits:
+        raise _refuse(name, "weight bits", op["wbits"], array.wbits)
+    lf, hf = _fmt(op), array.format
+    if lf.base != "2":
+        raise _refuse(name, "weight base", lf.base, "base 2")
+    sign, zero, k, _ = lf.decode(codes)
+    if zero.any():
+        raise _refuse(name, "weight code", "a zero code", "shift weights (the shift2 PE has no zero code)")
+    if int(k.max(initial=0)) > hf.max_exponent:
+        raise _refuse(name, "weight exponent", int(k.max()), f"the window 0..{hf.max_exponent}")
+    d = hf.max_shift - lf.max_shift
+    if op["mode"] == "shift2":
+        if op["abits"] > array.abits:
+            raise _refuse(name, "activation bits", op["abits"], array.abits)
+        if op["act_max_exponent"] > array.act_exponent:
+            raise _refuse(name, "activation exponent window", op["act_max_exponent"], f"0..{array.act_exponent}")
+        d += array.act_exponent - op["act_max_exponent"]
+    hw = np.where(sign < 0, 1 << (array.wbits - 1), 0) | k
+    return hw.astype(np.int64), d
+
+
+def expand_pixels(pixels, act_exponent, bits=8):
+    """Pixel codes (C, H, W) as a shift2 array reads them: channel ``c*bits + j`` holds bit ``j`` of channel
+    ``c`` as the shift code ``E_a + 1 - j`` (the factor ``2^j``) where the bit is set, the zero code elsewhere,
+    so ``sum_j f(code_j) = pixel`` exactly (the tile driver's ``expand_bits``; needs ``E_a >= bits - 1``)."""
+    px = np.asarray(pixels, np.int64)
+    j = np.arange(bits, dtype=np.int64)
+    planes = np.where((px[:, None] >> j[None, :, None, None]) & 1 == 1, act_exponent + 1 - j[None, :, None, None], 0)
+    return planes.reshape(px.shape[0] * bits, *px.shape[1:])
+
+
+def input_codes(program, pixels):
+    """The input tensor's codes for one image's pixel codes (C, H, W): the pixels themselves, or on a shift2
+    array their bit planes (:func:`expand_pixels`; the input step's ``expand``). This is what ``INFER``
+    carries; codes already in the tensor's shape are returned unchanged."""
+    step = program.steps[0]
+    px = np.asarray(pixels, np.int64)
+    t = program.tensors[step["out"]]
+    if step.get("expand", 1) == 1 or list(px.shape) == list(t["shape"]):
+        return px.reshape(t["shape"])
+    return expand_pixels(px, step["act_exponent"], step["expand"])
 
 
 def _pack_words(lanes, bits, nbytes):
@@ -100,6 +157,14 @@ class _Builder:
                 shape = op.get("shape") or shape0
                 if not shape or len(shape) != 3:
                     raise ConfigError(f"layer input: the engine needs a [C, H, W] input shape, not {shape!r}")
+                if self.a.pe == "shift2":   # 8-bit pixels as 8 bit planes of shift codes (expand_pixels)
+                    if self.a.act_exponent < 7:
+                        raise _refuse("input", "activation exponent window", "7 (8-bit pixels, one shift code per bit)",
+                                      f"0..{self.a.act_exponent}")
+                    self.tensor(op["out"], "codes", [shape[0] * 8] + list(shape[1:]), 8)["expand"] = 8
+                    self.steps.append({"kind": "input", "name": "input", "out": op["out"], "expand": 8,
+                                       "act_exponent": self.a.act_exponent})
+                    continue
                 if self.a.abits < 8:
                     raise _refuse("input", "pixel bits", 8, f"{self.a.abits}-bit activation lanes")
                 self.tensor(op["out"], "codes", shape, 8)
@@ -135,14 +200,25 @@ class _Builder:
             self.alias[op["out"]] = src
             self.beta[op["name"]] = BETA_ONE
             return
-        if op["kind"] not in ("lsq", "asq"):
-            raise _refuse(op["name"], "activation quantizer", op["kind"], "input8, lsq or asq in the engine")
+        shift2 = self.a.pe == "shift2"
+        if op["kind"] not in (("shift",) if shift2 else ("lsq", "asq")):
+            raise _refuse(op["name"], "activation quantizer", op["kind"],
+                          "input8 or shift on a shift2 array" if shift2 else "input8, lsq or asq in the engine")
         if op["bits"] > self.a.abits:
             raise _refuse(op["name"], "activation bits", op["bits"], self.a.abits)
         shape = self.tensors[src]["shape"]
         self.tensor(op["out"], "codes", shape, op["bits"])
+        if shift2:     # shift activations: beta = 1, no step; T and n go into the QuantStep's descriptor
+            if op["max_exponent"] > self.a.act_exponent:
+                raise _refuse(op["name"], "activation exponent window", op["max_exponent"], f"0..{self.a.act_exponent}")
+            step = {"kind": "quant", "name": op["name"], "in": src, "out": op["out"], "bits": op["bits"],
+                    "scheme": "shift", "log2_alpha": int(op["log2_alpha"]), "max_exponent": int(op["max_exponent"]),
+                    "k_step": 0, "adapter": None, "beta_slot": BETA_ONE}
+            self.beta[op["name"]] = BETA_ONE
+            self.steps.append(step)
+            return
         step = {"kind": "quant", "name": op["name"], "in": src, "out": op["out"], "bits": op["bits"],
-                "k_step": int(op["k_step"]), "adapter": None, "beta_slot": BETA_ONE}
+                "scheme": "linear", "k_step": int(op["k_step"]), "adapter": None, "beta_slot": BETA_ONE}
         if op["kind"] == "asq":
             ad = op["adapter"]
             hidden = "w1" in ad and ad["w1"] is not None
@@ -168,15 +244,18 @@ class _Builder:
             (kh, kw), stride, pad = op["kernel"], op["stride"], op["pad"]
         else:  # a linear layer is a conv whose kernel covers its whole (C, H, W) input: same K order
             kh, kw, stride, pad = h, w, 1, 0
-        if c_in != op["cin"]:
-            raise _refuse(name, "input channels", op["cin"], f"{c_in} in tensor {src!r}")
+        expand = t.get("expand", 1)    # bit-plane pixels on a shift2 array: each input channel is expand planes
+        if c_in != op["cin"] * expand:
+            raise _refuse(name, "input channels", op["cin"] * expand, f"{c_in} in tensor {src!r}")
         ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
         k = c_in * kh * kw
         if k > a.max_k:
             raise _refuse(name, "K", k, f"max_k {a.max_k}")
         if op["abits"] != t["bits"]:
             raise _refuse(name, "activation bits", f"{op['abits']} (the layer)", f"{t['bits']} (its input codes)")
-        hw, d = map_codes(op, a)
+        hw, d = map_codes(op, a, expand)
+        if expand > 1:
+            hw = np.repeat(hw.reshape(op["cout"], op["cin"], -1), expand, axis=1).reshape(op["cout"], -1)
         shift = int(op["shift"]) + d
         if shift > MAX_SHIFT:
             raise _refuse(name, "requantization shift", f"{op['shift']} + {d}", MAX_SHIFT)
@@ -188,7 +267,7 @@ class _Builder:
         tiles_c = -(-cout // a.cols)
         if k_eff >= FIELD_LIMIT or tiles_c >= FIELD_LIMIT:
             raise _refuse(name, "padded K", k_eff, FIELD_LIMIT - 1)
-        zero = a.format.zero_field if a.format else 0
+        zero = a.format.zero_field if a.format and a.format.has_zero else 0   # padding: its activations are 0
         img = np.full((tiles_c * a.cols, kh, kw, groups * lanes), zero, np.int64)
         img[:cout, :, :, :c_in] = hw.reshape(cout, c_in, kh, kw).transpose(0, 2, 3, 1)
         lanes_img = img.reshape(tiles_c, a.cols, k_eff).transpose(0, 2, 1).reshape(-1, a.cols)
@@ -199,7 +278,7 @@ class _Builder:
         self.steps.append({
             "kind": op["op"], "name": name, "in": src, "out": op["out"], "cin": c_in, "cout": cout,
             "h": h, "w": w, "ho": ho, "wo": wo, "kh": kh, "kw": kw, "stride": stride, "pad": pad,
-            "k": k, "k_eff": k_eff, "groups": groups, "tiles_c": tiles_c, "tiles_p": -(-ho * wo // a.rows),
+            "k": k, "k_eff": k_eff, "groups": groups, "expand": expand, "tiles_c": tiles_c, "tiles_p": -(-ho * wo // a.rows),
             "wgt_addr": self.wwords, "wgt_words": tiles_c * k_eff, "d": d, "shift": shift,
             "relu": bool(op["relu"]), "beta_slot": self.beta[op["beta_from"]],
             "m_base": [np.asarray(op["m_base"][key], np.int64) for key in keys],

@@ -45,12 +45,15 @@ def adapter_cycles(channels, hidden):
 
 def quant_step_cycles(step, tensor, lanes):
     """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
-    ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass."""
+    ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass; a
+    shift quant op only the pass."""
     from .divider import StepDivider
     from .quant_lanes import QuantLanes
 
     ad = step["adapter"]
     c, h, w = tensor["shape"]
+    if step.get("scheme") == "shift":     # start -> PASS: no divider, no adapter
+        return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
     cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
     if ad:
         cyc += tensor["groups"] * (h * w + 1 + lanes) + adapter_cycles(c, ad["hidden"])

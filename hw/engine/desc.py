@@ -58,6 +58,8 @@ QUANT_FIELDS = [
     ("groups", 16, False), ("channels", 16, False), ("gap_shift", 6, False), ("asq", 1, False),
     ("hidden", 16, False), ("f1", 6, False), ("f2", 6, False), ("k_step", 62, False), ("qmax", 8, False),
     ("aw_addr", 24, False), ("ab_addr", 16, False),
+    # shift activations (docs/arithmetic.md, "Quantizing a fine value to a shift code"): T = log2_alpha + 16, n
+    ("shift_act", 1, False), ("t", 8, True), ("n", 8, False),
 ]
 
 QuantDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in QUANT_FIELDS})
@@ -65,10 +67,13 @@ QuantDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b
 
 def quant_fields(step, tensor, in_addr=0, out_addr=0, aw_addr=0, ab_addr=0):
     """The descriptor fields of a quant step; ``gap_shift`` is ``log2(H*W)`` (the RTL's GAP divides by a
-    power of two only; :func:`gap_shift` returns None otherwise)."""
+    power of two only; :func:`gap_shift` returns None otherwise). A ``shift`` step (shift activations) sets
+    ``shift_act``, ``t = log2_alpha + 16`` and ``n = max_exponent``."""
     c, h, w = tensor["shape"]
     ad = step["adapter"]
-    return {"in_addr": in_addr, "out_addr": out_addr, "words": tensor["words"], "positions": h * w,
+    shift = step.get("scheme") == "shift"
+    return {"shift_act": int(shift), "t": step["log2_alpha"] + 16 if shift else 0, "n": step["max_exponent"] if shift else 0,
+            "in_addr": in_addr, "out_addr": out_addr, "words": tensor["words"], "positions": h * w,
             "groups": tensor["groups"], "channels": c, "gap_shift": gap_shift(h * w) or 0, "asq": int(bool(ad)),
             "hidden": ad["hidden"] if ad else 0, "f1": ad["f1"] if ad else 0, "f2": ad["f2"] if ad else 0,
             "k_step": step["k_step"], "qmax": 2 ** step["bits"] - 1, "aw_addr": aw_addr, "ab_addr": ab_addr}

@@ -10,7 +10,7 @@ from rootshift.sw import contract as C
 from .adapter import AdapterUnit
 from .desc import QuantDesc
 from .divider import StepDivider
-from .quant_lanes import QuantLanes
+from .quant_lanes import SCHEMES, QuantLanes, check_schemes
 
 SUM_BITS = 56      # a channel's sum over up to 2^24 positions of 32-bit fine values
 
@@ -25,6 +25,11 @@ class QuantStep(wiring.Component):
     3. ``DIVIDE``: :class:`StepDivider` gives ``R = min(rdiv(K_s, beta), 2^31 - 1)``;
     4. ``PASS``: every fine word through :class:`QuantLanes` into a code word at the same offset.
 
+    A shift quant op (``desc.shift_act``, issue 10) goes from ``start`` straight to ``PASS``: no GAP, no
+    adapter, no divider (``beta = 1``); :class:`QuantLanes` takes ``T`` and ``n`` from the descriptor.
+    ``schemes`` chooses what is built: ``("shift",)`` (a shift2 engine: :func:`schemes_for`) has no
+    adapter, divider or multiplier at all; ``("linear",)`` no shift path.
+
     Members
     -------
     desc : In(QuantDesc); start : In(1); busy, done : Out(1)
@@ -34,11 +39,12 @@ class QuantStep(wiring.Component):
     beta : Out(63); r : Out(31)   -- the sample's beta_fx and R, for the following layers and debug
     """
 
-    def __init__(self, lanes, abits, max_channels):
+    def __init__(self, lanes, abits, max_channels, schemes=SCHEMES):
         for name, v in (("lanes", lanes), ("max_channels", max_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TypeError(f"{name} must be a positive integer, not {v!r}")
         self.lanes, self.abits, self.max_channels = lanes, abits, max_channels
+        self.schemes = check_schemes(schemes)
         super().__init__({
             "desc": In(QuantDesc), "start": In(1), "busy": Out(1), "done": Out(1),
             "fine_addr": Out(16), "fine_data": In(data.ArrayLayout(signed(32), lanes)),
@@ -50,16 +56,19 @@ class QuantStep(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d, L = self.desc, self.lanes
-        m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4))
-        m.submodules.divider = dv = StepDivider()
-        m.submodules.quant = q = QuantLanes(L, self.abits)
-        m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
-        g_rd, g_wr = gmem.read_port(), gmem.write_port()
-        m.d.comb += [g_rd.addr.eq(ad.g_addr), ad.g_data.eq(g_rd.data),
-                     self.w_addr.eq(d.aw_addr + ad.w_addr), ad.w_data.eq(self.w_data),
-                     self.b_addr.eq(d.ab_addr + ad.b_addr), ad.b_data.eq(self.b_data),
-                     ad.channels.eq(d.channels), ad.hidden.eq(d.hidden), ad.f1.eq(d.f1), ad.f2.eq(d.f2),
-                     dv.k_step.eq(d.k_step), dv.beta.eq(self.beta), q.r.eq(self.r), q.qmax.eq(d.qmax)]
+        m.submodules.quant = q = QuantLanes(L, self.abits, self.schemes)
+        m.d.comb += [q.r.eq(self.r), q.qmax.eq(d.qmax), q.shift.eq(d.shift_act), q.t.eq(d.t), q.n.eq(d.n)]
+        ad = dv = g_wr = None
+        if "linear" in self.schemes:
+            m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4))
+            m.submodules.divider = dv = StepDivider()
+            m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
+            g_rd, g_wr = gmem.read_port(), gmem.write_port()
+            m.d.comb += [g_rd.addr.eq(ad.g_addr), ad.g_data.eq(g_rd.data),
+                         self.w_addr.eq(d.aw_addr + ad.w_addr), ad.w_data.eq(self.w_data),
+                         self.b_addr.eq(d.ab_addr + ad.b_addr), ad.b_data.eq(self.b_data),
+                         ad.channels.eq(d.channels), ad.hidden.eq(d.hidden), ad.f1.eq(d.f1), ad.f2.eq(d.f2),
+                         dv.k_step.eq(d.k_step), dv.beta.eq(self.beta)]
         for c in range(L):
             m.d.comb += q.x[c].eq(self.fine_data[c])
         self._sequence(m, ad, dv, q, g_wr)
@@ -69,13 +78,14 @@ class QuantStep(wiring.Component):
         d, L = self.desc, self.lanes
         pos, grp, lane, idx = Signal(24), Signal(16), Signal(range(max(2, L))), Signal(24)
         rd_addr = Signal(16)
-        sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)]
+        linear = "linear" in self.schemes
+        sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)] if linear else []
         acc_v = Signal()                     # a fine word for the GAP arrives this cycle
         m.d.sync += acc_v.eq(0)
         m.d.comb += self.fine_addr.eq(rd_addr)
         with m.If(acc_v):
-            for c in range(L):
-                m.d.sync += sums[c].eq(sums[c] + self.fine_data[c])
+            for c, s in enumerate(sums):
+                m.d.sync += s.eq(s + self.fine_data[c])
         # the quantization pass: read (t), QuantLanes (t+1 .. t+LATENCY), write
         pass_v = Signal()
         m.d.sync += pass_v.eq(0)
@@ -85,55 +95,64 @@ class QuantStep(wiring.Component):
         for a, b in zip(waddr, waddr[1:]):
             m.d.sync += b.eq(a)
         m.d.comb += [self.code_addr.eq(waddr[-1]), self.code_data.eq(q.codes), self.code_en.eq(q.o_valid)]
-        sel = Mux(lane == 0, sums[0], sums[0])
-        for c in range(1, L):
-            sel = Mux(lane == c, sums[c], sel)
         rounded = Signal(signed(SUM_BITS + 1))
-        m.d.comb += rounded.eq((sel + ((1 << d.gap_shift) >> 1)) >> d.gap_shift)
+        if linear:
+            sel = sums[0]
+            for c in range(1, L):
+                sel = Mux(lane == c, sums[c], sel)
+            m.d.comb += rounded.eq((sel + ((1 << d.gap_shift) >> 1)) >> d.gap_shift)
         tail = Signal(range(QuantLanes.LATENCY + 3))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pos.eq(0), grp.eq(0), lane.eq(0), idx.eq(0), rd_addr.eq(d.in_addr), tail.eq(0)]
                     m.d.sync += [s.eq(0) for s in sums]
-                    with m.If(d.asq):
-                        m.next = "GAP"
-                    with m.Else():
-                        m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
-                        m.next = "DIVIDE"
-            with m.State("GAP"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [acc_v.eq(1), pos.eq(pos + 1), rd_addr.eq(rd_addr + d.groups)]
-                with m.If(pos == d.positions - 1):
-                    m.next = "GAP_WRITE"
-            with m.State("GAP_WRITE"):
-                # one cycle after the last read its word is summed; then lanes cycles write g[grp*L + lane]
-                m.d.comb += self.busy.eq(1)
-                with m.If(~acc_v):
-                    ch = grp * L + lane
-                    m.d.comb += [g_wr.addr.eq(ch), g_wr.data.eq(rounded[:32]), g_wr.en.eq(ch < d.channels)]
-                    m.d.sync += lane.eq(lane + 1)
-                    with m.If(lane == L - 1):
-                        m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
-                        m.d.sync += [s.eq(0) for s in sums]
-                        with m.If(grp == d.groups - 1):
-                            m.d.comb += ad.start.eq(1)
-                            m.next = "ADAPT"
-                        with m.Else():
+                    if linear:
+                        with m.If(d.shift_act):
+                            m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
+                            m.next = "PASS"
+                        with m.Elif(d.asq):
                             m.next = "GAP"
-            with m.State("ADAPT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(ad.done):
-                    m.d.sync += self.beta.eq(ad.beta)
-                    m.next = "DIVIDE"
-            with m.State("DIVIDE"):
-                m.d.comb += [self.busy.eq(1), dv.start.eq(1)]
-                m.next = "DIVIDING"
-            with m.State("DIVIDING"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(dv.done):
-                    m.d.sync += [self.r.eq(dv.r), rd_addr.eq(d.in_addr), idx.eq(0)]
-                    m.next = "PASS"
+                        with m.Else():
+                            m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
+                            m.next = "DIVIDE"
+                    else:   # shift activations only: no step, no adapter (a linear descriptor is refused by the compiler)
+                        m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
+                        m.next = "PASS"
+            if linear:
+                with m.State("GAP"):
+                    m.d.comb += self.busy.eq(1)
+                    m.d.sync += [acc_v.eq(1), pos.eq(pos + 1), rd_addr.eq(rd_addr + d.groups)]
+                    with m.If(pos == d.positions - 1):
+                        m.next = "GAP_WRITE"
+                with m.State("GAP_WRITE"):
+                    # one cycle after the last read its word is summed; then lanes cycles write g[grp*L + lane]
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(~acc_v):
+                        ch = grp * L + lane
+                        m.d.comb += [g_wr.addr.eq(ch), g_wr.data.eq(rounded[:32]), g_wr.en.eq(ch < d.channels)]
+                        m.d.sync += lane.eq(lane + 1)
+                        with m.If(lane == L - 1):
+                            m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
+                            m.d.sync += [s.eq(0) for s in sums]
+                            with m.If(grp == d.groups - 1):
+                                m.d.comb += ad.start.eq(1)
+                                m.next = "ADAPT"
+                            with m.Else():
+                                m.next = "GAP"
+                with m.State("ADAPT"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(ad.done):
+                        m.d.sync += self.beta.eq(ad.beta)
+                        m.next = "DIVIDE"
+                with m.State("DIVIDE"):
+                    m.d.comb += [self.busy.eq(1), dv.start.eq(1)]
+                    m.next = "DIVIDING"
+                with m.State("DIVIDING"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(dv.done):
+                        m.d.sync += [self.r.eq(dv.r), rd_addr.eq(d.in_addr), idx.eq(0)]
+                        m.next = "PASS"
             with m.State("PASS"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [pass_v.eq(1), rd_addr.eq(rd_addr + 1), idx.eq(idx + 1)]
@@ -145,3 +164,9 @@ class QuantStep(wiring.Component):
                 with m.If(tail == QuantLanes.LATENCY + 1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
+
+
+def schemes_for(params):
+    """The quantizers an engine for ``params`` (ArrayParams) needs: shift activations on a shift2 array
+    (its layers read only shift codes and the bit-plane pixels), linear (LSQ/ASQ) codes on every other."""
+    return ("shift",) if params.pe == "shift2" else ("linear",)

@@ -67,8 +67,9 @@ class ReferenceEngine:
 
     # -- steps -------------------------------------------------------------------------------------
     def run(self, pixels, trace=None):
-        """Logits (classes,) for one image's pixel codes (C, H, W); ``trace`` gets every step's output
-        tensor (C, H, W) by name and every ASQ beta."""
+        """Logits (classes,) for one image's pixel codes (C, H, W) (or the input tensor's codes: a shift2
+        array's bit planes, :func:`~.compiler.input_codes`); ``trace`` gets every step's output tensor
+        (C, H, W) by name and every ASQ beta."""
         self.beta = {}
         for step in self.program.steps:
             self.step(step, pixels)
@@ -82,7 +83,9 @@ class ReferenceEngine:
         """Run one step (``pixels`` (C, H, W) for the input step)."""
         kind = step["kind"]
         if kind == "input":
-            self.write(step["out"], pixels)
+            from .compiler import input_codes
+
+            self.write(step["out"], input_codes(self.program, pixels))
         elif kind == "quant":
             self.quant(step)
         elif kind in ("conv", "linear"):
@@ -116,6 +119,9 @@ class ReferenceEngine:
 
     def quant(self, step):
         x = self.read(step["in"])
+        if step.get("scheme") == "shift":   # shift activations: beta = 1 (docs/arithmetic.md, "Shift activations")
+            self.write(step["out"], C.shift_act_codes(x, step["log2_alpha"], step["max_exponent"]))
+            return
         ad = step["adapter"]
         beta = np.array([1 << C.FINE_FRAC], np.int64)
         if ad:
@@ -137,7 +143,7 @@ class ReferenceEngine:
             terms = {"acc": codes - ((codes >> (a.wbits - 1)) & 1) * (1 << a.wbits)}
         else:
             terms = C.weight_terms(codes, a.format, a.pe)
-        accs = C.accumulate(acts, terms, a.pe, a.abits)
+        accs = C.accumulate(acts, terms, a.pe, a.abits, a.act_exponent)
         keys = ["even", "odd"] if a.pe == "dual" else ["acc"]
         mults = self.multipliers(step)
         lo = 0 if step["relu"] else C.FINE_MIN

@@ -1,0 +1,248 @@
+"""shift2 on the network engine (issue 10): the shift activation quantizer in QuantLanes/QuantStep against
+``sw.contract.shift_act_codes`` (hypothesis, every tie and boundary), the compiler and reference executor on
+random shift networks against ``sw.golden``, and whole random shift networks on the RTL Engine in
+amaranth.sim: logits, every tensor through the debug read, cycles equal to the model
+(docs/arithmetic.md, "Shift activations and the shift2 product")."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rootshift.hw.engine.compiler import compile_model, expand_pixels, input_codes
+from rootshift.hw.engine.cycles import cycle_report
+from rootshift.hw.engine.engine import MAGIC, OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS, Engine, rtl_check
+from rootshift.hw.engine.params import EngineParams
+from rootshift.hw.engine.quant_lanes import QuantLanes
+from rootshift.hw.engine.quant_step import QuantStep, schemes_for
+from rootshift.hw.engine.reference import ReferenceEngine
+from rootshift.hw.params import ArrayParams
+from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sw import contract as C
+from rootshift.sw import golden
+from rootshift.sw.errors import ConfigError
+
+BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
+
+
+def simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def shift_lanes_hw(words, t, n, abits=8, lanes=3, schemes=("shift",)):
+    """QuantLanes in the shift scheme: one code list per input word (lanes values)."""
+    dut = QuantLanes(lanes, abits, schemes)
+    out = []
+
+    async def bench(ctx):
+        ctx.set(dut.shift, 1)
+        ctx.set(dut.t, t)
+        ctx.set(dut.n, n)
+        ctx.set(dut.r, 12345)
+        ctx.set(dut.qmax, 1)
+        pending = list(words)
+        while len(out) < len(words):
+            if pending:
+                w = pending.pop(0)
+                for c in range(lanes):
+                    ctx.set(dut.x[c], w[c])
+                ctx.set(dut.i_valid, 1)
+            else:
+                ctx.set(dut.i_valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                v = ctx.get(dut.codes)
+                out.append([(v >> (abits * c)) & ((1 << abits) - 1) for c in range(lanes)])
+
+    simulate(dut, bench)
+    return out
+
+
+def edge_values(t, n):
+    """Every tie and boundary of the level set 2^(t-e), e = 0..n, in fine units: the levels, the
+    midpoints 1.5 * 2^q and half the smallest level, each +-1, and the extremes."""
+    vals = {C.FINE_MIN, -1, 0, 1, 2, 3, C.FINE_MAX, C.FINE_MAX - 1, 1 << 30}
+    for q in range(t - n - 2, t + 2):
+        for base in ((1 << q) if q >= 0 else 0, (3 << q) >> 1 if q >= 1 else 0):
+            vals.update(v for v in (base - 1, base, base + 1) if C.FINE_MIN <= v <= C.FINE_MAX)
+    return sorted(vals)
+
+
+@pytest.mark.parametrize("log2_alpha,bits,n", [(2, 4, 14), (-16, 2, 2), (14, 8, 254), (0, 3, 0), (-64, 4, 5),
+                                                (64, 4, 14), (-3, 5, 30)])
+def test_shift_quantizer_hits_every_tie_and_boundary(log2_alpha, bits, n):
+    t = log2_alpha + C.FINE_FRAC
+    vals = edge_values(t, n)
+    words = [vals[i:i + 3] + [0] * (3 - len(vals[i:i + 3])) for i in range(0, len(vals), 3)]
+    got = shift_lanes_hw(words, t, n)
+    exp = C.shift_act_codes(np.array(words), log2_alpha, n)
+    assert np.array_equal(np.array(got), exp), [(w, g, e) for w, g, e in zip(words, got, exp.tolist()) if g != e][:3]
+
+
+FINE = st.integers(C.FINE_MIN, C.FINE_MAX)
+POS = st.integers(0, 31).flatmap(lambda b: st.integers(1 << b >> 1, min(C.FINE_MAX, (1 << b) * 2)))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.one_of(FINE, POS), POS, POS), min_size=1, max_size=6),
+       st.integers(-C.LOG2_ALPHA_MAX, C.LOG2_ALPHA_MAX), st.integers(2, 8), st.data())
+def test_shift_quantizer_matches_the_contract(words, log2_alpha, bits, data):
+    n = data.draw(st.integers(0, 2**bits - 2))
+    got = shift_lanes_hw([list(w) for w in words], log2_alpha + C.FINE_FRAC, n, schemes=("linear", "shift"))
+    assert np.array_equal(np.array(got), C.shift_act_codes(np.array(words), log2_alpha, n))
+
+
+def test_schemes_are_validated():
+    with pytest.raises(TypeError, match="schemes must be a non-empty tuple of distinct linear, shift, not 'shift'"):
+        QuantLanes(2, 4, "shift")
+    with pytest.raises(TypeError, match="schemes must be"):
+        QuantStep(2, 4, 8, ())
+    assert schemes_for(ArrayParams(wbits=4, abits=4, base="2", pe="shift2")) == ("shift",)
+    assert schemes_for(ArrayParams()) == ("linear",)
+
+
+def shift_program(seed, rows, cols, rtl=False):
+    """A random shift network (``random_model(.., "shift2")``) compiled for a shift2 array."""
+    for s in range(seed, seed + 100):
+        rng = np.random.default_rng(s)
+        im = random_model(rng, "shift2", in_shape=[int(rng.integers(1, 3)), 4, 4 if rtl else 6],
+                          max_channels=6 if rtl else 10, maxpool=not rtl)
+        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG), debug=True)
+        if rtl:
+            try:
+                rtl_check(prog)
+            except ConfigError:
+                continue
+        return im, prog, rng
+    raise AssertionError("no model")
+
+
+@pytest.mark.parametrize("seed,rows,cols", [(0, 2, 2), (1, 3, 4), (2, 4, 3), (3, 1, 5), (4, 2, 3), (5, 5, 2)])
+def test_random_shift_networks_are_bit_exact_in_the_reference(seed, rows, cols):
+    im, prog, rng = shift_program(seed, rows, cols)
+    assert prog.params.array.pe == "shift2" and prog.steps[0]["expand"] == 8
+    assert {s.get("scheme") for s in prog.steps if s["kind"] == "quant"} == {"shift"}
+    px = rng.integers(0, 256, (2, *im.meta["input_shape"]))
+    tr = {}
+    gold = golden.run(im, px, trace=tr)
+    for i in range(2):
+        t = {}
+        assert np.array_equal(ReferenceEngine(prog).run(px[i], t), gold[i])
+        for step in prog.steps:
+            exp = input_codes(prog, px[i]) if step["kind"] == "input" else tr["tensors"][step["out"]][i]
+            assert np.array_equal(t[step["out"]], np.reshape(exp, t[step["out"]].shape)), step["name"]
+
+
+def test_pixel_bit_planes_are_exact():
+    """8-bit pixels as bit planes of shift codes: ``sum_j f(code_j) = pixel`` for every pixel value."""
+    px = np.arange(256).reshape(1, 16, 16)
+    for e_a in (7, 14, 30):
+        planes = expand_pixels(px, e_a)
+        assert planes.shape == (8, 16, 16) and planes.max() <= e_a + 1
+        assert np.array_equal(C.shift_act_factor(planes, e_a).sum(0), px[0])
+
+
+def _shift_im(seed=0):
+    return shift_program(seed, 2, 2)[0]
+
+
+def test_shift_refusals_name_layer_quantity_need_and_limit():
+    im = _shift_im()
+    p = fuzz_params_for(im, 2, 2)
+    s2 = next(op for op in im.layers() if op["mode"] == "shift2")
+    q = next(op for op in im.ops if op.get("name") == s2["beta_from"])
+    with pytest.raises(ConfigError, match=r"layer conv1: product mode needs shift, the hardware's limit is "
+                                          "the array's PE mode dual"):
+        compile_model(im, ArrayParams(wbits=8, abits=8, rows=2, cols=2, max_k=p.max_k))
+    with pytest.raises(ConfigError, match=r"layer b.conv1.aq: activation quantizer needs shift, the hardware's limit "
+                                          "is input8, lsq or asq in the engine"):
+        compile_model(im, ArrayParams(wbits=8, abits=8, base="2", pe="shift", rows=2, cols=2, max_k=p.max_k))
+    small = ArrayParams(**{**p.__dict__, "abits": 3})     # E_a = 6 < 7: the pixels' bit planes do not fit
+    with pytest.raises(ConfigError, match=r"layer input: activation exponent window needs 7 \(8-bit pixels, one shift "
+                                          r"code per bit\), the hardware's limit is 0..6"):
+        compile_model(im, small)
+    q2 = dict(q, max_exponent=15, bits=5)
+    im2 = type(im)(im.meta, [q2 if op is q else op for op in im.ops])
+    with pytest.raises(ConfigError, match=rf"layer {q['name']}: activation bits needs 5, the hardware's limit is 4"):
+        compile_model(im2, p)
+    b = s2["wbits"]   # a POT format with a zero code: its all-ones field is zero
+    zero = dict(s2, format=dict(s2["format"], has_zero=True, max_exponent=min(2 ** (b - 1) - 2, s2["format"]["max_exponent"])),
+                codes=np.full_like(s2["codes"], 2 ** (b - 1) - 1))
+    im3 = type(im)(im.meta, [zero if op is s2 else op for op in im.ops])
+    with pytest.raises(ConfigError, match=rf"layer {s2['name']}: weight code needs a zero code, the hardware's limit "
+                                          r"is shift weights \(the shift2 PE has no zero code\)"):
+        compile_model(im3, p)
+
+
+def run_engine(prog, pixels):
+    """One image through the RTL Engine (amaranth.sim): INFER with the input tensor's words, the logits,
+    the debug read of both buffers, STATUS."""
+    a = prog.params.array
+    L = a.cols
+    dut = Engine(prog)
+    pix = prog.tensors[prog.steps[0]["out"]]
+    codes = input_codes(prog, pixels)
+    c, h, w = pix["shape"]
+    words = [sum(int(codes[g * L + j, y, x]) << (a.abits * j) for j in range(min(L, c - g * L)))
+             for y in range(h) for x in range(w) for g in range(pix["groups"])]
+    n = {k: max(t["addr"] + t["words"] for t in prog.tensors.values() if t["kind"] == k) for k in ("fine", "codes")}
+    classes = prog.tensors[prog.output]["shape"][0]
+    res = {}
+
+    async def send(ctx, ws):
+        for word in ws:
+            ctx.set(dut.i_stream.payload, word)
+            ctx.set(dut.i_stream.valid, 1)
+            await ctx.tick().until(dut.i_stream.ready)
+        ctx.set(dut.i_stream.valid, 0)
+
+    async def receive(ctx, count):
+        ctx.set(dut.o_stream.ready, 1)
+        out = []
+        while len(out) < count:
+            if ctx.get(dut.o_stream.valid):
+                out.append(ctx.get(dut.o_stream.payload))
+            await ctx.tick()
+        ctx.set(dut.o_stream.ready, 0)
+        return out
+
+    async def bench(ctx):
+        await send(ctx, [OP_INFER << 28] + words)
+        res["logits"] = await receive(ctx, classes)
+        for key, op in (("fine", OP_READ_FINE), ("codes", OP_READ_CODES)):
+            await send(ctx, [op << 28 | n[key], 0])
+            res[key] = await receive(ctx, n[key] * L)
+        await send(ctx, [OP_STATUS << 28])
+        res["status"] = await receive(ctx, 3)
+
+    simulate(dut, bench)
+    s32 = np.vectorize(lambda v: v - (1 << 32) if v >> 31 else v, otypes=[np.int64])
+    res["logits"] = s32(np.array(res["logits"], np.int64)).tolist()
+    res["fine"] = s32(np.array(res["fine"], np.int64)).reshape(-1, L)
+    res["codes"] = np.array(res["codes"], np.int64).reshape(-1, L)
+    return res
+
+
+@pytest.mark.parametrize("seed,rows,cols", [(0, 2, 2), (7, 3, 2)])
+def test_engine_runs_whole_shift_networks_exactly(seed, rows, cols):
+    im, prog, rng = shift_program(seed, rows, cols, rtl=True)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    res = run_engine(prog, px)
+    assert res["logits"] == golden.run(im, px[None]).reshape(-1).tolist()
+    ref = ReferenceEngine(prog)
+    ref.run(px)
+    tr = {}
+    golden.run(im, px[None], trace=tr)
+    for name, t in prog.tensors.items():      # every layer, through the debug read, against golden's tensor
+        got = res[t["kind"]][t["addr"]:t["addr"] + t["words"]]
+        assert np.array_equal(got, getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]]), name
+        c, h, w = t["shape"]
+        dec = got.reshape(h, w, -1)[:, :, :c].transpose(2, 0, 1)
+        exp = input_codes(prog, px) if name == prog.steps[0]["out"] else tr["tensors"][name][0]
+        assert np.array_equal(dec, np.reshape(exp, dec.shape)), name
+    assert res["status"][0] >> 16 == MAGIC and res["status"][0] & 0xFF == 0
+    assert res["status"][1] == cycle_report(prog)["cycles_per_image"]
