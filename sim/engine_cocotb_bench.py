@@ -1,7 +1,8 @@
 """cocotb test bench (cocotb 2.x) of the self-sequencing engine, through the host protocol only.
 
 Launched by :mod:`rootshift.sim.engine_cosim` through ``cocotb_tools.runner``. The job (a pickle named
-by ``ROOTSHIFT_JOB``) holds the program's bytes and the pixel codes of every image. The host side is
+by ``ROOTSHIFT_JOB``) holds the program's bytes and the pixel codes of every image (and ``load``: the
+engine was built with ``baked=False``, so the program is loaded over the stream first). The host side is
 :class:`~rootshift.sim.engine_driver.EngineDriver` over this bench's streams (the same driver a board
 uses): per image ``INFER`` with the pixels, the logits, every word of the fine memory and of the code
 banks (``READ_FINE`` / ``READ_CODES``: with a ``debug`` program every layer's tensor is still there) and
@@ -111,6 +112,12 @@ async def run_job(dut):
     port = EnginePort(dut)
     drv = EngineDriver(Program.from_bytes(job["program"]), port)
     t0 = time.perf_counter()
+    load = None
+    if job.get("load"):               # an engine built with baked=False: the program goes in over the stream
+        c0, words = _now(), sum(len(w) for w in drv.load_words())
+        await with_timeout(drv.load_program(), (2 * words + 10_000) * PERIOD_NS, "ns")
+        st = await drv.status()
+        load = {"words": words, "cycles": _now() - c0, "flags": st.flags}
     images = []
     for i, pixels in enumerate(job["images"]):
         # a hang fails with a message instead of blocking: twice the image's expected clock count
@@ -120,4 +127,4 @@ async def run_job(dut):
             with open(job["progress"], "a") as f:
                 f.write("\n")
     with open(job["result"], "wb") as f:
-        pickle.dump({"images": images, "wall_s": time.perf_counter() - t0}, f)
+        pickle.dump({"images": images, "load": load, "wall_s": time.perf_counter() - t0}, f)

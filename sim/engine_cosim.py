@@ -53,12 +53,13 @@ def compile_for_cosim(im, rows, cols):
     return prog
 
 
-def engine_rtl(program, cache=None):
-    """The engine's Verilog for ``program``, generated once: ``(directory, manifest)``."""
+def engine_rtl(program, cache=None, baked=True):
+    """The engine's Verilog for ``program``, generated once: ``(directory, manifest)``. ``baked=False``: the
+    program's memories start empty and the host loads them (``LOAD``)."""
     from amaranth.back import verilog
 
     cache = Path(cache or cache_dir())
-    key = hashlib.sha256(program.to_bytes() + _hw_fingerprint()).hexdigest()[:16]
+    key = hashlib.sha256(program.to_bytes() + _hw_fingerprint() + (b"" if baked else b"load")).hexdigest()[:16]
     d = cache / f"engine-rtl-{key}"
     d.mkdir(parents=True, exist_ok=True)
     with _lock(d / ".lock"):
@@ -67,23 +68,23 @@ def engine_rtl(program, cache=None):
             from rootshift.sw.progress import task
 
             with task("generating the engine's Verilog (once, about 10 s)"):
-                v = verilog.convert(Engine(program), name=TOP)
+                v = verilog.convert(Engine(program, baked=baked), name=TOP)
             atomic_write_text(d / f"{TOP}.v", v)
             a = program.params.array
             atomic_write_text(d / "manifest.json", json.dumps({
                 "top": TOP, "verilog": f"{TOP}.v", "verilog_sha256": hashlib.sha256(v.encode()).hexdigest(),
-                "protocol_version": ENGINE_PROTOCOL_VERSION, "array": f"{a.rows}x{a.cols}",
+                "protocol_version": ENGINE_PROTOCOL_VERSION, "array": f"{a.rows}x{a.cols}", "baked": baked,
                 "engine": program.params.to_dict()}, indent=1, sort_keys=True))
     return d, json.loads((d / "manifest.json").read_text())
 
 
-def build(program, sim="verilator", cache=None):
+def build(program, sim="verilator", cache=None, baked=True):
     """Compile the engine's Verilog for ``sim`` (cached by the Verilog's hash); ``(runner, dir, build_s)``."""
     from cocotb_tools.runner import get_runner
 
     from rootshift.sw.progress import task
 
-    rtl, man = engine_rtl(program, cache)
+    rtl, man = engine_rtl(program, cache, baked)
     bdir = Path(cache or cache_dir()) / f"engine-{sim}-{man['verilog_sha256'][:16]}"
     bdir.mkdir(parents=True, exist_ok=True)
     stamp = bdir / ".built"
@@ -127,18 +128,20 @@ def _mem_words(program, kind):
     return max((t["addr"] + t["words"] for t in program.tensors.values() if t["kind"] == kind), default=0)
 
 
-def run_job(program, pixels, sim="verilator", cache=None, what=None):
-    """Run ``pixels`` (N, C, H, W) through the engine under cocotb; the bench's raw answers per image."""
+def run_job(program, pixels, sim="verilator", cache=None, what=None, baked=True):
+    """Run ``pixels`` (N, C, H, W) through the engine under cocotb; the bench's decoded answers per image.
+    ``baked=False``: an engine with empty program memories; the bench loads the program over the stream
+    first (``LOAD``, :meth:`EngineDriver.load_program`) and reports the load's words and clocks."""
     from cocotb_tools.check_results import get_results
 
     from rootshift.sw.progress import task
 
-    runner, bdir, built = build(program, sim, cache)
+    runner, bdir, built = build(program, sim, cache, baked)
     L = program.params.lanes
     n_fine, n_codes = _mem_words(program, "fine"), _mem_words(program, "codes")
     model_cycles = cycle_report(program)["cycles_per_image"]
     with tempfile.TemporaryDirectory() as tmp:
-        job = {"program": program.to_bytes(), "images": [np.asarray(p, np.int64) for p in pixels],
+        job = {"program": program.to_bytes(), "images": [np.asarray(p, np.int64) for p in pixels], "load": not baked,
                "budget_cycles": 2 * (model_cycles + (n_fine + n_codes) * (L + 2)) + 10_000,
                "result": str(Path(tmp) / "result.pkl"), "progress": str(Path(tmp) / "progress")}
         jf = Path(tmp) / "job.pkl"

@@ -24,7 +24,9 @@ from rootshift.hw.engine import engine as E
 from rootshift.sim.driver import Request, run_async, run_sync
 from rootshift.sw.errors import ConfigError
 
-FLAG_NAMES = {E.FLAG_BAD_OPCODE: "unknown opcode", E.FLAG_M_OVERFLOW: "per-sample multiplier overflow"}
+FLAG_NAMES = {E.FLAG_BAD_OPCODE: "unknown opcode", E.FLAG_BAD_RANGE: "LOAD or READ address or length out of range",
+              E.FLAG_M_OVERFLOW: "per-sample multiplier overflow",
+              E.FLAG_NOT_LOADED: "INFER before a complete program load"}
 
 
 def s32(words):
@@ -153,6 +155,28 @@ class EngineDriver:
     def clear_gen(self):
         yield Request([E.OP_CLEAR << 28], 0, {"clear": True})
 
+    def load_words(self, program=None):
+        """The ``LOAD`` commands that write ``program``'s memories (default: the driver's program), one
+        list of words per memory: ``LOAD m, n`` (``OP_LOAD << 28 | m << 24 | n``), the address 0, then every
+        item as ``ceil(width / 32)`` 32-bit chunks, low first (docs/engine.md, "Host protocol v3")."""
+        program = program or self.program
+        mine, theirs = E.port_config(self.program), E.port_config(program)
+        if theirs != mine:
+            diff = [f"{k} {getattr(theirs, k)} vs {getattr(mine, k)}" for k in theirs.__dataclass_fields__
+                    if getattr(theirs, k) != getattr(mine, k)]
+            raise ConfigError("the program's plan differs from the engine's (LOAD replaces contents, not the "
+                              f"plan): {'; '.join(diff)}")
+        out = []
+        for m, (lm, img) in enumerate(E.load_images(program)):
+            data = [item >> (E.CHUNK * k) & 0xFFFFFFFF for item in img for k in range(lm.chunks)]
+            out.append([E.OP_LOAD << 28 | m << 24 | len(data), 0] + data)
+        return out
+
+    def load_program_gen(self, program=None):
+        names = [lm.name for lm in E.port_config(self.program).mems]
+        for words in self.load_words(program):
+            yield Request(words, 0, {"load": names[(words[0] >> 24) & 0xF]})
+
     # -- the operations ------------------------------------------------------------------------------
     def infer(self, pixels):
         """One image's pixel codes (C, H, W) in, its logits out (``classes`` signed int64)."""
@@ -180,6 +204,12 @@ class EngineDriver:
         """A code tensor by name; refuses a fine tensor."""
         self._tensor(name, "codes")
         return self.read_tensor(name)
+
+    def load_program(self, program=None):
+        """Write every memory of ``program`` (default: the driver's) with ``LOAD``; needed before ``INFER`` on
+        an engine built with ``baked=False``. ``program`` may be another compile of the same plan. Nothing
+        is answered: :meth:`status` shows ``FLAG_BAD_RANGE`` if a memory did not take its image."""
+        return self._run(self.load_program_gen(program))
 
     def status(self):
         """:class:`EngineStatus` (magic, version, flags, cycles of the last image, total cycles)."""

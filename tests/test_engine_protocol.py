@@ -172,3 +172,114 @@ def test_driver_over_the_rtl_engine():
     for name in prog.tensors:
         assert np.array_equal(tensors[name], ref.read(name)), name
     assert st.flags == 0 and st.image_cycles == cycle_report(prog)["cycles_per_image"]
+
+
+def rtl_transact(ctx, dut, limit=200_000):
+    """An async transport over the engine's streams in amaranth.sim that fails instead of hanging when
+    fewer words come back than the request expects."""
+
+    async def transact(req):
+        for word in req.words:
+            ctx.set(dut.i_stream.payload, word)
+            ctx.set(dut.i_stream.valid, 1)
+            for _ in range(limit):
+                ready = ctx.get(dut.i_stream.ready)    # settled before the edge: the word is taken on it
+                await ctx.tick()
+                if ready:
+                    break
+            else:
+                raise AssertionError(f"the engine took no word for {limit} cycles ({req.info})")
+        ctx.set(dut.i_stream.valid, 0)
+        ctx.set(dut.o_stream.ready, 1)
+        got, idle = [], 0
+        while len(got) < req.n_out:
+            if ctx.get(dut.o_stream.valid):
+                got.append(ctx.get(dut.o_stream.payload))
+                idle = 0
+            idle += 1
+            assert idle < limit, f"the engine answered {len(got)} of {req.n_out} words ({req.info})"
+            await ctx.tick()
+        for _ in range(8):                             # and nothing more
+            assert not ctx.get(dut.o_stream.valid), f"an extra answer word after {req.info}"
+            await ctx.tick()
+        ctx.set(dut.o_stream.ready, 0)
+        return got
+
+    return transact
+
+
+def illegal_and_legal(prog, drv, rng):
+    """A word sequence of illegal and legal commands, as (words) requests: every flag, every refusal."""
+    lm = E.port_config(prog).mems
+    px = rng.integers(0, 256, prog.tensors[prog.steps[0]["out"]]["shape"])
+    pix = drv.pixel_words(px)
+    depth = {"fine": E.memory_words(prog, "fine"), "codes": E.memory_words(prog, "codes")}
+    loads = drv.load_words()
+    seq = [[E.OP_STATUS << 28],
+           [E.OP_INFER << 28] + pix,                                    # before any LOAD: zeros, NOT_LOADED
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_READ_FINE << 28 | 0, 0],                               # n = 0: no answer, BAD_RANGE
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_READ_CODES << 28 | 2, depth["codes"] - 1],             # past the end: zeros, BAD_RANGE
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [0x5 << 28 | 123], [0xF << 28],                              # unknown opcodes
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_LOAD << 28 | 9 << 24 | 3, 0, 1, 2, 3],                 # unknown memory
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_LOAD << 28 | 1 << 24 | 2 * lm[1].chunks, lm[1].depth - 1] + [7] * (2 * lm[1].chunks),  # one past
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_LOAD << 28 | 0 << 24 | lm[0].chunks + 1, 0] + [5] * (lm[0].chunks + 1),               # partial item
+           [E.OP_STATUS << 28], [E.OP_CLEAR << 28],
+           [E.OP_LOAD << 28 | 2 << 24 | 0, 0],                          # n = 0: nothing, no flag
+           [E.OP_STATUS << 28]]
+    seq += loads[:-1]                                                   # all memories but the last
+    seq += [[E.OP_INFER << 28] + pix, [E.OP_STATUS << 28], [E.OP_CLEAR << 28]]
+    short = loads[-1][2:-lm[-1].chunks]                                 # the last memory but its last item
+    seq += [[E.OP_LOAD << 28 | (len(lm) - 1) << 24 | len(short), 0] + short]
+    seq += [[E.OP_INFER << 28] + pix, [E.OP_STATUS << 28], [E.OP_CLEAR << 28]]
+    seq += [[E.OP_LOAD << 28 | (len(lm) - 1) << 24 | lm[-1].chunks, lm[-1].need - 1] + loads[-1][-lm[-1].chunks:]]
+    seq += [[E.OP_INFER << 28] + pix, [E.OP_STATUS << 28], [E.OP_CLEAR << 28]]
+    seq += loads                                                        # the whole program
+    seq += [[E.OP_INFER << 28] + pix, [E.OP_READ_FINE << 28 | depth["fine"], 0],
+            [E.OP_READ_CODES << 28 | depth["codes"], 0], [E.OP_STATUS << 28]]
+    return seq, px
+
+
+def test_device_model_equals_rtl_on_legal_and_illegal_sequences():
+    """baked=False: the same word sequence (every illegal command, partial loads, INFER before a whole
+    load, then LOAD_PROGRAM and an image) through the RTL and the device model: the same answers word for
+    word, flags included (STATUS's clock total excepted), and the image's logits equal sw.golden."""
+    from rootshift.sim.driver import Request
+
+    im, prog, rng = rtl_model(5)
+    dev = EngineDevice(prog, baked=False)
+    seq, px = illegal_and_legal(prog, EngineDriver(prog, dev), rng)
+    expected = [dev.transact(words) for words in seq]
+    dut = E.Engine(prog, baked=False)
+    got = []
+
+    async def bench(ctx):
+        transact = rtl_transact(ctx, dut)
+        for k, (words, exp) in enumerate(zip(seq, expected)):
+            got.append(await transact(Request(words, len(exp), {"command": k, "word": hex(words[0])})))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    flags_seen = 0
+    for k, (words, exp, ans) in enumerate(zip(seq, expected, got)):
+        if words[0] >> 28 == E.OP_STATUS:
+            assert ans[:2] == exp[:2], (k, hex(ans[0]), hex(exp[0]))
+            flags_seen |= exp[0] & 0xFF
+        else:
+            assert ans == exp, k
+    assert flags_seen == E.FLAG_BAD_OPCODE | E.FLAG_BAD_RANGE | E.FLAG_NOT_LOADED
+    # the refused INFERs answered zeros; the last one the golden logits; its STATUS has no flag
+    assert expected[1] == [0] * prog.tensors[prog.output]["shape"][0]
+    infer = [k for k, w in enumerate(seq) if w[0] >> 28 == E.OP_INFER]
+    assert [expected[k] == [0] * len(expected[k]) for k in infer] == [True, True, True, True, False]
+    from rootshift.sim.engine_driver import s32
+
+    assert s32(expected[infer[-1]]).tolist() == golden.run(im, px[None]).reshape(-1).tolist()
+    assert expected[-1][0] & 0xFF == 0 and expected[-1][1] == cycle_report(prog)["cycles_per_image"]
