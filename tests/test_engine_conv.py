@@ -111,10 +111,11 @@ def check_program(prog, pixels, layers=None):
     return checked
 
 
-@pytest.mark.parametrize("seed,rows,cols", [(0, 3, 2), (1, 2, 3), (2, 4, 2), (3, 2, 2)])
+@pytest.mark.parametrize("seed,rows,cols", [(0, 3, 2), (1, 2, 3), (2, 4, 2), (3, 2, 2), (4, 3, 3)])
 def test_conv_unit_runs_random_layers_exactly(seed, rows, cols):
+    """Every product mode; shift2 includes the stem on the pixels' bit planes (K x 8)."""
     rng = np.random.default_rng(seed)
-    mode = ["dual", "lut", "shift", "mult"][seed % 4]
+    mode = ["dual", "lut", "shift", "mult", "shift2"][seed % 5]
     im = random_model(rng, mode, max_channels=5)
     prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG))
     px = rng.integers(0, 256, im.meta["input_shape"])

@@ -418,7 +418,7 @@ def summary(program) -> dict:
     a = program.params.array
     return {"program_version": program.version, "contract_version": C.CONTRACT_VERSION,
             "array": {"rows": a.rows, "cols": a.cols, "pe": a.pe, "wbits": a.wbits, "abits": a.abits,
-                      "max_k": a.max_k, "max_shift": a.max_shift},
+                      "max_k": a.max_k, "max_shift": a.max_shift, "act_exponent": a.act_exponent},
             "memory": dict(program.plan), "memory_limits": program.params.limits,
             "program_bytes": len(program.to_bytes()), "model_sha256": program.model_sha256,
             "cycles_per_image": rep["cycles_per_image"], "input_cycles": rep["input_cycles"],
