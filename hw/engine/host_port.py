@@ -129,8 +129,10 @@ class HostPort(wiring.Component):
         m.d.sync += total.eq(total + 1)
         with m.If(self.seq_busy):
             m.d.sync += cycles.eq(cycles + 1)
-        with m.If(self.overflow):
-            m.d.sync += flags.eq(flags | FLAG_M_OVERFLOW)
+        # every flag update ORs into fl: an overflow in the same cycle as a command's flag is kept
+        fl = Signal(8)
+        m.d.comb += fl.eq(flags | Mux(self.overflow, FLAG_M_OVERFLOW, 0))
+        m.d.sync += flags.eq(fl)
         m.d.comb += [self.pix_addr.eq(cfg.pix_addr + cnt), self.pix_data.eq(ist.payload[:L * cfg.abits]),
                      self.rd_addr.eq(addr), self.ld_sel.eq(sel), self.ld_data.eq(ist.payload[:CHUNK])]
         word_lanes = Array(self.fine_data[32 * c:32 * (c + 1)] for c in range(L))
@@ -163,7 +165,7 @@ class HostPort(wiring.Component):
                         with m.Case(OP_STATUS):
                             m.next = "STATUS"
                         with m.Default():
-                            m.d.sync += flags.eq(flags | FLAG_BAD_OPCODE)
+                            m.d.sync += flags.eq(fl | FLAG_BAD_OPCODE)
             with m.State("PIXELS"):
                 m.d.comb += [ist.ready.eq(1), self.pix_en.eq(ist.valid)]
                 with m.If(ist.valid):
@@ -174,7 +176,7 @@ class HostPort(wiring.Component):
                             m.d.comb += self.seq_start.eq(1)
                             m.next = "RUN"
                         with m.Else():
-                            m.d.sync += flags.eq(flags | FLAG_NOT_LOADED)
+                            m.d.sync += flags.eq(fl | FLAG_NOT_LOADED)
                             m.next = "REFUSE"
             with m.State("RUN"):
                 with m.If(self.seq_done):
@@ -204,11 +206,11 @@ class HostPort(wiring.Component):
                     a = ist.payload[0:16]
                     m.d.sync += [addr.eq(a), rd_ok.eq(a + n[:16] <= Mux(code_sel, cfg.code_depth, cfg.fine_depth))]
                     with m.If(n[:16] == 0):
-                        m.d.sync += flags.eq(flags | FLAG_BAD_RANGE)
+                        m.d.sync += flags.eq(fl | FLAG_BAD_RANGE)
                         m.next = "IDLE"
                     with m.Else():
                         with m.If(a + n[:16] > Mux(code_sel, cfg.code_depth, cfg.fine_depth)):
-                            m.d.sync += flags.eq(flags | FLAG_BAD_RANGE)
+                            m.d.sync += flags.eq(fl | FLAG_BAD_RANGE)
                         m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
                 m.next = "READ"
@@ -238,7 +240,7 @@ class HostPort(wiring.Component):
                     m.d.comb += self.ld_en.eq(item_ok)
                     m.d.sync += [cnt.eq(cnt + 1), chunk.eq(chunk + 1)]
                     with m.If(~item_ok):
-                        m.d.sync += flags.eq(flags | FLAG_BAD_RANGE)
+                        m.d.sync += flags.eq(fl | FLAG_BAD_RANGE)
                     with m.If(chunk == last[sel]):
                         m.d.sync += [chunk.eq(0), self.ld_addr.eq(self.ld_addr + 1)]
                         with m.If(from0 & item_ok & (self.ld_addr == need[sel])):
@@ -247,7 +249,7 @@ class HostPort(wiring.Component):
                                     m.d.sync += self.loaded[i].eq(1)
                     with m.If(cnt == n - 1):
                         with m.If(chunk != last[sel]):       # the last item is incomplete
-                            m.d.sync += flags.eq(flags | FLAG_BAD_RANGE)
+                            m.d.sync += flags.eq(fl | FLAG_BAD_RANGE)
                         m.next = "IDLE"
             with m.State("STATUS"):
                 status = Array([Const(MAGIC << 16 | PROTOCOL_VERSION << 8, 32) | flags, img_cycles, total])

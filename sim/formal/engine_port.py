@@ -1,0 +1,251 @@
+"""Formal harness: the network engine's :class:`~rootshift.hw.engine.host_port.HostPort` against host
+protocol v3 (docs/engine.md, "Host protocol v3").
+
+Bounded model checking from reset over every input-stream word sequence (legal and illegal commands,
+data words, any ``valid`` timing), any ``o_stream.ready`` that is never low for more than
+:data:`READY_GAP` cycles in a row (a fair host), and an abstract sequencer: ``seq_done`` is free but only
+while an image runs (after the port's ``seq_start``), and comes at the latest :data:`SEQ_BOUND` cycles
+after the start. The memory data (``fine_data``, ``code_data``), ``seq_busy`` and ``overflow`` are free
+inputs. A reference protocol parser in the harness, written from the docs' command table, tracks which
+words are commands and which data, the answers owed, which memories are loaded and the flags the docs
+prescribe; the port is checked against it every cycle.
+"""
+
+from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal
+
+from rootshift.hw.engine.host_port import (FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW, FLAG_NOT_LOADED,
+                                           MAGIC, OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE,
+                                           OP_STATUS, PROTOCOL_VERSION, HostPort, LoadMem, PortConfig)
+
+READY_GAP = 2          # o_stream.ready is low for at most this many cycles in a row
+SEQ_BOUND = 3          # the abstract sequencer's done comes within this many cycles of its start
+MUTANTS = ("status", "range", "loaded", "refuse")
+
+
+def small_config(baked=False):
+    """A port as small as the protocol allows, with every case in it: 2 lanes of 2-bit codes, 2 pixel
+    words, 3 classes (the logits span two fine words), memories of 4 words, and two loadable memories:
+    one of 40-bit items (two chunks each, so partial items exist; the program uses 1 of 3) and one of
+    16-bit items (the program uses 2 of 2). ``baked``: the memories start loaded."""
+    return PortConfig(data_bits=32, lanes=2, abits=2, pix_addr=1, pix_words=2, out_addr=1, classes=3,
+                      fine_depth=4, code_depth=4,
+                      mems=(LoadMem("a", 40, 3, 1), LoadMem("b", 16, 2, 2)), baked=baked)
+
+
+def stall_bound():
+    """Most consecutive cycles the port may be neither ready for input nor offering output: the
+    sequencer's run, the read latency and a few cycles of control."""
+    return SEQ_BOUND + 4
+
+
+class EnginePortHarness(Elaboratable):
+    """Free ``valid``, ``payload``, ``o_ready`` (fair), ``seq_done`` (abstract sequencer), ``seq_busy``,
+    ``overflow``, ``fine_data``, ``code_data``. Asserted every cycle:
+
+    * **answers**: ``o_stream.valid`` only while the reference owes words (``INFER``: ``classes`` after
+      the image, ``READ n``: ``n * lanes``, ``STATUS``: 3), no input taken while words are owed, and the
+      words a refused ``INFER`` or an out-of-range ``READ`` owes are 0;
+    * **no deadlock**: never more than :func:`stall_bound` cycles neither ready nor offering output, and
+      the port is in ``IDLE`` whenever the reference is between commands (no word owed either way, no
+      image running);
+    * **side effects**: ``seq_start`` exactly when the reference starts an image (the last pixel word with
+      every memory loaded); pixel writes (``pix_en``, address) and LOAD writes (``ld_en``, memory,
+      address, chunk, data) exactly the words the reference writes;
+    * **flags**: ``flags`` equals the reference's every cycle (unknown opcode; LOAD to an unknown memory,
+      past the end or with a partial last item, READ of 0 words or past the end; INFER before a whole
+      load; the overflow input; cleared by ``CLEAR``), and the first ``STATUS`` word is
+      ``MAGIC << 16 | 3 << 8 | flags``.
+
+    ``mutant`` (a planted bug in the reference, which the proof must catch): ``"status"`` 2 STATUS words;
+    ``"range"`` no flag for a READ past the end; ``"loaded"`` a LOAD that does not start at address 0
+    also completes a memory; ``"refuse"`` a refused INFER answers one word fewer.
+    """
+
+    def __init__(self, cfg=None, mutant=None):
+        if mutant not in (None, *MUTANTS):
+            raise ValueError(f"unknown engine port mutant {mutant!r}")
+        self.cfg, self.mutant = cfg or small_config(), mutant
+        c = self.cfg
+        self.valid, self.payload, self.o_ready = Signal(), Signal(c.data_bits), Signal()
+        self.seq_done, self.seq_busy, self.overflow = Signal(), Signal(), Signal()
+        self.fine_data, self.code_data = Signal(32 * c.lanes), Signal(c.lanes * c.abits)
+
+    def ports(self):
+        return [self.valid, self.payload, self.o_ready, self.seq_done, self.seq_busy, self.overflow,
+                self.fine_data, self.code_data]
+
+    def elaborate(self, platform):
+        m = Module()
+        c, mu = self.cfg, self.mutant
+        m.submodules.dut = dut = HostPort(c)
+        ist, ost = dut.i_stream, dut.o_stream
+        m.d.comb += [ist.valid.eq(self.valid), ist.payload.eq(self.payload), ost.ready.eq(self.o_ready),
+                     dut.seq_done.eq(self.seq_done), dut.seq_busy.eq(self.seq_busy), dut.overflow.eq(self.overflow),
+                     dut.fine_data.eq(self.fine_data), dut.code_data.eq(self.code_data)]
+        take_in, take_out = ist.valid & ist.ready, ost.valid & ost.ready
+        word = self.payload[:32]
+        op, arg = word[28:32], word[:28]
+        n_mems = len(c.mems)
+
+        # -- the reference parser ------------------------------------------------------------------
+        CMD, PIX, RADDR, LADDR, LDATA = range(5)
+        phase = Signal(range(5))
+        left = Signal(24)                          # data words still to come in this phase
+        owed = Signal(range(max(3, c.classes) + 1 + 2 * c.lanes * 0xFFFF))
+        zeros = Signal()                           # the owed words must be 0
+        st_idx, answering_status = Signal(2), Signal()
+        flags = Signal(8)
+        loaded = Signal(n_mems, init=(1 << n_mems) - 1 if c.baked else 0)
+        running, run_cnt = Signal(), Signal(range(SEQ_BOUND + 2))
+        rd_code, rd_n = Signal(), Signal(16)
+        sel, lad, chunk, from0 = Signal(4), Signal(24), Signal(2), Signal()
+        pix_i = Signal(range(c.pix_words + 1))
+        n_status = 2 if mu == "status" else 3
+        n_refuse = c.classes - 1 if mu == "refuse" else c.classes
+
+        depth = {i: mem.depth for i, mem in enumerate(c.mems)}
+        chunks = {i: mem.chunks for i, mem in enumerate(c.mems)}
+        exp_start, exp_pix, exp_ld = Signal(), Signal(), Signal()
+
+        with m.If(self.overflow):
+            m.d.sync += flags.eq(flags | FLAG_M_OVERFLOW)     # overridden below where a command sets a flag
+        fl_next = Signal(8)
+        m.d.comb += fl_next.eq(flags | Mux(self.overflow, FLAG_M_OVERFLOW, 0))
+
+        with m.If(take_in):
+            with m.Switch(phase):
+                with m.Case(CMD):
+                    with m.Switch(op):
+                        with m.Case(OP_CLEAR):
+                            m.d.sync += flags.eq(0)
+                        with m.Case(OP_INFER):
+                            m.d.sync += [phase.eq(PIX), pix_i.eq(0)]
+                        with m.Case(OP_READ_FINE, OP_READ_CODES):
+                            m.d.sync += [phase.eq(RADDR), rd_code.eq(op == OP_READ_CODES), rd_n.eq(arg[:16])]
+                        with m.Case(OP_LOAD):
+                            m.d.sync += [phase.eq(LADDR), sel.eq(arg[24:28]), left.eq(arg[:24])]
+                        with m.Case(OP_STATUS):
+                            m.d.sync += [owed.eq(n_status), answering_status.eq(1), st_idx.eq(0), zeros.eq(0)]
+                        with m.Default():
+                            m.d.sync += flags.eq(fl_next | FLAG_BAD_OPCODE)
+                with m.Case(PIX):
+                    m.d.comb += exp_pix.eq(1)
+                    m.d.sync += pix_i.eq(pix_i + 1)
+                    with m.If(pix_i == c.pix_words - 1):
+                        m.d.sync += phase.eq(CMD)
+                        with m.If(loaded == (1 << n_mems) - 1):
+                            m.d.comb += exp_start.eq(1)
+                            m.d.sync += [running.eq(1), run_cnt.eq(0)]
+                        with m.Else():
+                            m.d.sync += [flags.eq(fl_next | FLAG_NOT_LOADED), owed.eq(n_refuse), zeros.eq(1),
+                                         answering_status.eq(0)]
+                with m.Case(RADDR):
+                    a = word[:16]
+                    end = a + rd_n
+                    lim = Signal(17)
+                    m.d.comb += lim.eq(Mux(rd_code, c.code_depth, c.fine_depth))
+                    m.d.sync += phase.eq(CMD)
+                    with m.If(rd_n == 0):
+                        m.d.sync += flags.eq(fl_next | FLAG_BAD_RANGE)
+                    with m.Else():
+                        m.d.sync += [owed.eq(rd_n * c.lanes), answering_status.eq(0), zeros.eq(end > lim)]
+                        if mu != "range":
+                            with m.If(end > lim):
+                                m.d.sync += flags.eq(fl_next | FLAG_BAD_RANGE)
+                with m.Case(LADDR):
+                    m.d.sync += [lad.eq(word[:24]), chunk.eq(0), from0.eq(word[:24] == 0)]
+                    m.d.sync += phase.eq(Mux(left == 0, CMD, LDATA))
+                with m.Case(LDATA):
+                    ok, last_chunk, need_hit = Signal(), Signal(), Signal()
+                    for i in range(n_mems):
+                        with m.If(sel == i):
+                            m.d.comb += [ok.eq(lad < depth[i]), last_chunk.eq(chunk == chunks[i] - 1),
+                                         need_hit.eq(lad == c.mems[i].need - 1)]
+                    with m.If(sel >= n_mems):
+                        m.d.comb += [ok.eq(0), last_chunk.eq(1)]
+                    m.d.comb += exp_ld.eq(ok)
+                    fl = Signal(8)
+                    m.d.comb += fl.eq(fl_next | Mux(~ok | ((left == 1) & ~last_chunk), FLAG_BAD_RANGE, 0))
+                    m.d.sync += [flags.eq(fl), left.eq(left - 1), chunk.eq(chunk + 1)]
+                    with m.If(last_chunk):
+                        m.d.sync += [chunk.eq(0), lad.eq(lad + 1)]
+                        done_ok = ok & need_hit & (from0 if mu != "loaded" else 1)
+                        for i in range(n_mems):
+                            with m.If(done_ok & (sel == i)):
+                                m.d.sync += loaded[i].eq(1)
+                    with m.If(left == 1):
+                        m.d.sync += phase.eq(CMD)
+        with m.If(take_out & (owed != 0)):
+            m.d.sync += [owed.eq(owed - 1), st_idx.eq(st_idx + 1)]
+        # the abstract sequencer: done only while running, at the latest SEQ_BOUND cycles after the start
+        with m.If(running):
+            m.d.sync += run_cnt.eq(run_cnt + 1)
+            with m.If(self.seq_done):
+                m.d.sync += [running.eq(0), owed.eq(c.classes), zeros.eq(0), answering_status.eq(0)]
+        m.d.comb += [Assume(~self.seq_done | running), Assume(~running | (run_cnt < SEQ_BOUND) | self.seq_done)]
+        # a fair host: o_stream.ready is never low for more than READY_GAP cycles
+        low = Signal(range(READY_GAP + 2))
+        m.d.sync += low.eq(Mux(self.o_ready, 0, low + 1))
+        m.d.comb += Assume(self.o_ready | (low < READY_GAP))
+
+        stall = Signal(range(stall_bound() + 2))
+        with m.If(ist.ready | ost.valid):
+            m.d.sync += stall.eq(0)
+        with m.Elif(stall <= stall_bound()):
+            m.d.sync += stall.eq(stall + 1)
+
+        between = (phase == CMD) & (owed == 0) & ~running
+        status0 = (MAGIC << 16) | (PROTOCOL_VERSION << 8)
+        m.d.comb += [
+            Assert(~ost.valid | (owed != 0), "an answer word only when one is owed"),
+            Assert(~ist.ready | (owed == 0), "no input taken while an answer is owed"),
+            Assert(~(take_out & zeros) | (ost.payload == 0), "refused and out-of-range answers are 0"),
+            Assert(stall <= stall_bound(), "never stalled longer than the sequencer's run"),
+            Assert(~between | dut.state_idle, "back in IDLE between commands"),
+            Assert(dut.seq_start == exp_start, "the image starts exactly after the last pixel of a loaded engine"),
+            Assert(dut.pix_en == exp_pix, "pixel words are written exactly as taken"),
+            Assert(~exp_pix | (dut.pix_addr == c.pix_addr + pix_i), "pixel word address"),
+            Assert(dut.ld_en == exp_ld, "LOAD writes exactly the in-range words"),
+            Assert(~exp_ld | ((dut.ld_sel == sel) & (dut.ld_addr == lad) & (dut.ld_chunk == chunk) &
+                              (dut.ld_data == word)), "LOAD writes the word to its memory, item and chunk"),
+            Assert(dut.flags == flags, "flags exactly as the protocol prescribes"),
+            Assert(dut.loaded == loaded, "a memory is loaded exactly when a LOAD from 0 wrote its last item"),
+            Assert(~(take_out & answering_status & (st_idx == 0)) | (ost.payload == (status0 | flags)),
+                   "STATUS reports the magic, version 3 and the flags"),
+        ]
+        return m
+
+
+def proofs():
+    """The port's proofs: the fast ones (``make test``) cover every single command and its answer from
+    reset, the deep one (``make formal``) whole sessions: LOADs of both memories, then an image."""
+    from .proofs import Mutant, Proof
+
+    def mutants(baked):
+        out = [Mutant("status", "reference expects 2 STATUS words, not 3",
+                      lambda: EnginePortHarness(small_config(baked), "status"), "bmc", 6),
+               Mutant("range", "reference sets no flag for a READ past the end",
+                      lambda: EnginePortHarness(small_config(baked), "range"), "bmc", 6)]
+        if not baked:
+            out += [Mutant("loaded", "reference lets a LOAD that does not start at 0 complete a memory",
+                           lambda: EnginePortHarness(small_config(baked), "loaded"), "bmc", 6),
+                    Mutant("refuse", "reference expects classes - 1 words from a refused INFER",
+                           lambda: EnginePortHarness(small_config(baked), "refuse"), "bmc", 8)]
+        return tuple(out)
+
+    out = []
+    for tag, baked, depth, fast in (("", False, 7, True), ("_baked", True, 7, True), ("_d18", False, 18, False)):
+        out.append(Proof(
+            f"engine_port{tag}",
+            f"Network engine HostPort (protocol v3; 2 lanes, 2 pixel words, 3 classes, memories of 4 words, two "
+            f"loadable memories of 2- and 1-chunk items, {'baked' if baked else 'baked=False'}), every input word "
+            f"sequence for {depth} cycles from reset with a fair o_stream.ready (low <= {READY_GAP} cycles) and a "
+            f"sequencer done within {SEQ_BOUND} cycles: answers only and exactly as owed (zeros where refused), "
+            f"back in IDLE between commands, never stalled over {stall_bound()} cycles, pixel and LOAD writes as "
+            "taken, flags (unknown opcode, bad range, INFER before a whole load, overflow) and the loaded memories "
+            "exactly as prescribed",
+            lambda baked=baked: EnginePortHarness(small_config(baked)), "bmc", depth, mutants(baked), fast=fast))
+    return out
+
+
+PROOFS = proofs()
