@@ -19,7 +19,7 @@ from rootshift.hw.engine.host_port import (FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG
 
 READY_GAP = 2          # o_stream.ready is low for at most this many cycles in a row
 SEQ_BOUND = 3          # the abstract sequencer's done comes within this many cycles of its start
-MUTANTS = ("status", "range", "loaded", "refuse")
+MUTANTS = ("status", "range", "loaded", "refuse", "reach")
 
 
 def small_config(baked=False):
@@ -58,7 +58,8 @@ class EnginePortHarness(Elaboratable):
 
     ``mutant`` (a planted bug in the reference, which the proof must catch): ``"status"`` 2 STATUS words;
     ``"range"`` no flag for a READ past the end; ``"loaded"`` a LOAD that does not start at address 0
-    also completes a memory; ``"refuse"`` a refused INFER answers one word fewer.
+    also completes a memory; ``"refuse"`` a refused INFER answers one word fewer; ``"reach"`` claims no
+    image ever completes (its counterexample shows the depth reaches a whole image's logits).
     """
 
     def __init__(self, cfg=None, mutant=None):
@@ -93,7 +94,7 @@ class EnginePortHarness(Elaboratable):
         left = Signal(24)                          # data words still to come in this phase
         owed = Signal(range(max(3, c.classes) + 1 + 2 * c.lanes * 0xFFFF))
         zeros = Signal()                           # the owed words must be 0
-        st_idx, answering_status = Signal(2), Signal()
+        st_idx, answering_status, answering_logits = Signal(2), Signal(), Signal()
         flags = Signal(8)
         loaded = Signal(n_mems, init=(1 << n_mems) - 1 if c.baked else 0)
         running, run_cnt = Signal(), Signal(range(SEQ_BOUND + 2))
@@ -125,7 +126,8 @@ class EnginePortHarness(Elaboratable):
                         with m.Case(OP_LOAD):
                             m.d.sync += [phase.eq(LADDR), sel.eq(arg[24:28]), left.eq(arg[:24])]
                         with m.Case(OP_STATUS):
-                            m.d.sync += [owed.eq(n_status), answering_status.eq(1), st_idx.eq(0), zeros.eq(0)]
+                            m.d.sync += [owed.eq(n_status), answering_status.eq(1), st_idx.eq(0), zeros.eq(0),
+                                         answering_logits.eq(0)]
                         with m.Default():
                             m.d.sync += flags.eq(fl_next | FLAG_BAD_OPCODE)
                 with m.Case(PIX):
@@ -138,7 +140,7 @@ class EnginePortHarness(Elaboratable):
                             m.d.sync += [running.eq(1), run_cnt.eq(0)]
                         with m.Else():
                             m.d.sync += [flags.eq(fl_next | FLAG_NOT_LOADED), owed.eq(n_refuse), zeros.eq(1),
-                                         answering_status.eq(0)]
+                                         answering_status.eq(0), answering_logits.eq(0)]
                 with m.Case(RADDR):
                     a = word[:16]
                     end = a + rd_n
@@ -148,7 +150,8 @@ class EnginePortHarness(Elaboratable):
                     with m.If(rd_n == 0):
                         m.d.sync += flags.eq(fl_next | FLAG_BAD_RANGE)
                     with m.Else():
-                        m.d.sync += [owed.eq(rd_n * c.lanes), answering_status.eq(0), zeros.eq(end > lim)]
+                        m.d.sync += [owed.eq(rd_n * c.lanes), answering_status.eq(0), zeros.eq(end > lim),
+                                     answering_logits.eq(0)]
                         if mu != "range":
                             with m.If(end > lim):
                                 m.d.sync += flags.eq(fl_next | FLAG_BAD_RANGE)
@@ -181,7 +184,8 @@ class EnginePortHarness(Elaboratable):
         with m.If(running):
             m.d.sync += run_cnt.eq(run_cnt + 1)
             with m.If(self.seq_done):
-                m.d.sync += [running.eq(0), owed.eq(c.classes), zeros.eq(0), answering_status.eq(0)]
+                m.d.sync += [running.eq(0), owed.eq(c.classes), zeros.eq(0), answering_status.eq(0),
+                             answering_logits.eq(1)]
         m.d.comb += [Assume(~self.seq_done | running), Assume(~running | (run_cnt < SEQ_BOUND) | self.seq_done)]
         # a fair host: o_stream.ready is never low for more than READY_GAP cycles
         low = Signal(range(READY_GAP + 2))
@@ -213,6 +217,8 @@ class EnginePortHarness(Elaboratable):
             Assert(~(take_out & answering_status & (st_idx == 0)) | (ost.payload == (status0 | flags)),
                    "STATUS reports the magic, version 3 and the flags"),
         ]
+        if mu == "reach":     # not a bug: a witness that the depth reaches an image's last logit word
+            m.d.comb += Assert(~(take_out & answering_logits & (owed == 1)), "no image ever completes")
         return m
 
 
@@ -221,7 +227,7 @@ def proofs():
     reset, the deep one (``make formal``) whole sessions: LOADs of both memories, then an image."""
     from .proofs import Mutant, Proof
 
-    def mutants(baked):
+    def mutants(baked, depth):
         out = [Mutant("status", "reference expects 2 STATUS words, not 3",
                       lambda: EnginePortHarness(small_config(baked), "status"), "bmc", 6),
                Mutant("range", "reference sets no flag for a READ past the end",
@@ -231,6 +237,10 @@ def proofs():
                            lambda: EnginePortHarness(small_config(baked), "loaded"), "bmc", 6),
                     Mutant("refuse", "reference expects classes - 1 words from a refused INFER",
                            lambda: EnginePortHarness(small_config(baked), "refuse"), "bmc", 8)]
+        if depth >= 18:
+            out.append(Mutant("reach", "claims no image completes: the counterexample is LOADs of both memories, "
+                                       "an image and its last logit within the depth",
+                              lambda: EnginePortHarness(small_config(baked), "reach"), "bmc", depth))
         return tuple(out)
 
     out = []
@@ -244,7 +254,7 @@ def proofs():
             f"back in IDLE between commands, never stalled over {stall_bound()} cycles, pixel and LOAD writes as "
             "taken, flags (unknown opcode, bad range, INFER before a whole load, overflow) and the loaded memories "
             "exactly as prescribed",
-            lambda baked=baked: EnginePortHarness(small_config(baked)), "bmc", depth, mutants(baked), fast=fast))
+            lambda baked=baked: EnginePortHarness(small_config(baked)), "bmc", depth, mutants(baked, depth), fast=fast))
     return out
 
 
