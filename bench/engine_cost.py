@@ -13,6 +13,13 @@ equal to the RTL's ``STATUS`` count: tests/test_engine_cosim.py), beside the old
 one is missed the critical path is named from nextpnr's report.
 
 ``--quick``: iCE40 only. Default: iCE40 (4x4, then 2x2 if 4x4 does not fit) and ECP5 (4x4).
+
+``--units`` (issue 10, section ``engine_units_cost``): the engine's units that a product mode changes, at
+a4w4 and ``max_k`` 576, as technology-independent gates (Yosys ``synth -flatten -noabc``: 2-input AND/OR/XOR,
+NOT, 2:1 MUX and flip-flops, no LUT mapping): the ``ShadowArray`` (PEs, shadow registers, drain chain) for
+``dual``, ``shift2`` and the multiplier PE (``mult``), and the ``QuantStep`` built for linear codes (LSQ/ASQ:
+GAP, adapter, divider, one multiplier per lane) against the one built for shift activations (a priority
+encoder per lane). Gates, not LUTs: ABC (the LUT mapper) exits silently in YoWASP on this machine.
 """
 
 import argparse
@@ -118,15 +125,94 @@ def measure(program, family, tmp):
     return out
 
 
+GATES = ("$_AND_", "$_OR_", "$_XOR_", "$_NOT_", "$_MUX_")
+
+
+def gate_count(component, name, tmp):
+    """``{"gates", "ff", "mul"}`` of ``component`` after generic synthesis (no LUT mapping); ``mul``: the
+    multiplications in the design before synthesis (RTLIL ``$mul`` cells), which synthesis turns into gates."""
+    from amaranth.back import rtlil
+
+    from rootshift.hw.tools import yosys
+
+    d = Path(tmp) / name
+    d.mkdir(exist_ok=True)
+    muls = rtlil.convert(component).count("cell $mul")
+    (d / "design.v").write_text(component_verilog(component, name))
+    yosys(f"read_verilog design.v; synth -top {name} -flatten -noabc; tee -q -o stat.json stat -json", cwd=d)
+    cells = json.loads((d / "stat.json").read_text())["design"]["num_cells_by_type"]
+    return {"gates": sum(n for t, n in cells.items() if t in GATES),
+            "ff": sum(n for t, n in cells.items() if "DFF" in t or t.startswith("$_SDFF") or t.startswith("$_DFF")),
+            "mul": muls}
+
+
+def units(size, tmp):
+    """Rows of the mode-dependent units (``--units``)."""
+    from rootshift.hw.engine.quant_step import QuantStep
+    from rootshift.hw.engine.shadow_array import ShadowArray
+    from rootshift.hw.params import ArrayParams
+
+    out = []
+    for label, (pe, base) in {"dual": ("dual", "sqrt2"), "shift2": ("shift2", "2"), "mult": ("mult", "sqrt2")}.items():
+        p = ArrayParams(wbits=4, abits=4, pe=pe, base=base, rows=size, cols=size, max_k=576)
+        t0 = time.time()
+        r = gate_count(ShadowArray(p), f"sa_{label}", tmp)
+        r.update(unit="ShadowArray", mode=label, acc_bits=p.acc_bits, n_acc=p.n_acc,
+                 gates_per_mac=round(r["gates"] / (size * size), 1), synth_s=round(time.time() - t0))
+        out.append(r)
+        print(json.dumps(r), flush=True)
+    for label in ("linear", "shift"):
+        t0 = time.time()
+        r = gate_count(QuantStep(size, 4, 64, (label,)), f"qs_{label}", tmp)
+        r.update(unit="QuantStep", mode=label, synth_s=round(time.time() - t0))
+        out.append(r)
+        print(json.dumps(r), flush=True)
+    return out
+
+
+def units_report(argv, size, rows, wall):
+    cmd = "python bench/engine_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    lines = [f"## Engine units by product mode: shift2 vs dual vs multiplier (a4w4, {size}x{size}, max_k 576)", "",
+             f"Made by `{cmd.strip()}` in {wall / 60:.1f} min. Yosys `synth -flatten -noabc`: 2-input gates (AND, OR, "
+             "XOR, NOT, 2:1 MUX) and flip-flops, technology independent (no LUT mapping: ABC exits silently in "
+             "YoWASP on the machine that made this table). `ShadowArray`: the PEs, their shadow registers and the "
+             "row-serial drain chain (no requantizer). `QuantStep`: `linear` is what LSQ/ASQ need (GAP, adapter, "
+             "divider, a multiplier per lane), `shift` what shift activations need (a priority encoder per lane).", "",
+             "| unit | mode | gates | gates / MAC | FF | multipliers | acc bits x n |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = f"{r['acc_bits']} x {r['n_acc']}" if "acc_bits" in r else ""
+        lines.append(f"| {r['unit']} | {r['mode']} | {r['gates']:,} | {r.get('gates_per_mac', '')} | {r['ff']:,} | "
+                     f"{r['mul']} | {acc} |")
+    sa = {r["mode"]: r for r in rows if r["unit"] == "ShadowArray"}
+    qs = {r["mode"]: r for r in rows if r["unit"] == "QuantStep"}
+    low = min(sa.values(), key=lambda r: r["gates"])
+    verdicts = [f"* shift2 array = {sa['shift2']['gates'] / sa['dual']['gates']:.2f}x the dual array's gates and "
+                f"{sa['shift2']['gates'] / sa['mult']['gates']:.2f}x the multiplier array's; "
+                f"{sa['shift2']['ff'] / sa['dual']['ff']:.2f}x dual's flip-flops (wider accumulators). "
+                f"Fewest gates per MAC: {low['mode']}.",
+                f"* shift QuantStep = {qs['shift']['gates'] / qs['linear']['gates']:.2f}x the linear one's gates, "
+                f"{qs['shift']['mul']} vs {qs['linear']['mul']} multipliers."]
+    return "\n".join(lines + [""] + verdicts)
+
+
 def main(argv=None):
     ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch; cycles depend on shapes only)")
     ap.add_argument("--jobs", type=int, default=2, help="families placed at the same time (default 2)")
     ap.add_argument("--families", nargs="+", default=["ice40", "ecp5"], choices=["ice40", "ecp5"])
+    ap.add_argument("--units", action="store_true", help="gate counts of the mode-dependent units only (issue 10)")
+    ap.add_argument("--size", type=int, default=4, help="--units: SIZE x SIZE array and lanes (default 4)")
     a = ap.parse_args(argv)
     configure(a)
     fams = ["ice40"] if a.quick else a.families
     t0 = time.time()
+    if a.units:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = units(a.size, tmp)
+        body = units_report(argv, a.size, rows, time.time() - t0)
+        print(body)
+        write_section("engine_units_cost", body)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(a.model) if a.model else _digits_model(tmp)
