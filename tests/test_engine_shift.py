@@ -316,3 +316,17 @@ def test_shift_quantizer_has_no_multiplier():
 
     assert muls(QuantLanes(4, 4, ("shift",))) == 0 and muls(QuantLanes(4, 4, ("linear",))) == 4
     assert muls(QuantStep(4, 4, 16, ("shift",))) == 0 and muls(QuantStep(4, 4, 16, ("linear",))) > 4
+
+
+def test_shift_program_bytes_are_deterministic_and_round_trip():
+    """The shift fields (quant scheme, log2_alpha, max_exponent, the input's bit-plane expansion) survive the
+    program's bytes: the loaded program runs bit-exact."""
+    from rootshift.hw.engine.program import Program
+
+    im, prog, rng = shift_program(11, 3, 3)
+    again = compile_model(im, prog.params, debug=True)
+    assert again.to_bytes() == prog.to_bytes()
+    loaded = Program.from_bytes(prog.to_bytes())
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    assert np.array_equal(ReferenceEngine(loaded).run(px), golden.run(im, px[None])[0])
+    assert [s.get("scheme") for s in loaded.steps if s["kind"] == "quant"] == ["shift"] * 4
