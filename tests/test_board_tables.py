@@ -109,3 +109,27 @@ def test_every_board_has_its_capacity():
     for b in BOARDS.values():
         assert set(b.capacity) >= {"LUT", "FF", "BRAM", "DSP"}
     assert get_board("ulx3s-85f").capacity["LUT"] == 83640 and get_board("icebreaker").capacity["SPRAM"] == 4
+
+
+def test_each_board_table_names_its_engine_and_why():
+    from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED, network_engine_refusal
+
+    assert get_board("icebreaker").engine == "tile" and "18,834 of 5,280 LC" in get_board("icebreaker").engine_why
+    for name in ("ulx3s-45f", "ulx3s-85f"):
+        b = get_board(name)
+        need = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"]
+        assert b.engine == "network" and network_engine_refusal(b) is None
+        assert all(need[k] <= b.capacity[k] for k in ("LUT", "DSP", "BRAM"))
+        assert b.clock_mhz < need["fmax_mhz"] and b.engine_memory
+    for name in ("ulx3s-12f", "ulx3s-25f"):
+        assert get_board(name).engine == "tile" and "68 of 28" in network_engine_refusal(get_board(name))
+
+
+@pytest.mark.parametrize("call", [B.build, B.estimate], ids=["build", "estimate"])
+def test_the_network_engine_on_the_icebreaker_is_refused_with_the_numbers(tmp_path, call):
+    args = (tmp_path,) if call is B.build else ()
+    with pytest.raises(B.BoardBuildRefused, match=r"does not fit icebreaker .*LC 18,834 of 5,280, DSP 68 of 8, "
+                                                  r"BRAM 289 of 30.*carries the tile engine"):
+        call("nope.rsq", "icebreaker", *args, engine="network")
+    with pytest.raises(ConfigError, match="engine must be one of tile, network"):
+        call("nope.rsq", "ulx3s-85f", *args, engine="dsp")

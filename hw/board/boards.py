@@ -32,6 +32,12 @@ class Board:
     memory: str = ""           # which memory kinds the buffers use
     led_busy: tuple = ("led", 0)
     led_error: tuple = ("led", 1)
+    # which engine sits in the slot: "network" (hw/engine, the whole network from a baked-in program) or
+    # "tile" (hw/accelerator.py, host-fed), and the measured reason
+    engine: str = "tile"
+    engine_why: str = ""
+    # the network engine's memory limits in KiB (EngineParams: weights, fine, codes, consts)
+    engine_memory: dict = field(default_factory=dict)
 
     def platform_class(self):
         import importlib
@@ -42,6 +48,31 @@ class Board:
     @property
     def programmer_tool(self):
         return self.programmer[0]
+
+
+# The network engine (hw/engine) for the digits ResNet-8 (W8A8 dual, max_k 576, liveness plan, program
+# baked into memory inits) after place and route, seed 1: bench/engine_cost.py, docs/results.md
+# "engine_cost". The board tables choose the engine from these numbers; `rootshift build/estimate` quote them
+# when a board cannot carry it.
+NETWORK_ENGINE_MEASURED = {
+    "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
+    "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
+}
+
+
+def network_engine_refusal(board):
+    """Why ``board`` cannot carry the network engine, with the measured numbers; None when it can."""
+    if board.engine == "network":
+        return None
+    sizes = NETWORK_ENGINE_MEASURED[board.family]
+    cap = dict(board.capacity, LC=board.capacity["LUT"])
+    parts = []
+    for size, need in sizes.items():
+        over = [f"{k} {v:,} of {cap[k]:,}" for k, v in need.items() if k in cap and v > cap[k]]
+        parts.append(f"{size}: {', '.join(over)}")
+    return (f"the network engine does not fit {board.name} ({board.capacity['LUT']:,} LUT, {board.capacity['DSP']} DSP, "
+            f"{board.capacity['BRAM']} block RAMs), measured after place and route for the digits ResNet-8 "
+            f"(bench/engine_cost.py): " + "; ".join(parts) + f"; {board.name} carries the tile engine")
 
 
 _ICE40_RES = {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM", "DSP": "ICESTORM_DSP",
@@ -56,22 +87,38 @@ ICEBREAKER = Board(
     programmer=("iceprog", "{bitstream}"), programmer_apt="fpga-icestorm", resources=_ICE40_RES,
     capacity={"LUT": 5280, "FF": 5280, "BRAM": 30, "DSP": 8, "SPRAM": 4},
     memory="buffers and request buffer in EBR (4 kbit block RAM); SPRAM unused",
-    led_busy=("led_g", 0), led_error=("led_r", 0))
+    led_busy=("led_g", 0), led_error=("led_r", 0),
+    engine="tile", engine_why="the network engine does not fit the UP5K: 18,834 of 5,280 LC, 68 of 8 DSP, 289 of 30 "
+                              "EBR at 4x4 (2x2: 11,806 LC, 44 DSP, 262 EBR), measured by bench/engine_cost.py")
 
 
 # LFE5U data sheet (the 12F is a 25F die; nextpnr reports it so): LUT4s, EBR (DP16KD), 18x18 multipliers
 _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848, 108, 72), "85f": (83640, 208, 156)}
 
 
+# The network engine at 4x4 needs 68 MULT18 and 80 DP16KD (measured): the 45F and 85F carry it, the 12F/25F
+# (28 MULT18, 56 DP16KD) keep the tile engine. Its clock: the engine closed at 41.5 MHz on ECP5, and the UART
+# needs a near multiple of 3 MHz that the EHXPLLL makes exactly from 25 MHz: 30 MHz (25 / 5 * 6).
+_ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
+                "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
+
+
 def _ulx3s(size):
     lut, bram, dsp = _ECP5_CAPACITY[size]
+    network = size in _ECP5_ENGINE
+    m = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"]
+    why = (f"the network engine at 4x4 needs {m['DSP']} MULT18 and {m['BRAM']} DP16KD, {m['LUT']:,} LUT (measured, "
+           f"bench/engine_cost.py); the {size.upper()} has {dsp} MULT18, {bram} DP16KD, {lut:,} LUT")
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
-        osc_mhz=25, clock_mhz=45, baud=3_000_000, rows=8, cols=8, buffer_bytes=4096, link_timeout_ms=50,
+        osc_mhz=25, clock_mhz=30 if network else 45, baud=3_000_000, rows=4 if network else 8,
+        cols=4 if network else 8, buffer_bytes=4096, link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
         programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"), programmer_apt="openfpgaloader",
         resources=_ECP5_RES, capacity={"LUT": lut, "FF": lut, "BRAM": bram, "DSP": dsp}, memory="buffers and request buffer in DP16KD (18 kbit block RAM)",
-        led_busy=("led", 0), led_error=("led", 1))
+        led_busy=("led", 0), led_error=("led", 1),
+        engine="network" if network else "tile", engine_why=why + (": it fits" if network else ": it does not fit"),
+        engine_memory=_ECP5_ENGINE.get(size, {}))
 
 
 BOARDS = {b.name: b for b in [ICEBREAKER] + [_ulx3s(s) for s in ("12f", "25f", "45f", "85f")]}

@@ -1,0 +1,245 @@
+"""Board benchmark (issue 12): per board, the digits ResNet-8 on the engine its table carries.
+
+For each board: time to bitstream, utilization and Fmax (``rootshift build``'s report), device cycles per
+image (the compiler's cycle model for the network engine, equal to the RTL's STATUS count; the device
+model's count for the tile engine), the bytes per image on the link, framing included, and from them:
+
+* device compute: images/s = clock / cycles (at the board's clock, and at the build's Fmax);
+* the link bound: baud / (10 bits x bytes per image);
+* images/s end to end at 3 Mbaud. Network engine: the next image's pixels cross the link while the
+  current one computes (sim/board.py ``overlapped_infer_gen``), so an image takes
+  ``max(compute, request) + answer``; tile engine: every tile's operands cross the link, stop-and-wait, so
+  ``link + compute``. USB latency (the FTDI's latency timer) is not in the model: no board here;
+* the share of the time on the link.
+
+The bytes are counted by the host's own FramedLink while ``rootshift run`` (sim/board.py ``run_board``)
+drives the Python device model over a pseudo-terminal, which also checks every logit (0 mismatches). The
+overlap model is checked against the pin-level simulation of the board core (sim/board_cosim.py:
+Verilator, the UART at 4 clocks per bit): the simulated seconds per image against the formula.
+
+``--quick`` skips the builds (no time to bitstream, utilization or Fmax unless ``--build-dir`` gives a
+finished build) and the pin-level simulation. ``--build-dir BOARD=DIR`` reuses a finished build's
+``board.json`` instead of building. Time to bitstream is measured with the YoWASP tools already compiled
+(warm); a cold first use adds their one-time compile, not measured here (it would wipe a shared cache).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import add_common_args, configure, write_section  # noqa: E402
+
+from rootshift.hw.board.boards import get_board  # noqa: E402
+from rootshift.sim import board as B  # noqa: E402
+from rootshift.sw import rsq  # noqa: E402
+
+BAUD = 3_000_000
+# issue 12's targets
+TARGET_ICEBREAKER_E2E = 500
+TARGET_ULX3S_COMPUTE = 5000
+TARGET_ULX3S_LINK_SHARE = 0.8
+
+
+def _digits_model(tmp):
+    from hw_cost import _digits_model as make
+
+    return make(tmp)
+
+
+def link_run(model, board, images):
+    """``run_board`` over a pseudo-terminal with the board's device model: link bytes, cycles, mismatches."""
+    from rootshift.sim.transport import EngineFramedDevice, FramedDevice
+
+    b = get_board(board)
+    design = B.board_design(model, b)
+    info = design.info
+    wb = (info["data_bits"] + 7) // 8
+    if design.engine == "network":
+        from rootshift.sim.engine_device import EngineDevice
+
+        device = EngineFramedDevice(EngineDevice(design.component.prog), info["data_bits"], b.buffer_bytes // wb)
+    else:
+        from rootshift.hw.params import ArrayParams
+        from rootshift.sim.model import DeviceModel
+
+        params = ArrayParams(**info["params"])
+        device = FramedDevice(DeviceModel(params), info["data_bits"], b.buffer_bytes // wb)
+    master, slave = os.openpty()
+    t = threading.Thread(target=device.serve, args=(master,), daemon=True)
+    t.start()
+    try:
+        rep = B.run_board(model, port=os.ttyname(slave), images=images, board=board, timeout=30.0)
+    finally:
+        device.stop()
+        t.join(2)
+        os.close(master)
+        os.close(slave)
+    return design, rep
+
+
+def request_answer_bytes(design, board):
+    """Bytes of one image's request and answer frames on the network engine (overlapped run)."""
+    from rootshift.hw.board import framing as F
+
+    info = design.info
+    wb = (info["data_bits"] + 7) // 8
+    words = 1 + design.component.prog.tensors[design.component.prog.steps[0]["out"]]["words"]
+    req = F.REQUEST_HEADER + words * wb + F.CRC_BYTES
+    ans = F.ANSWER_HEADER + 4 * info["classes"] + F.CRC_BYTES
+    return req, ans
+
+
+def throughput(design, board, rep, clock_hz, baud=BAUD):
+    """Seconds per image end to end, and its parts, at ``clock_hz`` and ``baud``."""
+    cycles = rep["device_cycles_per_image"]
+    t_c = cycles / clock_hz
+    counted = rep["link_s_per_image"] * rep["baud"] / 10
+    if design.engine == "network":
+        # per image in a long run: one INFER request and one logits answer (the run's probe, CLEAR and
+        # final STATUS are counted once per run in ``counted``)
+        req, ans = request_answer_bytes(design, board)
+        link_bytes = req + ans
+        t_req, t_ans = req * 10 / baud, ans * 10 / baud
+        period = max(t_c, t_req) + t_ans
+    else:
+        link_bytes = counted
+        period = link_bytes * 10 / baud + t_c
+    t_link = link_bytes * 10 / baud
+    return {"compute_s": t_c, "link_s": t_link, "link_bytes": link_bytes, "counted_bytes": counted, "period_s": period,
+            "images_per_s": 1 / period, "link_bound": baud / (10 * link_bytes), "link_share": min(1.0, t_link / period)}
+
+
+def pin_sim_check(model):
+    """The overlap model against the pin-level simulation of the ULX3S core (simulated seconds per image)."""
+    from rootshift.sim.board_cosim import SIM_BAUD, SIM_CLK_HZ, board_cosim
+
+    rep = board_cosim(model, board="ulx3s-85f", images=4, faults=())
+    b = get_board("ulx3s-85f")
+    design = B.board_design(model, b)
+    req, ans = request_answer_bytes(design, b)
+    t_c = rep["cycles_per_image"] / SIM_CLK_HZ
+    model_s = max(t_c, req * 10 / SIM_BAUD) + ans * 10 / SIM_BAUD
+    return {"sim_s_per_image": rep.get("overlap_sim_s_per_image"), "model_s_per_image": model_s,
+            "mismatches": rep["mismatches"], "overlap_mismatches": rep.get("overlap_mismatches"),
+            "stop_and_wait_s_per_image": rep["sim_s_per_image"], "build_s": rep["build_s"]}
+
+
+def main(argv=None):
+    ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch here)")
+    ap.add_argument("--boards", nargs="+", default=["icebreaker", "ulx3s-85f"])
+    ap.add_argument("--build-dir", action="append", default=[], metavar="BOARD=DIR",
+                    help="reuse a finished `rootshift build` of BOARD in DIR instead of building")
+    ap.add_argument("--images", type=int, default=4, help="images through the device models (default 4)")
+    a = ap.parse_args(argv)
+    configure(a)
+    reuse = dict(x.split("=", 1) for x in a.build_dir)
+    t0 = time.time()
+    rows = []
+    sim = None
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(a.model) if a.model else _digits_model(tmp)
+        for name in a.boards:
+            b = get_board(name)
+            design, rep = link_run(model, name, 1 if b.engine == "tile" else a.images)
+            build = None
+            if name in reuse:
+                build = json.loads((Path(reuse[name]) / B.REPORT).read_text())
+            elif not a.quick:
+                build = B.build(model, name, Path(tmp) / name)
+            row = {"board": name, "engine": design.engine, "array": f"{design.info['rows']}x{design.info['cols']}",
+                   "clock_mhz": b.clock_mhz, "mismatches": rep["mismatches"], "images": rep["images"],
+                   "cycles": rep["device_cycles_per_image"], "build": build,
+                   "at_clock": throughput(design, b, rep, b.clock_mhz * 1e6)}
+            if build and build.get("fmax_mhz"):
+                row["fmax"], row["fmax_from"] = build["fmax_mhz"], "this build"
+            elif design.engine == "network":
+                from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED
+
+                row["fmax"] = NETWORK_ENGINE_MEASURED[b.family]["4x4"]["fmax_mhz"]
+                row["fmax_from"] = "the engine alone, bench/engine_cost.py"
+            if row.get("fmax"):
+                row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "build"}, default=str), flush=True)
+        if not a.quick:
+            sim = pin_sim_check(model)
+            print(json.dumps(sim), flush=True)
+    body = report(argv, rows, sim, time.time() - t0)
+    print(body)
+    if a.write and a.quick:
+        raise SystemExit("boards: refusing --write of a --quick run (no builds)")
+    write_section("boards", body)
+
+
+def _res(build, key):
+    r = build["resources"].get(key) if build else None
+    return f"{r['used']:,} / {r['available']:,}" if r else "-"
+
+
+def report(argv, rows, sim, wall):
+    cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
+             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Engine and array from each board's table "
+             "(hw/board/boards.py); bytes per image counted by the host's FramedLink while `run_board` drives the "
+             "device model over a pseudo-terminal (logits checked: mismatches column); 3 Mbaud, 10 bits per byte. "
+             "End to end: network engine `max(compute, request) + answer` (the next image's pixels overlap the "
+             "compute), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board).", "",
+             "| board | engine | array | LUT | FF | BRAM | DSP | Fmax MHz | clock MHz | time to bitstream | "
+             "cycles / image | bytes / image | compute images/s (clock; Fmax) | link bound images/s | "
+             "end to end images/s | link share | mismatches |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t, bld = r["at_clock"], r["build"]
+        fmax = f"{bld['fmax_mhz']:.1f}" if bld and bld.get("fmax_mhz") else "-"
+        tb = f"{bld['build_s'] / 60:.1f} min" if bld and bld.get("build_s") else "-"
+        ips_f = f"{r['fmax_ips']:,.0f}" if r.get("fmax_ips") else "-"
+        lines.append(f"| {r['board']} | {r['engine']} | {r['array']} | {_res(bld, 'LUT')} | {_res(bld, 'FF')} | "
+                     f"{_res(bld, 'BRAM')} | {_res(bld, 'DSP')} | {fmax} | {r['clock_mhz']:g} | {tb} | "
+                     f"{r['cycles']:,.0f} | {t['link_bytes']:,.0f} | {1 / t['compute_s']:,.1f}; {ips_f} | "
+                     f"{t['link_bound']:,.1f} | {t['images_per_s']:,.2f} | {100 * t['link_share']:.0f} % | "
+                     f"{r['mismatches']} of {r['images']} |")
+    lines += ["", "Targets (issue 12):"]
+    net_bytes = next((f"{r['at_clock']['link_bytes']:,.0f}" for r in rows if r["engine"] == "network"), "about 313")
+    for r in rows:
+        t = r["at_clock"]
+        if r["board"] == "icebreaker":
+            ok = t["images_per_s"] >= TARGET_ICEBREAKER_E2E
+            lines.append(f"* icebreaker >= {TARGET_ICEBREAKER_E2E} digits images/s end to end: **{'met' if ok else 'NOT met'}** "
+                         f"({t['images_per_s']:.2f}/s). Limit, measured: the {r['engine']} engine moves "
+                         f"{t['link_bytes']:,.0f} bytes per image over the link ({100 * t['link_share']:.0f} % of the time); "
+                         f"the network engine, which would send {net_bytes} bytes, does not fit "
+                         f"the UP5K ({get_board('icebreaker').engine_why.split(': ', 1)[1]}).")
+        elif r["board"].startswith("ulx3s") and r["engine"] == "network":
+            best = r.get("fmax_ips") or 1 / t["compute_s"]
+            ok1 = best >= TARGET_ULX3S_COMPUTE
+            ratio = t["images_per_s"] / t["link_bound"]
+            ok2 = ratio >= TARGET_ULX3S_LINK_SHARE
+            lines.append(f"* {r['board']} >= {TARGET_ULX3S_COMPUTE:,} images/s of device compute (Fmax / cycles): "
+                         f"**{'met' if ok1 else 'NOT met'}** ({best:,.0f}/s). Limit, measured: {r['cycles']:,.0f} cycles "
+                         f"per image on the {r['array']} array at an Fmax of {r['fmax']} MHz ({r['fmax_from']}; the "
+                         "critical path is in the engine: docs/engine.md, \"Measured cost\"); 5,000/s needs about "
+                         f"{TARGET_ULX3S_COMPUTE / best:.0f}x fewer cycles or that much more clock.")
+            lines.append(f"* {r['board']} end to end within 80 % of the link bound: **{'met' if ok2 else 'NOT met'}** "
+                         f"({t['images_per_s']:,.0f} of {t['link_bound']:,.0f} images/s, {100 * ratio:.0f} %). Limit: "
+                         f"compute ({1e3 * t['compute_s']:.2f} ms per image at {r['clock_mhz']:g} MHz) is longer than the "
+                         f"link ({1e3 * t['link_s']:.2f} ms); the board clock is {r['clock_mhz']:g} MHz, the fastest "
+                         "exact UART clock the PLL makes below the engine's Fmax.")
+    if sim:
+        lines += ["", f"Pin-level check of the overlap model (sim/board_cosim.py, Verilator, 4 MHz clock, 1 Mbaud): "
+                      f"{sim['sim_s_per_image'] * 1e3:.3f} ms simulated per image overlapped (model "
+                      f"{sim['model_s_per_image'] * 1e3:.3f} ms), {sim['stop_and_wait_s_per_image'] * 1e3:.3f} ms "
+                      f"stop-and-wait; mismatches {sim['mismatches']} / {sim['overlap_mismatches']} (stop-and-wait / "
+                      "overlapped)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The whole board core with the network engine (UART pins, framing, packet buffer, the board's own
+program) in cocotb + Verilator, the host's EngineDriver talking to it bit by bit on rx/tx at the real
+frame format (sim/board_cosim.py, docs/boards.md "Pin-level simulation"): whole digits images equal the
+golden model's logits, cycles equal the compiler's model, and a corrupted or dropped byte on the line,
+either way, is a named LinkError, never a wrong result; the link works again after each."""
+
+import pytest
+
+
+@pytest.mark.slow
+def test_digits_images_through_the_board_pins(exported, tmp_path):
+    from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC
+    from rootshift.sim.board_cosim import DEFAULT_FAULTS, board_cosim
+
+    rep = board_cosim(exported, board="ulx3s-85f", images=3, cache=tmp_path)
+    assert rep["array"] == "4x4" and rep["probe"][:2] == [MAGIC, ENGINE_PROTOCOL_VERSION]
+    assert rep["mismatches"] == 0 and rep["mismatched_logits"] == 0, rep
+    assert rep["cycles_per_image"] == rep["cycles_model"]
+    assert rep["flags"] == [0]
+    # INFER (65 words) in 32-word frames: three; a fault hits the second, after the engine took the first
+    assert rep["max_words"] == 32 and rep["frames"] > 3 * 3
+    assert [f["kind_seen"] for f in rep["faults"]] == [f["expect"] for f in DEFAULT_FAULTS]
+    assert rep["wrong_answers"] == 0
+    for f in rep["faults"]:
+        assert "dropped" in f["message"] or "corrupted" in f["message"]
+    # then overlapped (the next image's pixels on the line during the compute): exact, and faster
+    assert rep["overlap_mismatches"] == 0 and rep["overlap_flags"] == 0
+    compute = rep["cycles_per_image"] / rep["clk_hz"]
+    answer = (4 + 4 * 10 + 2) * 10 / rep["baud"]
+    assert rep["overlap_sim_s_per_image"] == pytest.approx(compute + answer, rel=0.02)
+    assert rep["overlap_sim_s_per_image"] < rep["sim_s_per_image"]
+
+
+def test_only_a_network_engine_board_is_simulated_here(tmp_path):
+    from rootshift.sim.board_cosim import board_cosim
+    from rootshift.sw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="icebreaker carries the tile engine"):
+        board_cosim(tmp_path / "none.rsq", board="icebreaker")
