@@ -14,8 +14,8 @@ class BoardCore(wiring.Component):
     so a simulation of this component is a simulation of the board from its UART pins in.
 
     ``engine`` is any component with ``i_stream`` (In, stream of ``data_bits``), ``o_stream`` (Out, stream
-    of 32 bits) and ``busy`` (Out(1)): today's tile :class:`~rootshift.hw.accelerator.Accelerator`, the
-    network engine later.
+    of 32 bits) and ``busy`` (Out(1)): the network :class:`~rootshift.hw.engine.engine.Engine` (ULX3S-45F/85F)
+    or the tile :class:`~rootshift.hw.accelerator.Accelerator`; the board table decides (boards.py).
 
     Members
     -------

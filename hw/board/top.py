@@ -14,7 +14,7 @@ def board_clock(m, platform, board: Board):
 
     It makes the ``sync`` domain at ``board.clock_mhz`` (through the PLL when that differs from the
     oscillator) and holds it in reset until the PLL locks. The simulations (tests/test_board_link.py,
-    the cocotb bench) leave out exactly this function and the I/O buffers: they drive
+    sim/board_cosim.py) leave out exactly this function and the I/O buffers: they drive
     :class:`BoardCore`'s clock and its UART pins directly.
     """
     pad = platform.request(platform.default_clk, 0, dir="-")
@@ -34,7 +34,7 @@ def board_clock(m, platform, board: Board):
 
 
 class BoardTop(Elaboratable):
-    """The engine slot (any component with the stream interface; today the tile Accelerator) behind the
+    """The engine slot (any component with the stream interface: the board table's engine) behind the
     UART link, on ``board``'s pins: UART rx/tx, a busy LED and an error LED (docs/boards.md, "LEDs")."""
 
     def __init__(self, board: Board, engine):
