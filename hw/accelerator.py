@@ -12,6 +12,9 @@ from .pe_array import PEArray
 from .requantizer import Requantizer
 
 
+FSM_STATES = ("IDLE", "LOAD_ACT", "LOAD_WGT", "LOAD_REQ", "COMPUTE", "DRAIN", "REQUANT", "FLUSH", "READ", "STATUS")
+
+
 class Accelerator(wiring.Component):
     """One tile engine: the host loads a tile's activations (rows x K), weight codes (cols x K) and
     per-column requantization constants, starts it, and reads rows x cols fine outputs back.
@@ -109,7 +112,7 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
         status = Array([P.MAGIC << 16 | PROTOCOL_VERSION << 8 | flags, cycles, busy_cycles])
         handshake_out = ost.valid & ost.ready
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += ist.ready.eq(1)
                 with m.If(ist.valid):
@@ -223,4 +226,8 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == 2):
                         m.next = "IDLE"
+        # the controller's state, for the formal proof's invariants (sim/formal/controller.py) only
+        self._probe = dict({name: fsm.ongoing(name) for name in FSM_STATES}, cnt=cnt, n_last=n_last, k_last=k_last,
+                           col=col, widx=widx, wait=wait, flags=flags, configured=configured, act_ok=act_ok,
+                           wgt_ok=wgt_ok, req_ok=req_ok, out_ok=out_ok)
         return m

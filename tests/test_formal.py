@@ -5,10 +5,13 @@ import subprocess
 import sys
 
 import pytest
+from amaranth.hdl import Assert, Elaboratable, Module, Signal
 
 from rootshift.sim.formal import all_proofs, check
+from rootshift.sim.formal.controller import ControllerHarness, small_params
 from rootshift.sim.formal.decoder import DecoderHarness, decoder_formats
 from rootshift.sim.formal.pe import PEHarness
+from rootshift.sim.formal.sby import run_sby
 
 PROOFS = all_proofs()
 
@@ -26,7 +29,11 @@ def test_registry_covers_every_component():
     names = {p.name for p in PROOFS}
     assert {f"post_decoder_w{b}" for b in range(2, 9)} <= names
     assert {"pe_dual", "pe_lut", "pe_shift", "pe_mult", "requantizer_dual", "requantizer_single",
-            "controller_dual"} <= names
+            "controller_dual", "controller_shift", "controller_dual_8x8"} <= names
+    controllers = [p for p in PROOFS if p.name.startswith("controller")]
+    assert all(p.mode == "prove" for p in controllers), "the controller proofs are unbounded (k-induction)"
+    mutants = {mu.name for p in controllers for mu in p.mutants}
+    assert mutants == set(ControllerHarness.MUTANTS) - {None}, "every controller mutant is run by some proof"
     from rootshift.hw.params import PE_MODES
 
     assert {f"pe_{mode}" for mode in PE_MODES} <= names, "every PE mode the generator builds has a proof"
@@ -46,7 +53,35 @@ def test_harness_rejects_unknown_mutant():
 
     with pytest.raises(ValueError, match="unknown PE mutant"):
         PEHarness(ArrayParams(), mutant="bogus")
+    with pytest.raises(ValueError, match="unknown controller mutant"):
+        ControllerHarness(small_params(), mutant="bogus")
     assert DecoderHarness(decoder_formats()[:1]).ports()
+
+
+class _FailsAt(Elaboratable):
+    """A counter that violates its assertion only in cycle ``at``."""
+
+    def __init__(self, at):
+        self.at, self.tick = at, Signal()
+
+    def ports(self):
+        return [self.tick]
+
+    def elaborate(self, platform):
+        m = Module()
+        n = Signal(8, reset_less=True)   # the free reset cannot bring ``at`` back later
+        m.d.sync += n.eq(n + 1)
+        m.d.comb += Assert(n != self.at)
+        return m
+
+
+def test_bmc_skip_checks_only_the_last_steps():
+    """``skip`` (used by the deep controller mutants) leaves the first steps unchecked and still finds a
+    counterexample in the steps after them."""
+    assert run_sby(_FailsAt(5), [_FailsAt(5).tick], "bmc", 7, name="late", skip=4).status == "FAIL"
+    assert run_sby(_FailsAt(2), [_FailsAt(2).tick], "bmc", 7, name="early", skip=4).status == "PASS"
+    with pytest.raises(ValueError, match="skip is for BMC only"):
+        run_sby(_FailsAt(2), [], "prove", 2, skip=1)
 
 
 def _cli(*args):

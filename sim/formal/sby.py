@@ -66,7 +66,7 @@ def _warm_up():
     _warm.append(True)
 
 
-def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None):
+def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None, skip=0):
     """Prove (``mode="prove"``, k-induction with ``depth`` steps) or bounded-check (``mode="bmc"``) every
     ``Assert`` of the Amaranth elaboratable ``top`` under its ``Assume``s, with ``ports`` as free inputs.
 
@@ -78,7 +78,10 @@ def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None):
         raise ValueError(f"mode must be 'prove' or 'bmc', not {mode!r}")
     text = rtlil.convert(top, ports=ports, name="top")
     pre = "".join(f"{line}\n" for line in getattr(top, "yosys_pre", ()))
-    sby = (f"[options]\nmode {mode}\ndepth {int(depth)}\nmulticlock off\n\n[engines]\nsmtbmc z3\n\n"
+    if skip and mode != "bmc":
+        raise ValueError("skip is for BMC only")
+    opts = f"skip {int(skip)}\n" if skip else ""
+    sby = (f"[options]\nmode {mode}\ndepth {int(depth)}\n{opts}multiclock off\n\n[engines]\nsmtbmc z3\n\n"
            f"[script]\nread_rtlil design.il\nproc -norom\n{pre}prep -flatten -top top\n\n[files]\ndesign.il\n")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # z3 from the wheel
