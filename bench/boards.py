@@ -38,7 +38,6 @@ from _results import add_common_args, configure, write_section  # noqa: E402
 
 from rootshift.hw.board.boards import get_board  # noqa: E402
 from rootshift.sim import board as B  # noqa: E402
-from rootshift.sw import rsq  # noqa: E402
 
 BAUD = 3_000_000
 # issue 12's targets
@@ -167,6 +166,11 @@ def main(argv=None):
                 row["fmax_from"] = "the engine alone, bench/engine_cost.py"
             if row.get("fmax"):
                 row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]
+            if build and not a.quick:
+                # rootshift estimate (synthesis only) against this build: issue 12 asks <= 15 % on LUTs
+                est = B.estimate(model, name)
+                row["estimate_lut"] = est["resources"]["LUT"]["used"]
+                row["estimate_s"] = est["seconds"]
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "build"}, default=str), flush=True)
         if not a.quick:
@@ -206,6 +210,15 @@ def report(argv, rows, sim, wall):
                      f"{r['cycles']:,.0f} | {t['link_bytes']:,.0f} | {1 / t['compute_s']:,.1f}; {ips_f} | "
                      f"{t['link_bound']:,.1f} | {t['images_per_s']:,.2f} | {100 * t['link_share']:.0f} % | "
                      f"{r['mismatches']} of {r['images']} |")
+    est = [r for r in rows if r.get("estimate_lut") and r["build"]]
+    if est:
+        lines += ["", "`rootshift estimate` (synthesis only) against the build's LUTs (target: error <= 15 %):", "",
+                  "| board | estimate LUT | build LUT | error | estimate time |", "|---|---|---|---|---|"]
+        for r in est:
+            built = r["build"]["resources"]["LUT"]["used"]
+            err = (r["estimate_lut"] - built) / built
+            lines.append(f"| {r['board']} | {r['estimate_lut']:,} | {built:,} | {100 * err:+.1f} % "
+                         f"({'met' if abs(err) <= 0.15 else 'NOT met'}) | {r['estimate_s']:.0f} s |")
     lines += ["", "Targets (issue 12):"]
     net_bytes = next((f"{r['at_clock']['link_bytes']:,.0f}" for r in rows if r["engine"] == "network"), "about 313")
     for r in rows:
