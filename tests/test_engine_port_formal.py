@@ -19,7 +19,7 @@ def test_engine_port_proof_holds_and_mutants_fail(proof):
 
 def test_registry_entries():
     names = [p.name for p in PROOFS]
-    assert names == ["engine_port", "engine_port_baked", "engine_port_d18"]
+    assert names == ["engine_port", "engine_port_baked", "engine_port_session"]
     assert all(p.mutants for p in PROOFS) and any(not p.fast for p in PROOFS)
     with pytest.raises(ValueError, match="unknown engine port mutant 'bogus'"):
         EnginePortHarness(small_config(), "bogus")

@@ -122,10 +122,11 @@ class HostPort(wiring.Component):
         ist, ost = self.i_stream, self.o_stream
         op, arg = ist.payload[28:32], ist.payload[0:28]
         flags = self.flags
-        cycles, total, img_cycles = Signal(32), Signal(32), Signal(32)
-        cnt, n, lane, addr = Signal(LOAD_N_BITS), Signal(LOAD_N_BITS), Signal(range(max(2, L))), Signal(16)
-        code_sel, rd_ok = Signal(), Signal()
-        sel, from0 = Signal(4), Signal()
+        cycles, total, img_cycles = Signal(32, name="cycles"), Signal(32, name="total"), Signal(32, name="img_cycles")
+        cnt, n = Signal(LOAD_N_BITS, name="cnt"), Signal(LOAD_N_BITS, name="n")
+        lane, addr = Signal(range(max(2, L)), name="lane"), Signal(16, name="addr")
+        code_sel, rd_ok = Signal(name="code_sel"), Signal(name="rd_ok")
+        sel, from0 = Signal(4, name="sel"), Signal(name="from0")
         m.d.sync += total.eq(total + 1)
         with m.If(self.seq_busy):
             m.d.sync += cycles.eq(cycles + 1)
