@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rootshift.hw.engine.compiler import compile_model
+from rootshift.hw.engine.compiler import compile_model, input_codes
 from rootshift.hw.engine.cycles import cycle_report
 from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC, Engine, rtl_check
 from rootshift.hw.engine.params import EngineParams
@@ -200,7 +200,8 @@ def compare(program, im, pixels, images, trace=None):
             name = step["out"]
             t = program.tensors[name]
             got = tensor_from_words(program, name, mem[t["kind"]])
-            exp = np.asarray(pixels[i] if step["kind"] == "input" else gold[name][i], np.int64).reshape(got.shape)
+            exp = np.asarray(input_codes(program, pixels[i]) if step["kind"] == "input" else gold[name][i],
+                             np.int64).reshape(got.shape)
             compared += exp.size
             diff = np.argwhere(got != exp)
             bad += len(diff)

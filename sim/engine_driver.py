@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rootshift.hw.engine import engine as E
+from rootshift.hw.engine.compiler import input_codes
 from rootshift.sim.driver import Request, run_async, run_sync
 from rootshift.sw.errors import ConfigError
 
@@ -120,6 +121,8 @@ class EngineDriver:
         t, L, ab = self.pixels_tensor, self.lanes, self.abits
         c, h, w = t["shape"]
         px = np.asarray(pixels, np.int64)
+        if px.size != c * h * w and self.program.steps[0].get("expand", 1) > 1 and px.size % (h * w) == 0:
+            px = input_codes(self.program, px.reshape(-1, h, w))   # a shift2 array's stem reads bit planes
         if px.size != c * h * w:
             raise ConfigError(f"pixels must have shape {[c, h, w]} (the program's input), not {list(px.shape)}")
         px = px.reshape(c, h, w)

@@ -14,7 +14,7 @@ from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW,
                         OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE, OP_STATUS, PROTOCOL_VERSION,
                         HostPort, LoadMem, PortConfig)
 from .mult_setup import MultSetup
-from .quant_step import QuantStep
+from .quant_step import QuantStep, schemes_for
 from .sequencer import Sequencer
 from .vector_unit import VectorUnit
 
@@ -164,7 +164,7 @@ class Engine(wiring.Component):
         m.submodules.seq = seq = Sequencer(len(prog.steps), slots)
         m.submodules.conv = conv = ConvUnit(a)
         m.submodules.setup = setup = MultSetup(a)
-        m.submodules.quant = quant = QuantStep(L, a.abits, max_ch)
+        m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
         m.submodules.vec = vec = VectorUnit(L)
         self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec}
         wiring.connect(m, wiring.flipped(self.i_stream), port.i_stream)

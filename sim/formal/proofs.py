@@ -147,4 +147,7 @@ def all_proofs():
     from .controller import proofs as controller_proofs
 
     proofs += controller_proofs()
+    from .engine_port import proofs as engine_port_proofs
+
+    proofs += engine_port_proofs()
     return proofs
