@@ -63,7 +63,7 @@ def link_run(model, board, images):
     if design.engine == "network":
         from rootshift.sim.engine_device import EngineDevice
 
-        device = EngineFramedDevice(EngineDevice(design.component.prog), info["data_bits"], b.buffer_bytes // wb)
+        device = EngineFramedDevice(EngineDevice(design.program), info["data_bits"], b.buffer_bytes // wb)
     else:
         from rootshift.hw.params import ArrayParams
         from rootshift.sim.model import DeviceModel
@@ -89,7 +89,7 @@ def request_answer_bytes(design, board):
 
     info = design.info
     wb = (info["data_bits"] + 7) // 8
-    words = 1 + design.component.prog.tensors[design.component.prog.steps[0]["out"]]["words"]
+    words = 1 + design.program.tensors[design.program.steps[0]["out"]]["words"]
     req = F.REQUEST_HEADER + words * wb + F.CRC_BYTES
     ans = F.ANSWER_HEADER + 4 * info["classes"] + F.CRC_BYTES
     return req, ans

@@ -58,16 +58,24 @@ def engine_program(im, board, rows, cols):
 
 
 class Design:
-    """What goes into the engine slot: the component and the facts the report and the host need."""
+    """What goes into the engine slot: the component (made on first use, so reading ``info`` builds no
+    hardware), the program of a network engine, and the facts the report and the host need."""
 
-    def __init__(self, engine, component, info):
-        self.engine, self.component, self.info = engine, component, info
+    def __init__(self, engine, make, info, program=None):
+        self.engine, self.info, self.program = engine, info, program
+        self._make, self._component = make, None
+
+    @property
+    def component(self):
+        if self._component is None:
+            self._component = self._make()
+        return self._component
 
     @classmethod
     def tile(cls, params):
         from rootshift.hw.accelerator import Accelerator
 
-        return cls("tile", Accelerator(params), {
+        return cls("tile", lambda: Accelerator(params), {
             "engine": "tile", "rows": params.rows, "cols": params.cols, "params": params.manifest()["params"],
             "data_bits": params.data_bits})
 
@@ -78,14 +86,13 @@ class Design:
         from rootshift.hw.engine.cycles import cycle_report
         from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, Engine
 
-        eng = Engine(program)
         a = program.params.array
-        return cls("network", eng, {
+        return cls("network", lambda: Engine(program), {
             "engine": "network", "rows": a.rows, "cols": a.cols, "params": program.params.to_dict(),
-            "data_bits": eng.data_bits, "protocol_version": ENGINE_PROTOCOL_VERSION,
+            "data_bits": max(32, a.cols * a.abits), "protocol_version": ENGINE_PROTOCOL_VERSION,
             "cycles_per_image": cycle_report(program)["cycles_per_image"],
             "classes": program.tensors[program.output]["shape"][0], "memory_plan": dict(program.plan),
-            "program_sha256": hashlib.sha256(program.to_bytes()).hexdigest()})
+            "program_sha256": hashlib.sha256(program.to_bytes()).hexdigest()}, program)
 
 
 def board_design(model_path, board, rows=None, cols=None, engine=None):
