@@ -1,6 +1,6 @@
 """Accelerator: the PE array, its buffers, the requantizer and the stream-protocol controller."""
 
-from amaranth.hdl import Array, Cat, Module, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -72,6 +72,10 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
         # LOAD_WGT each carried at least K words, a LOAD_REQ came, a START ran. START needs the first three
         # (else FLAG_NOT_LOADED), READ the last (else FLAG_STALE_READ)
         act_ok, wgt_ok, req_ok, out_ok = Signal(), Signal(), Signal(), Signal()
+        # a refused LOAD (n past the buffer) still takes its n words, writing none, so the words after it
+        # are read as commands again (the host stays in step); a refused READ n > rows*cols still sends n
+        # words, zeros past the buffer (the host never waits for words that never come)
+        skip = Signal()
         shift = Signal(range(64))
         relu = Signal()
         n_last = Signal(16)
@@ -89,7 +93,7 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
 
         # requantization pipeline: the read-out chain's head and the column constants are registered
         # (1 cycle), then the Requantizer. Each REQUANT cycle shifts the chain by one PE.
-        col = Signal(range(p.cols))
+        col = Signal(16)   # 16 bits: a refused LOAD_REQ n > cols still counts its n columns of words
         rq_issue = Signal()
         idx_pipe = [Signal(range(n_out), name=f"idx_{i}") for i in range(Requantizer.LATENCY + 1)]
         m.d.comb += [arr.drain.eq(rq_issue), req_r.addr.eq(col)]
@@ -127,6 +131,7 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                                 m.d.sync += [k_last.eq(arg[0:16] - 1), configured.eq(1), shift.eq(arg[16:22]),
                                              relu.eq(arg[22]), act_ok.eq(0), wgt_ok.eq(0), req_ok.eq(0), out_ok.eq(0)]
                         with m.Case(P.OP_LOAD_ACT, P.OP_LOAD_WGT):
+                            m.d.sync += skip.eq(arg[0:16] > p.max_k)
                             with m.If(arg[0:16] > p.max_k):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Else():
@@ -135,16 +140,18 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                                     m.d.sync += act_ok.eq(arg[0:16] > k_last)
                                 with m.Else():
                                     m.d.sync += wgt_ok.eq(arg[0:16] > k_last)
-                                with m.If(arg[0:16] != 0):
-                                    with m.If(op == P.OP_LOAD_ACT):
-                                        m.next = "LOAD_ACT"
-                                    with m.Else():
-                                        m.next = "LOAD_WGT"
+                            with m.If(arg[0:16] != 0):
+                                with m.If(op == P.OP_LOAD_ACT):
+                                    m.next = "LOAD_ACT"
+                                with m.Else():
+                                    m.next = "LOAD_WGT"
                         with m.Case(P.OP_LOAD_REQ):
+                            m.d.sync += skip.eq(arg[0:16] > p.cols)
                             with m.If(arg[0:16] > p.cols):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
                             with m.Elif(arg[0:16] != 0):
                                 m.d.sync += req_ok.eq(1)
+                            with m.If(arg[0:16] != 0):
                                 m.next = "LOAD_REQ"
                         with m.Case(P.OP_START):
                             with m.If(~configured):
@@ -158,9 +165,9 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                         with m.Case(P.OP_READ):
                             with m.If((arg[0:16] > n_out) | (arg[0:16] == 0)):
                                 m.d.sync += flags.eq(flags | P.FLAG_BAD_ARG)
-                            with m.Else():
-                                # a READ of outputs no START computed since CONFIG is flagged but answered,
-                                # so the host never waits for words that do not come
+                            with m.If(arg[0:16] != 0):
+                                # a READ of outputs no START computed since CONFIG, or past the buffer, is
+                                # flagged but answered, so the host never waits for words that do not come
                                 with m.If(~out_ok):
                                     m.d.sync += flags.eq(flags | P.FLAG_STALE_READ)
                                 m.next = "READ"
@@ -170,7 +177,8 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                             m.d.sync += flags.eq(flags | P.FLAG_BAD_OPCODE)
             for state, port in (("LOAD_ACT", act_w), ("LOAD_WGT", wgt_w)):
                 with m.State(state):
-                    m.d.comb += [ist.ready.eq(1), port.addr.eq(cnt), port.data.eq(ist.payload), port.en.eq(ist.valid)]
+                    m.d.comb += [ist.ready.eq(1), port.addr.eq(cnt), port.data.eq(ist.payload),
+                                 port.en.eq(ist.valid & ~skip)]
                     with m.If(ist.valid):
                         m.d.sync += cnt.eq(cnt + 1)
                         with m.If(cnt == n_last):
@@ -179,7 +187,7 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                 m.d.comb += ist.ready.eq(1)
                 with m.If(ist.valid):
                     with m.If(widx == wpc - 1):
-                        m.d.comb += [req_w.addr.eq(col), req_w.en.eq(1),
+                        m.d.comb += [req_w.addr.eq(col), req_w.en.eq(~skip),
                                      req_w.data.eq(Cat(*[words[i] for i in range(wpc - 1)], ist.payload[0:32]))]
                         m.d.sync += [widx.eq(0), col.eq(col + 1)]
                         with m.If(col == n_last):
@@ -214,7 +222,7 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                 with m.If(wait == Requantizer.LATENCY + 1):
                     m.next = "IDLE"
             with m.State("READ"):
-                m.d.comb += [ost.valid.eq(1), ost.payload.eq(out_r.data),
+                m.d.comb += [ost.valid.eq(1), ost.payload.eq(Mux(cnt >= n_out, 0, out_r.data)),
                              out_r.addr.eq(cnt + handshake_out)]
                 with m.If(handshake_out):
                     m.d.sync += cnt.eq(cnt + 1)
@@ -228,6 +236,6 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
                         m.next = "IDLE"
         # the controller's state, for the formal proof's invariants (sim/formal/controller.py) only
         self._probe = dict({name: fsm.ongoing(name) for name in FSM_STATES}, cnt=cnt, n_last=n_last, k_last=k_last,
-                           col=col, widx=widx, wait=wait, flags=flags, configured=configured, act_ok=act_ok,
+                           col=col, widx=widx, wait=wait, flags=flags, configured=configured, skip=skip, act_ok=act_ok,
                            wgt_ok=wgt_ok, req_ok=req_ok, out_ok=out_ok)
         return m

@@ -63,8 +63,11 @@ class DeviceModel:
                     self.act_ok = self.wgt_ok = self.req_ok = self.out_ok = False
             elif op in (P.OP_LOAD_ACT, P.OP_LOAD_WGT):
                 lanes, bits, mem = (p.rows, p.abits, self.act) if op == P.OP_LOAD_ACT else (p.cols, p.wbits, self.wgt)
-                if n > p.max_k:
+                if n > p.max_k:   # refused: its n words are taken and dropped, so the host stays in step
                     self.flags |= P.FLAG_BAD_ARG
+                    for _ in range(n):
+                        next(it)
+                    self.cycles += n
                     continue
                 if op == P.OP_LOAD_ACT:
                     self.act_ok = n >= self.k
@@ -76,6 +79,9 @@ class DeviceModel:
             elif op == P.OP_LOAD_REQ:
                 if n > p.cols:
                     self.flags |= P.FLAG_BAD_ARG
+                    for _ in range(n * (p.n_acc + 2)):
+                        next(it)
+                    self.cycles += n * (p.n_acc + 2)
                     continue
                 self.req_ok = self.req_ok or n > 0
                 for c in range(n):
@@ -97,10 +103,12 @@ class DeviceModel:
             elif op == P.OP_READ:
                 if n == 0 or n > p.rows * p.cols:
                     self.flags |= P.FLAG_BAD_ARG
+                if n == 0:
                     continue
                 if not self.out_ok:
                     self.flags |= P.FLAG_STALE_READ   # flagged, and answered all the same
-                answer += [int(v) & 0xFFFFFFFF for v in self.out[:n]]
+                # n words, always: zeros past the buffer (flagged above), so the host never waits for ever
+                answer += [int(v) & 0xFFFFFFFF for v in self.out[:n]] + [0] * max(0, n - p.rows * p.cols)
                 self.cycles += n
             elif op == P.OP_STATUS:
                 answer += [P.status_word0(self.flags), self.cycles & 0xFFFFFFFF, self.busy & 0xFFFFFFFF]

@@ -309,7 +309,9 @@ def test_accelerator_flags_bad_commands():
 
     async def bench(ctx):
         s1 = await run_words(ctx, dut, [P.header(0xE), P.header(P.OP_STATUS)], 3)
-        s2 = await run_words(ctx, dut, [P.header(P.OP_LOAD_ACT, 9), P.header(P.OP_STATUS)], 3)
+        # a refused LOAD still takes its 9 words (dropped): the STATUS after them is a command again
+        s2 = await run_words(ctx, dut, [P.header(P.OP_LOAD_ACT, 9)] + [P.header(P.OP_READ, 1)] * 9
+                             + [P.header(P.OP_STATUS)], 3)
         s3 = await run_words(ctx, dut, [P.header(P.OP_CLEAR), P.header(P.OP_STATUS)], 3)
         return s1, s2, s3
 
@@ -328,7 +330,7 @@ def _answers_owed(p, word):
     the command table, independent of the RTL and of sim/model.py."""
     op, n = word >> 28, word & 0xFFFF
     if op == P.OP_READ:
-        return n if 1 <= n <= p.rows * p.cols else 0
+        return n   # n words, also when n > rows*cols is flagged (zeros past the buffer)
     return 3 if op == P.OP_STATUS else 0
 
 
@@ -388,15 +390,15 @@ def _random_commands(p, rng, n):
             op, n_ = int(rng.choice([P.OP_LOAD_ACT, P.OP_LOAD_WGT])), int(rng.choice(k_vals))
             bits, lanes = (p.abits, p.rows) if op == P.OP_LOAD_ACT else (p.wbits, p.cols)
             mat = rng.integers(0, 2**bits, (lanes, n_)) if op == P.OP_LOAD_ACT else rng.choice(codes, (lanes, n_))
-            out.append([P.header(op, n_)] + (P.slice_words(mat, lanes, bits) if n_ <= p.max_k else []))
+            out.append([P.header(op, n_)] + P.slice_words(mat, lanes, bits))   # a refused load's words too
         elif kind == 3:
             n_ = int(rng.choice([0, 1, p.cols, p.cols + 1]))
-            data = [int(x) for x in rng.integers(0, 2**32, n_ * (p.n_acc + 2))] if n_ <= p.cols else []
+            data = [int(x) for x in rng.integers(0, 2**32, n_ * (p.n_acc + 2))]
             out.append([P.header(P.OP_LOAD_REQ, n_)] + data)
         elif kind == 4:
             out.append([P.header(P.OP_START)])
         elif kind == 5:
-            out.append([P.header(P.OP_READ, int(rng.choice([0, 1, p.rows * p.cols, p.rows * p.cols + 1])))])
+            out.append([P.header(P.OP_READ, int(rng.choice([0, 1, p.rows * p.cols, p.rows * p.cols + 3])))])
         elif kind == 6:
             out.append([P.header(P.OP_STATUS)])
         else:
@@ -462,3 +464,21 @@ def test_driver_names_the_flags_the_device_sets():
         check_status(P.status_word0(0x8B), "layer fc")
     with pytest.raises(DeviceFlagError, match="is not protocol version 2 .*wrong device or a broken link"):
         check_status(0x12345600, "before layer conv1")
+
+
+def test_refused_loads_and_reads_keep_the_host_in_step():
+    """A LOAD past the buffer is refused (flag) but takes its n words, so the tile after it runs; a READ past the
+    buffer is flagged but sends its n words, zeros past the buffer: the host never waits, never desyncs."""
+    p = _seq_params()
+    rng = np.random.default_rng(5)
+    a, w = rng.integers(0, 16, (1, 2)), rng.choice(p.format.all_codes(), (2, 2))
+    t = P.tile_words(p, a, w, [np.ones(2, np.int64)] * 2, np.full(2, 8, np.int64), 4, False)
+    too_long = [P.header(P.OP_LOAD_WGT, p.max_k + 1)] + [P.header(P.OP_START)] * (p.max_k + 1)
+    req_too_long = [P.header(P.OP_LOAD_REQ, p.cols + 1)] + [P.header(P.OP_READ, 7)] * ((p.cols + 1) * (p.n_acc + 2))
+    n_out = p.rows * p.cols
+    seq = [too_long, req_too_long, t[:-1], [P.header(P.OP_READ, n_out + 2)], [P.header(P.OP_STATUS)]]
+    rtl, model = _run_commands(p, seq), _model_answers(p, seq)
+    assert _comparable(seq, rtl) == _comparable(seq, model)
+    assert rtl[-1][0] == P.status_word0(P.FLAG_BAD_ARG)
+    legal = _model_answers(p, [t[:-1], t[-1:]])[1]                  # the same tile, alone and legal
+    assert rtl[3] == legal + [0, 0] and any(legal)
