@@ -135,6 +135,35 @@ def test_checkpoint_write_failure_is_one_line(monkeypatch, tmp_path, capsys):
     assert err == f"rootshift train: error: cannot write {tmp_path / 'r' / 'checkpoint.pt'}: No space left on device"
 
 
+def test_train_out_not_writable_as_any_user(monkeypatch, tmp_path, capsys):
+    """A read-only --out (the OS refusing the probe file, as it does for a non-root user): exit 2, one line,
+    before any data is read. Root may write anywhere, so test_train.py's chmod version skips under root."""
+    import errno
+    import tempfile
+
+    from rootshift.sim import cli as cli_mod
+    from rootshift.sw import train as train_mod
+
+    real = tempfile.mkstemp
+
+    def denied(*a, prefix="", **kw):
+        if prefix.startswith(".write-test."):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*a, prefix=prefix, **kw)
+
+    def no_data(*a, **kw):
+        raise AssertionError("the dataset was read before --out was checked")
+
+    monkeypatch.setattr(train_mod.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(train_mod, "load_dataset", no_data)
+    monkeypatch.setenv("ROOTSHIFT_QUIET", "1")
+    out = tmp_path / "ro"
+    code = cli_mod.main(["train", "--epochs", "1", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"rootshift train: error: --out {out} is not writable: Permission denied"
+
+
 # ---------------------------------------------------------------- train: options
 
 def test_override_unknown_layer(cli, tmp_path):
