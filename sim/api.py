@@ -159,18 +159,19 @@ def report(run_dir, out=None):
     return write_report(run_dir, out)
 
 
-def build(model, board, out, rows=None, cols=None, auto=False, seed=1):
-    """Synthesize, place, route and pack a board bitstream for ``model`` (docs/boards.md); the report."""
+def build(model, board, out, rows=None, cols=None, auto=False, seed=1, engine=None):
+    """Synthesize, place, route and pack a board bitstream for ``model`` (docs/boards.md); the report.
+    ``engine`` (``tile`` or ``network``) defaults to the board table's."""
     from rootshift.sim.board import build as _build
 
-    return _build(model, board, out, rows, cols, auto, seed)
+    return _build(model, board, out, rows, cols, auto, seed, engine=engine)
 
 
-def estimate(model, board, rows=None, cols=None):
+def estimate(model, board, rows=None, cols=None, engine=None):
     """The board design's LUT/FF/BRAM/DSP from synthesis alone (seconds to minutes, no place and route)."""
     from rootshift.sim.board import estimate as _estimate
 
-    return _estimate(model, board, rows, cols)
+    return _estimate(model, board, rows, cols, engine=engine)
 
 
 def flash(build_dir, dry_run=False):
@@ -180,8 +181,9 @@ def flash(build_dir, dry_run=False):
     return _flash(build_dir, dry_run)
 
 
-def run(model, port, data=None, images=16, build_dir=None, board=None, rows=None, cols=None):
-    """Test images through the board on serial ``port``, every logit checked against the golden model."""
+def run(model, port, data=None, images=16, build_dir=None, board=None, rows=None, cols=None, overlap=True):
+    """Test images through the board on serial ``port``, every logit checked against the golden model.
+    ``overlap``: send the next image's pixels while the current one computes (network engine)."""
     from rootshift.sim.board import run_board
 
-    return run_board(model, port, data, images, build_dir, board, rows, cols)
+    return run_board(model, port, data, images, build_dir, board, rows, cols, overlap=overlap)

@@ -197,7 +197,7 @@ def cmd_cosim(a):
 def cmd_build(a):
     from . import api
 
-    d = api.build(a.model, a.board, a.out, a.rows, a.cols, a.auto, a.seed)
+    d = api.build(a.model, a.board, a.out, a.rows, a.cols, a.auto, a.seed, engine=a.engine)
 
     def human(d):
         print_fields(d, title=f"bitstream for {d.get('board')}")
@@ -212,7 +212,7 @@ def cmd_build(a):
 def cmd_estimate(a):
     from . import api
 
-    d = api.estimate(a.model, a.board, a.rows, a.cols)
+    d = api.estimate(a.model, a.board, a.rows, a.cols, engine=a.engine)
 
     def human(d):
         print_fields(d, title=f"estimate for {d.get('board', a.board)} (synthesis only)")
@@ -235,7 +235,7 @@ def cmd_flash(a):
 def cmd_run(a):
     from . import api
 
-    d = api.run(a.model, a.port, a.data, a.images, a.build, a.board, a.rows, a.cols)
+    d = api.run(a.model, a.port, a.data, a.images, a.build, a.board, a.rows, a.cols, overlap=not a.no_overlap)
     _emit(a, d, lambda d: print_fields(d, title=f"on the board: {a.model}"))
     if d["mismatches"]:
         print(f"rootshift run: {d['mismatches']} image(s) differ from the golden model", file=sys.stderr)
@@ -404,6 +404,9 @@ def build_parser():
     b.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
     b.add_argument("--auto", action="store_true", help="pick the largest array that fits and closes timing")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--engine", choices=["tile", "network"],
+                   help="the engine in the board's slot (default: the board's, docs/boards.md); a network engine "
+                        "on a board too small for it is refused with the numbers")
     _json(b, "the build report")
 
     es = _add(sub, "estimate", cmd_estimate, "predict a board build's LUT/FF/BRAM/DSP from synthesis alone")
@@ -411,6 +414,7 @@ def build_parser():
     es.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board (docs/boards.md)")
     es.add_argument("--rows", type=int, help="PE array rows (default: the board's)")
     es.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
+    es.add_argument("--engine", choices=["tile", "network"], help="the engine in the board's slot (default: the board's)")
     _json(es, "the estimate")
 
     fl = _add(sub, "flash", cmd_flash, "program a board with a build's bitstream (iceprog / openFPGALoader)")
@@ -427,6 +431,9 @@ def build_parser():
     rn.add_argument("--cols", type=int, help="PE array columns (default: from --build or the board)")
     rn.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
     rn.add_argument("--images", type=int, default=16, help="test images to run")
+    rn.add_argument("--no-overlap", action="store_true",
+                    help="one request at a time (default: the next image's pixels go out while the current one "
+                         "computes, on the network engine)")
     _json(rn)
 
     r = _add(sub, "report", cmd_report, "a self-contained HTML report of a run directory",

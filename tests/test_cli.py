@@ -181,3 +181,15 @@ def test_cosim_rtl_refuses_a_manifest_that_does_not_fit(exported, tmp_path):
     (rtl / "manifest.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a rootshift manifest"):
         rtl_params(rtl, im, 8, 8)
+
+
+def test_board_engine_choice_reaches_the_board_layer(exported, cli_cmd, tmp_path):
+    """`--engine network` on a board too small for it is refused before any work, with the numbers (exit 2)."""
+    for args in (["estimate", str(exported), "--board", "icebreaker", "--engine", "network"],
+                 ["build", str(exported), "--board", "icebreaker", "--engine", "network", "--out", str(tmp_path / "b")]):
+        r = subprocess.run([*cli_cmd, *args], capture_output=True, text=True)
+        assert r.returncode == 2, r.stderr
+        assert "does not fit icebreaker" in r.stderr and "18,834" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b").exists()
+    r = subprocess.run([*cli_cmd, "run", "--help"], capture_output=True, text=True)
+    assert "--no-overlap" in r.stdout
