@@ -114,7 +114,7 @@ def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1, engi
 
     ``engine`` (``tile`` or ``network``) defaults to the board table's; a network engine on a board too
     small for it is refused with the measured numbers before any work. ``--auto`` tries array sizes from
-    the board's default down (square, then halving the rows) and keeps the first that fits and closes
+    twice the board's default down (square, then halving the rows) and keeps the first that fits and closes
     timing. Returns the report dict (also written to ``out/board.json``).
     """
     b = get_board(board)
