@@ -8,7 +8,6 @@ and the loader cannot drift apart.
 """
 
 import hashlib
-import json
 import re
 import subprocess
 from pathlib import Path

@@ -186,10 +186,11 @@ class ControllerHarness(Elaboratable):
             Assert(~configured | (s["act_ok"] == oks[0]) & (s["wgt_ok"] == oks[1]), "inv: K words loaded since CONFIG"),
             Assert((s["req_ok"] == oks[2]) & (s["out_ok"] == oks[3]), "inv: LOAD_REQ and START since CONFIG"),
             Assert(~s["IDLE"] | (data_left == 0) & (owed == 0), "inv: IDLE owes nothing"),
-            Assert(~(s["LOAD_ACT"] | s["LOAD_WGT"]) | (s["cnt"] <= s["n_last"]) & (s["skip"] == (s["n_last"] >= p.max_k))
-                   & (data_left == s["n_last"] - s["cnt"] + 1) & (owed == 0), "inv: LOAD_ACT/WGT words left"),
-            Assert(~s["LOAD_REQ"] | (s["col"] <= s["n_last"]) & (s["skip"] == (s["n_last"] >= p.cols)) & (s["widx"] < wpc)
-                   & (data_left == (s["n_last"] - s["col"]) * wpc + wpc - s["widx"]) & (owed == 0),
+            Assert(~(s["LOAD_ACT"] | s["LOAD_WGT"]) | (s["cnt"] <= s["n_last"])
+                   & (s["skip"] == (s["n_last"] >= p.max_k)) & (data_left == s["n_last"] - s["cnt"] + 1) & (owed == 0),
+                   "inv: LOAD_ACT/WGT words left"),
+            Assert(~s["LOAD_REQ"] | (s["col"] <= s["n_last"]) & (s["skip"] == (s["n_last"] >= p.cols))
+                   & (s["widx"] < wpc) & (data_left == (s["n_last"] - s["col"]) * wpc + wpc - s["widx"]) & (owed == 0),
                    "inv: LOAD_REQ words left"),
             Assert(~s["READ"] | (s["cnt"] <= s["n_last"]) & (s["n_last"] != 0xFFFF) & (data_left == 0)
                    & (owed == s["n_last"] - s["cnt"] + 1) & ~answering, "inv: READ words owed"),
@@ -246,10 +247,10 @@ def proofs():
                                 ("dual_8x8", shipped_params(), ("stale",), True)):
         out.append(Proof(
             f"controller_{tag}",
-            f"Accelerator controller ({p.pe}, {p.rows}x{p.cols}, max_k {p.max_k}, datapath and buffers cut free), every input word "
-            f"sequence of any length from reset: every answer owed is offered and only then (READ n: n words, STATUS: 3), "
-            f"no input taken while owing one, never stalled over {stall_bound(p)} cycles (one tile), STATUS flags exactly "
-            f"as docs/hardware.md prescribes for every illegal command",
+            f"Accelerator controller ({p.pe}, {p.rows}x{p.cols}, max_k {p.max_k}, datapath and buffers cut free), "
+            f"every input word sequence of any length from reset: every answer owed is offered and only then "
+            f"(READ n: n words, STATUS: 3), no input taken while owing one, never stalled over {stall_bound(p)} cycles "
+            f"(one tile), STATUS flags exactly as docs/hardware.md prescribes for every illegal command",
             lambda p=p: ControllerHarness(p, invariants=True), "prove", 1,
             tuple(mutant(p, name) for name in names), fast=fast))
     return out
