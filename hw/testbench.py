@@ -42,3 +42,38 @@ def simulate(dut, bench, vcd=None):
     else:
         sim.run()
     return result.get("value")
+
+
+def engine_image(program, pixels, dut=None):
+    """One image through the RTL network :class:`~rootshift.hw.engine.engine.Engine` (baked program):
+    ``INFER`` with the input tensor's words (a shift2 array's bit planes included), the logits, the debug
+    read of both buffers, ``STATUS``. Returns ``logits`` (signed), ``fine`` (signed) and ``codes`` as
+    ``(words, lanes)`` arrays, and ``status`` (3 words)."""
+    import numpy as np
+
+    from .engine.compiler import input_codes
+    from .engine.engine import OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS, Engine
+
+    a, L = program.params.array, program.params.array.cols
+    dut = Engine(program) if dut is None else dut
+    t = program.tensors[program.steps[0]["out"]]
+    codes = input_codes(program, pixels)
+    c, h, w = t["shape"]
+    words = [sum(int(codes[g * L + j, y, x]) << (a.abits * j) for j in range(min(L, c - g * L)))
+             for y in range(h) for x in range(w) for g in range(t["groups"])]
+    n = {k: max(s["addr"] + s["words"] for s in program.tensors.values() if s["kind"] == k) for k in ("fine", "codes")}
+    classes = program.tensors[program.output]["shape"][0]
+
+    async def bench(ctx):
+        res = {"logits": await run_words(ctx, dut, [OP_INFER << 28] + words, classes)}
+        for key, op in (("fine", OP_READ_FINE), ("codes", OP_READ_CODES)):
+            res[key] = await run_words(ctx, dut, [op << 28 | n[key], 0], n[key] * L)
+        res["status"] = await run_words(ctx, dut, [OP_STATUS << 28], 3)
+        return res
+
+    res = simulate(dut, bench)
+    s32 = np.vectorize(lambda v: v - (1 << 32) if v >> 31 else v, otypes=[np.int64])
+    res["logits"] = s32(np.array(res["logits"], np.int64)).tolist()
+    res["fine"] = s32(np.array(res["fine"], np.int64)).reshape(-1, L)
+    res["codes"] = np.array(res["codes"], np.int64).reshape(-1, L)
+    return res

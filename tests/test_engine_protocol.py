@@ -207,6 +207,35 @@ def rtl_transact(ctx, dut, limit=200_000):
 
     return transact
 
+def rtl_answers(dut, seq, expected):
+    """The RTL's answer to each request of ``seq`` (as many words as the device model gave)."""
+    from rootshift.sim.driver import Request
+
+    got = []
+
+    async def bench(ctx):
+        transact = rtl_transact(ctx, dut)
+        for k, (words, exp) in enumerate(zip(seq, expected)):
+            got.append(await transact(Request(words, len(exp), {"command": k, "word": hex(words[0])})))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+def same_answers(seq, expected, got):
+    """Assert the RTL answered like the device model (STATUS's clock total excepted); the flags seen."""
+    flags_seen = 0
+    for k, (words, exp, ans) in enumerate(zip(seq, expected, got)):
+        if words[0] >> 28 == E.OP_STATUS:
+            assert ans[:2] == exp[:2], (k, hex(ans[0]), hex(exp[0]))
+            flags_seen |= exp[0] & 0xFF
+        else:
+            assert ans == exp, (k, hex(words[0]))
+    return flags_seen
+
 
 def illegal_and_legal(prog, drv, rng):
     """A word sequence of illegal and legal commands, as (words) requests: every flag, every refusal."""
@@ -249,31 +278,13 @@ def test_device_model_equals_rtl_on_legal_and_illegal_sequences():
     """baked=False: the same word sequence (every illegal command, partial loads, INFER before a whole
     load, then LOAD_PROGRAM and an image) through the RTL and the device model: the same answers word for
     word, flags included (STATUS's clock total excepted), and the image's logits equal sw.golden."""
-    from rootshift.sim.driver import Request
-
     im, prog, rng = rtl_model(5)
     dev = EngineDevice(prog, baked=False)
     seq, px = illegal_and_legal(prog, EngineDriver(prog, dev), rng)
     expected = [dev.transact(words) for words in seq]
     dut = E.Engine(prog, baked=False)
-    got = []
-
-    async def bench(ctx):
-        transact = rtl_transact(ctx, dut)
-        for k, (words, exp) in enumerate(zip(seq, expected)):
-            got.append(await transact(Request(words, len(exp), {"command": k, "word": hex(words[0])})))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    flags_seen = 0
-    for k, (words, exp, ans) in enumerate(zip(seq, expected, got)):
-        if words[0] >> 28 == E.OP_STATUS:
-            assert ans[:2] == exp[:2], (k, hex(ans[0]), hex(exp[0]))
-            flags_seen |= exp[0] & 0xFF
-        else:
-            assert ans == exp, k
+    got = rtl_answers(dut, seq, expected)
+    flags_seen = same_answers(seq, expected, got)
     assert flags_seen == E.FLAG_BAD_OPCODE | E.FLAG_BAD_RANGE | E.FLAG_NOT_LOADED
     # the refused INFERs answered zeros; the last one the golden logits; its STATUS has no flag
     assert expected[1] == [0] * prog.tensors[prog.output]["shape"][0]
@@ -290,8 +301,6 @@ def test_device_model_equals_rtl_on_random_word_sequences(seed):
     """Random commands, legal and illegal (unknown opcodes, reads and loads around the memories' ends,
     unknown memories, partial items, INFER before a whole load), then the program and an image: RTL and
     device model answer the same words, flags and loaded memories included."""
-    from rootshift.sim.driver import Request
-
     im, prog, rng = rtl_model(5)
     rng = np.random.default_rng(seed)
     dev = EngineDevice(prog, baked=False)
@@ -334,24 +343,8 @@ def test_device_model_equals_rtl_on_random_word_sequences(seed):
     add([E.OP_READ_CODES << 28 | depth["codes"], 0])
     add([E.OP_STATUS << 28])
     dut = E.Engine(prog, baked=False)
-    got = []
-
-    async def bench(ctx):
-        transact = rtl_transact(ctx, dut)
-        for k, (words, exp) in enumerate(zip(seq, expected)):
-            got.append(await transact(Request(words, len(exp), {"command": k, "word": hex(words[0])})))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    flags_seen = 0
-    for k, (words, exp, ans) in enumerate(zip(seq, expected, got)):
-        if words[0] >> 28 == E.OP_STATUS:
-            assert ans[:2] == exp[:2], (k, hex(ans[0]), hex(exp[0]))
-            flags_seen |= exp[0] & 0xFF
-        else:
-            assert ans == exp, (k, hex(words[0]))
+    got = rtl_answers(dut, seq, expected)
+    flags_seen = same_answers(seq, expected, got)
     assert flags_seen == E.FLAG_BAD_OPCODE | E.FLAG_BAD_RANGE | E.FLAG_NOT_LOADED
     from rootshift.sim.engine_driver import s32
 

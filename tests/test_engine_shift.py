@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from rootshift.hw.engine.compiler import compile_model, expand_pixels, input_codes
 from rootshift.hw.engine.cycles import cycle_report
-from rootshift.hw.engine.engine import MAGIC, OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS, Engine, rtl_check
+from rootshift.hw.engine.engine import MAGIC, rtl_check
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.quant_lanes import QuantLanes
 from rootshift.hw.engine.quant_step import QuantStep, schemes_for
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.hw.params import ArrayParams
+from rootshift.hw.testbench import engine_image
 from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
 from rootshift.sw import contract as C
 from rootshift.sw import golden
@@ -179,52 +180,7 @@ def test_shift_refusals_name_layer_quantity_need_and_limit():
 
 
 def run_engine(prog, pixels):
-    """One image through the RTL Engine (amaranth.sim): INFER with the input tensor's words, the logits,
-    the debug read of both buffers, STATUS."""
-    a = prog.params.array
-    L = a.cols
-    dut = Engine(prog)
-    pix = prog.tensors[prog.steps[0]["out"]]
-    codes = input_codes(prog, pixels)
-    c, h, w = pix["shape"]
-    words = [sum(int(codes[g * L + j, y, x]) << (a.abits * j) for j in range(min(L, c - g * L)))
-             for y in range(h) for x in range(w) for g in range(pix["groups"])]
-    n = {k: max(t["addr"] + t["words"] for t in prog.tensors.values() if t["kind"] == k) for k in ("fine", "codes")}
-    classes = prog.tensors[prog.output]["shape"][0]
-    res = {}
-
-    async def send(ctx, ws):
-        for word in ws:
-            ctx.set(dut.i_stream.payload, word)
-            ctx.set(dut.i_stream.valid, 1)
-            await ctx.tick().until(dut.i_stream.ready)
-        ctx.set(dut.i_stream.valid, 0)
-
-    async def receive(ctx, count):
-        ctx.set(dut.o_stream.ready, 1)
-        out = []
-        while len(out) < count:
-            if ctx.get(dut.o_stream.valid):
-                out.append(ctx.get(dut.o_stream.payload))
-            await ctx.tick()
-        ctx.set(dut.o_stream.ready, 0)
-        return out
-
-    async def bench(ctx):
-        await send(ctx, [OP_INFER << 28] + words)
-        res["logits"] = await receive(ctx, classes)
-        for key, op in (("fine", OP_READ_FINE), ("codes", OP_READ_CODES)):
-            await send(ctx, [op << 28 | n[key], 0])
-            res[key] = await receive(ctx, n[key] * L)
-        await send(ctx, [OP_STATUS << 28])
-        res["status"] = await receive(ctx, 3)
-
-    simulate(dut, bench)
-    s32 = np.vectorize(lambda v: v - (1 << 32) if v >> 31 else v, otypes=[np.int64])
-    res["logits"] = s32(np.array(res["logits"], np.int64)).tolist()
-    res["fine"] = s32(np.array(res["fine"], np.int64)).reshape(-1, L)
-    res["codes"] = np.array(res["codes"], np.int64).reshape(-1, L)
-    return res
+    return engine_image(prog, pixels)
 
 
 @pytest.mark.parametrize("seed,rows,cols", [(0, 2, 2), (7, 3, 2)])

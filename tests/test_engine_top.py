@@ -4,14 +4,13 @@ executor (bit-exact with the golden model: tests/test_compiler.py), and the logi
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.cycles import cycle_report
-from rootshift.hw.engine.engine import (MAGIC, OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS, Engine,
-                                        rtl_check)
+from rootshift.hw.engine.engine import MAGIC, OP_INFER, OP_READ_FINE, OP_STATUS, Engine, rtl_check
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.reference import ReferenceEngine
+from rootshift.hw.testbench import engine_image
 from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
 from rootshift.sw import golden
 from rootshift.sw.errors import ConfigError
@@ -34,60 +33,7 @@ def rtl_model(seed, mode, rows, cols):
 
 
 def run_engine(prog, pixels):
-    a = prog.params.array
-    L = a.cols
-    dut = Engine(prog)
-    pix = prog.tensors[prog.steps[0]["out"]]
-    words = []        # one word per position and channel group, lanes = cols channels
-    c, h, w = pix["shape"]
-    for y in range(h):
-        for x in range(w):
-            for g in range(pix["groups"]):
-                words.append(sum(int(pixels[g * L + j, y, x]) << (a.abits * j) for j in range(min(L, c - g * L))))
-    n_fine = max(t["addr"] + t["words"] for t in prog.tensors.values() if t["kind"] == "fine")
-    n_codes = max(t["addr"] + t["words"] for t in prog.tensors.values() if t["kind"] == "codes")
-    classes = prog.tensors[prog.output]["shape"][0]
-    res = {}
-
-    async def receive(ctx, n):
-        ctx.set(dut.o_stream.ready, 1)
-        out = []
-        while len(out) < n:
-            if ctx.get(dut.o_stream.valid):
-                out.append(ctx.get(dut.o_stream.payload))
-            await ctx.tick()
-        ctx.set(dut.o_stream.ready, 0)
-        return out
-
-    async def bench(ctx):
-        for word in [OP_INFER << 28] + words:
-            ctx.set(dut.i_stream.payload, word)
-            ctx.set(dut.i_stream.valid, 1)
-            await ctx.tick().until(dut.i_stream.ready)
-        ctx.set(dut.i_stream.valid, 0)
-        res["logits"] = await receive(ctx, classes)
-        for key, op, n in (("fine", OP_READ_FINE, n_fine), ("codes", OP_READ_CODES, n_codes)):
-            for word in [op << 28 | n, 0]:
-                ctx.set(dut.i_stream.payload, word)
-                ctx.set(dut.i_stream.valid, 1)
-                await ctx.tick().until(dut.i_stream.ready)
-            ctx.set(dut.i_stream.valid, 0)
-            res[key] = await receive(ctx, n * L)
-        ctx.set(dut.i_stream.payload, OP_STATUS << 28)
-        ctx.set(dut.i_stream.valid, 1)
-        await ctx.tick().until(dut.i_stream.ready)
-        ctx.set(dut.i_stream.valid, 0)
-        res["status"] = await receive(ctx, 3)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    s32 = lambda v: v - (1 << 32) if v >> 31 else v  # noqa: E731
-    res["logits"] = [s32(v) for v in res["logits"]]
-    res["fine"] = np.array([s32(v) for v in res["fine"]], np.int64).reshape(-1, L)
-    res["codes"] = np.array(res["codes"], np.int64).reshape(-1, L)
-    return res
+    return engine_image(prog, pixels)
 
 
 @pytest.mark.parametrize("seed,mode,rows,cols", [(0, "dual", 2, 2), (10, "lut", 3, 2), (20, "mult", 2, 3)])
