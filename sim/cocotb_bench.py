@@ -103,10 +103,16 @@ async def run_job(dut):
         from rootshift.sim.driver import HostDriver, run_async
         from rootshift.sw import rsq
 
+        from rootshift.sw.errors import RootshiftError
+
         driver = HostDriver(ArrayParams(**job["params"]), rsq.load(job["model"]))
         record = {}
         tracker = _ImageProgress(job.get("progress"), len(job["pixels"]))
-        result["logits"] = await run_async(driver.run(job["pixels"], record), tracker.wrap(port.transact))
+        try:
+            result["logits"] = await run_async(driver.run(job["pixels"], record), tracker.wrap(port.transact))
+        except RootshiftError as e:   # the host's verdict on the device (flags, wrong answer): the caller re-raises it
+            result["error"] = {"type": type(e).__name__, "message": str(e), "flags": getattr(e, "flags", 0),
+                               "where": getattr(e, "where", "")}
         tracker.finish()
         result["record"] = record
     result["wall_s"] = time.perf_counter() - t0

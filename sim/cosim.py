@@ -197,6 +197,16 @@ def _build_locked(runner, rtl, bdir, stamp, manifest, sim, waves, t0):
     return 0.0
 
 
+def bench_error(err):
+    """The host driver's error inside the cocotb bench, raised again here with its own class and message,
+    so a device that flags a protocol error reads the same under cocotb as on the device model."""
+    from rootshift.sim.driver import DeviceFlagError
+
+    if err["type"] == "DeviceFlagError":
+        return DeviceFlagError(err["message"], err["flags"], err["where"])
+    return RootshiftError(err["message"])
+
+
 def run_job(params, job, sim="verilator", waves=False, cache=None, waves_dir=None, rtl=None, what=None):
     """Run one job dict through cocotb; returns the bench's result dict (plus ``build_s``)."""
     from rootshift.sw.progress import task
@@ -226,6 +236,8 @@ def run_job(params, job, sim="verilator", waves=False, cache=None, waves_dir=Non
         if failed or not Path(job["result"]).is_file():
             raise RootshiftError(f"cocotb bench failed under {sim}:\n{_tail(log)}")
         result = pickle.loads(Path(job["result"]).read_bytes())
+        if "error" in result:
+            raise bench_error(result["error"])
         result["sim_wall_s"] = time.perf_counter() - t0
         if waves and waves_dir:
             Path(waves_dir).mkdir(parents=True, exist_ok=True)

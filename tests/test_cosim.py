@@ -170,3 +170,20 @@ def test_driver_checks_the_bias_before_shifting_it():
     for b in (2**62, 2**59, 2**59 - 1, -(2**59) - 64, 2**63 - 1):
         with pytest.raises(ConfigError, match=r"layer conv: bias\[1\] = .* times 2\^4 .* outside the hardware's signed 64-bit bias"):
             hardware_bias({"name": "conv", "bias": np.array([0, b], np.int64)}, lm)
+
+
+def test_a_device_flag_under_cocotb_reaches_the_caller_by_name(exported):
+    """A device that flags a protocol error inside the cocotb bench raises the driver's DeviceFlagError
+    with its flags and where, not an anonymous "cocotb bench failed" (the RTL here is built with a max_k
+    too small for the model, so the first CONFIG is out of range)."""
+    from dataclasses import asdict, replace
+
+    from rootshift.sim.driver import DeviceFlagError, hardware_for
+
+    im = rsq.load(exported)
+    full = hardware_for(im, 2, 2)
+    small = replace(full, max_k=8)
+    pixels = np.zeros((1, *im.meta["input_shape"]), np.int64)
+    with pytest.raises(DeviceFlagError, match=r"layer conv1, image 0: the device flagged a protocol error") as e:
+        run_job(small, {"kind": "model", "model": str(exported), "params": asdict(full), "pixels": pixels}, "verilator")
+    assert e.value.flags and e.value.where
