@@ -61,6 +61,11 @@ def test_program_bytes_are_deterministic_and_round_trip(exported):
     assert np.array_equal(run_program(back, px), run_program(a, px))
     # another array gives another program
     assert compile_model(exported, digits_params(8, 8)).to_bytes() != data
+    # the drain is part of the program (its bubbles); the default one stays out of the bytes
+    assert b'"drain"' not in data
+    serial = EngineParams(p.array, **{k: v for k, v in p.to_dict().items() if k != "array"}, drain="serial")
+    ser = compile_model(exported, serial).to_bytes()
+    assert ser != data and Program.from_bytes(ser).params.drain == "serial"
 
 
 def test_corrupt_program_bytes_give_their_own_error(exported):
@@ -104,9 +109,13 @@ def test_summary_is_json_and_matches_the_plan(exported):
     assert 0 < s["utilization"] <= 1
 
 
-def test_cycle_model_on_digits(exported):
-    """The design's 3x3 convolutions keep a 4x4 array >= 90 % busy by the model (docs/engine.md)."""
-    rep = cycle_report(compile_model(exported, digits_params(4, 4)))
+@pytest.mark.parametrize("drain", ["parallel", "serial"])
+def test_cycle_model_on_digits(exported, drain):
+    """The design's 3x3 convolutions keep a 4x4 array >= 90 % busy by the model (docs/engine.md), with one
+    requantizer per column or one shared (its 16-cycle drain hides behind k_eff >= 144)."""
+    p = digits_params(4, 4)
+    rep = cycle_report(compile_model(exported, EngineParams(p.array, **{k: v for k, v in p.to_dict().items()
+                                                                         if k != "array"}, drain=drain)))
     convs = [r for r in rep["layers"] if r["kind"] == "conv" and r["k"] >= 144]
     assert convs and all(r["utilization"] >= 0.9 for r in convs)
     for r in rep["layers"]:

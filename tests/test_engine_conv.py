@@ -17,6 +17,7 @@ from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.hw.params import BIAS_BITS, M_BITS, ArrayParams
 from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sw.errors import ConfigError
 
 BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
@@ -65,7 +66,7 @@ def run_unit(prog, eng, step):
             b = hw_bias(int(step["bias"][ch]), step["shift"]) if ch < step["cout"] else 0
             word.append(pack(vals, M_BITS) | (b & ((1 << BIAS_BITS) - 1)) << (len(mults) * M_BITS))
         consts.append(pack(word, p.n_acc * M_BITS + BIAS_BITS))
-    unit = ConvUnit(p)
+    unit = ConvUnit(p, prog.params.drain)
     top = ConvTop(unit, codes, wgts, consts)
     written, cycles = {}, [0]
 
@@ -104,7 +105,7 @@ def check_program(prog, pixels, layers=None):
             for addr, lanes in written.items():
                 assert lanes == list(eng.fine[addr]), (step["name"], addr)
             # the cycle model is exact for the unit (docs/engine.md, "Cycle model")
-            assert cycles == conv_unit_cycles(step, prog.params.array.rows), step["name"]
+            assert cycles == conv_unit_cycles(step, prog.params.array.rows, prog.params.drain_cycles), step["name"]
             checked += 1
         else:
             eng.step(step, pixels)
@@ -120,3 +121,26 @@ def test_conv_unit_runs_random_layers_exactly(seed, rows, cols):
     prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG))
     px = rng.integers(0, 256, im.meta["input_shape"])
     assert check_program(prog, px) == 5
+
+
+@pytest.mark.parametrize("seed,rows,cols", [(5, 2, 3), (6, 3, 2), (7, 4, 4)])
+def test_serial_drain_runs_random_layers_exactly(seed, rows, cols):
+    """One requantizer shared by the columns (``drain="serial"``, the iCE40 build): every output word and
+    the cycle count; the random layers have ``k_eff`` below and above ``rows * cols`` (the bubble covers
+    the drain where the MACs do not)."""
+    rng = np.random.default_rng(seed)
+    mode = ["dual", "lut", "mult"][seed % 3]
+    im = random_model(rng, mode, max_channels=5)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain="serial", **BIG))
+    steps = [s for s in prog.steps if s["kind"] in ("conv", "linear")]
+    assert any(s["k_eff"] < rows * cols for s in steps) or rows * cols <= 4
+    assert all(s["desc"]["gap"] == max(1, rows * cols - s["k_eff"]) for s in steps)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    assert check_program(prog, px) == 5
+
+
+def test_drain_is_checked():
+    with pytest.raises(ConfigError, match="drain must be one of parallel, serial, not 'wide'"):
+        EngineParams(drain="wide")
+    with pytest.raises(TypeError, match="drain must be one of"):
+        ConvUnit(ArrayParams(), drain="wide")

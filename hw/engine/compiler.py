@@ -391,7 +391,8 @@ def compile_model(model, params, debug=False) -> Program:
     c_addr = aw_addr = ab_addr = m_addr = 0
     for s in b.steps:    # the engine's descriptor fields, now that every tensor has its address
         if s["kind"] in ("conv", "linear"):
-            s["desc"] = conv_fields(s, a.rows, b.tensors[s["in"]]["addr"], b.tensors[s["out"]]["addr"], c_addr)
+            s["desc"] = conv_fields(s, a.rows, b.tensors[s["in"]]["addr"], b.tensors[s["out"]]["addr"], c_addr,
+                                   drain=ep.drain_cycles)
             s["m_addr"] = m_addr
             c_addr += s["tiles_c"]
             m_addr += s["cout"]

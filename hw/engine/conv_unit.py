@@ -32,10 +32,16 @@ class ConvUnit(wiring.Component):
     """One layer, start to done. Pipeline (docs/engine.md, "Sequencer"): the address generator issues a
     k-slice per cycle; the code banks (one per array row) and the weight memory answer a cycle later; the
     lane is selected and the slice enters the :class:`ShadowArray`; ``PE_LATENCY`` cycles after a tile's
-    last slice the accumulators are captured, and the next ``rows`` cycles drain shadow row after shadow
-    row through ``cols`` :class:`~rootshift.hw.requantizer.Requantizer` s into one fine word each
-    (position ``p``, column tile ``tc`` -> word ``out_addr + p * tiles_c + tc``), while the next tile
-    computes.
+    last slice the accumulators are captured, and the drain turns shadow row after shadow row into one
+    fine word each (position ``p``, column tile ``tc`` -> word ``out_addr + p * tiles_c + tc``), while the
+    next tile computes. ``drain`` (``EngineParams.drain``):
+
+    * ``"parallel"``: ``cols`` :class:`~rootshift.hw.requantizer.Requantizer` s, a row per cycle
+      (``rows`` drain cycles);
+    * ``"serial"``: one requantizer, a column multiplexer over shadow row 0 and the constant word, one
+      accumulator per cycle (``rows * cols`` drain cycles: ``cols`` times fewer multipliers, for the
+      8 DSPs of an iCE40 UP5K); the lanes of a row collect in a shift register and the word is written
+      with its last lane.
 
     Members
     -------
@@ -48,10 +54,15 @@ class ConvUnit(wiring.Component):
     busy_cycles : Out(32)            -- cycles since start (the layer's cycle counter)
     """
 
-    def __init__(self, params: ArrayParams):
+    def __init__(self, params: ArrayParams, drain="parallel"):
+        from .params import DRAINS
+
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be ArrayParams, not {params!r}")
-        self.p = params
+        if drain not in DRAINS:
+            raise TypeError(f"drain must be one of {', '.join(DRAINS)}, not {drain!r}")
+        self.p, self.drain = params, drain
+        self.drain_cycles = params.rows * (params.cols if drain == "serial" else 1)
         super().__init__({
             "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "done": Out(1),
             "code_addr": Out(data.ArrayLayout(unsigned(ADDR_BITS), params.rows)),
@@ -102,7 +113,26 @@ class ConvUnit(wiring.Component):
             m.d.sync += [pend_addr.eq(ob + ag.tile_c), pend_tc.eq(ag.tile_c), pend_live.eq(ag.live)]
             with m.If(ag.tile_c == d.tiles_c - 1):
                 m.d.sync += ob.eq(ob + d.out_tile)
-        # drain: rows cycles after the capture, one shadow row per cycle into the requantizers
+        if self.drain == "serial":
+            self._drain_serial(m, arr, capture, pend_addr, pend_tc, pend_live)
+        else:
+            self._drain_parallel(m, arr, capture, pend_addr, pend_tc, pend_live)
+        self._done(m, ag)
+
+    def _requantizer(self, m, name, acc0, acc1, word, valid):
+        """One requantizer fed with ``acc0``/``acc1`` and a column's constant word ``M0, [M1], B``."""
+        p, d = self.p, self.desc
+        m.submodules[name] = rq = Requantizer(p.acc_bits, p.n_acc)
+        m.d.comb += [rq.acc0.eq(acc0), rq.m0.eq(word[0:M_BITS].as_signed()),
+                     rq.bias.eq(word[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(d.shift), rq.relu.eq(d.relu),
+                     rq.i_valid.eq(valid)]
+        if p.n_acc == 2:
+            m.d.comb += [rq.acc1.eq(acc1), rq.m1.eq(word[M_BITS:2 * M_BITS].as_signed())]
+        return rq
+
+    def _drain_parallel(self, m, arr, capture, pend_addr, pend_tc, pend_live):
+        """``rows`` cycles after the capture, one shadow row per cycle into ``cols`` requantizers."""
+        p, d = self.p, self.desc
         dr_addr, dr_tc, dr_live, dr_n = Signal(ADDR_BITS), Signal(16), Signal(p.rows), Signal(range(p.rows + 1))
         m.d.comb += [arr.capture.eq(capture), arr.shift.eq(dr_n != 0),
                      self.const_addr.eq(d.c_addr + Mux(capture, pend_tc, dr_tc))]
@@ -113,21 +143,52 @@ class ConvUnit(wiring.Component):
         cw = p.n_acc * M_BITS + BIAS_BITS
         ys = []
         for c in range(p.cols):
-            m.submodules[f"rq_{c}"] = rq = Requantizer(p.acc_bits, p.n_acc)
-            word = self.const_data[c * cw:(c + 1) * cw]
-            m.d.comb += [rq.acc0.eq(arr.out0[c]), rq.m0.eq(word[0:M_BITS].as_signed()),
-                         rq.bias.eq(word[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(d.shift), rq.relu.eq(d.relu),
-                         rq.i_valid.eq((dr_n != 0) & dr_live[0])]
-            if p.n_acc == 2:
-                m.d.comb += [rq.acc1.eq(arr.out1[c]), rq.m1.eq(word[M_BITS:2 * M_BITS].as_signed())]
+            rq = self._requantizer(m, f"rq_{c}", arr.out0[c], arr.out1[c], self.const_data[c * cw:(c + 1) * cw],
+                                   (dr_n != 0) & dr_live[0])
             ys.append(rq.y)
         addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.LATENCY)]
         m.d.sync += addr_pipe[0].eq(dr_addr)
         for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
             m.d.sync += a1.eq(a0)
         m.d.comb += [self.out_addr.eq(addr_pipe[-1]), self.out_data.eq(Cat(*ys)), self.out_en.eq(m.submodules["rq_0"].o_valid)]
-        # done: the generator finished, and the last capture, drain and requantizer pipeline are through
-        flush = 3 + p.rows + Requantizer.LATENCY + 1
+
+    def _drain_serial(self, m, arr, capture, pend_addr, pend_tc, pend_live):
+        """``rows * cols`` cycles after the capture: column ``c`` of shadow row 0 per cycle into one
+        requantizer; the chain shifts after a row's last column; a row's word is written with its last lane."""
+        p, d = self.p, self.desc
+        dr_addr, dr_tc, dr_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
+        dr_n, col = Signal(range(p.rows + 1)), Signal(range(p.cols))
+        last_col = col == p.cols - 1
+        m.d.comb += [arr.capture.eq(capture), arr.shift.eq((dr_n != 0) & last_col),
+                     self.const_addr.eq(d.c_addr + Mux(capture, pend_tc, dr_tc))]
+        with m.If(capture):
+            m.d.sync += [dr_addr.eq(pend_addr), dr_tc.eq(pend_tc), dr_live.eq(pend_live), dr_n.eq(p.rows), col.eq(0)]
+        with m.Elif(dr_n != 0):
+            m.d.sync += col.eq(Mux(last_col, 0, col + 1))
+            with m.If(last_col):
+                m.d.sync += [dr_addr.eq(dr_addr + d.tiles_c), dr_live.eq(dr_live >> 1), dr_n.eq(dr_n - 1)]
+        cw = p.n_acc * M_BITS + BIAS_BITS
+        acc0 = Array(arr.out0[c] for c in range(p.cols))[col]
+        acc1 = Array(arr.out1[c] for c in range(p.cols))[col]
+        word = Array(self.const_data[c * cw:(c + 1) * cw] for c in range(p.cols))[col]
+        rq = self._requantizer(m, "rq", acc0, acc1, word, (dr_n != 0) & dr_live[0])
+        # the word's address and "last lane" travel with the value through the requantizer
+        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.LATENCY)]
+        last_pipe = [Signal(name=f"wlast_{i}") for i in range(Requantizer.LATENCY)]
+        m.d.sync += [addr_pipe[0].eq(dr_addr), last_pipe[0].eq(last_col)]
+        for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
+            m.d.sync += a1.eq(a0)
+        for l0, l1 in zip(last_pipe, last_pipe[1:]):
+            m.d.sync += l1.eq(l0)
+        lanes = [Signal(OUT_BITS, name=f"lane_{c}") for c in range(p.cols - 1)]   # lanes 0 .. cols-2 of the row
+        with m.If(rq.o_valid):
+            m.d.sync += [a.eq(b) for a, b in zip(lanes, lanes[1:] + [rq.y])]
+        m.d.comb += [self.out_addr.eq(addr_pipe[-1]), self.out_data.eq(Cat(*lanes, rq.y)),
+                     self.out_en.eq(rq.o_valid & last_pipe[-1])]
+
+    def _done(self, m, ag):
+        """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
+        flush = 3 + self.drain_cycles + Requantizer.LATENCY + 1
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

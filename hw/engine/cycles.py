@@ -25,13 +25,15 @@ def _pow2(n):
     return n > 0 and n & (n - 1) == 0
 
 
-def conv_unit_cycles(step, rows):
+def conv_unit_cycles(step, rows, drain=None):
     """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
     placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
-    last tile's capture, drain and requantizer pipeline."""
+    last tile's capture, drain (``drain`` cycles: ``rows``, or ``rows * cols`` with one shared
+    requantizer) and requantizer pipeline."""
+    drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
-    tail = READ_LATENCY + PE_LATENCY + rows + Requantizer.LATENCY + UNIT_TAIL
-    return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], rows)) + tail
+    tail = READ_LATENCY + PE_LATENCY + drain + Requantizer.LATENCY + UNIT_TAIL
+    return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
 def adapter_cycles(channels, hidden):
@@ -71,7 +73,7 @@ def step_cycles(step, tensors, params):
     if kind in ("conv", "linear"):
         setup = step["tiles_c"] * a.cols + SETUP_TAIL           # MultSetup: one channel per cycle
         macs = step["ho"] * step["wo"] * step["cout"] * step["k"]
-        return {"cycles": SEQ_CYCLES + setup + conv_unit_cycles(step, a.rows), "macs": macs, "io": 0}
+        return {"cycles": SEQ_CYCLES + setup + conv_unit_cycles(step, a.rows, params.drain_cycles), "macs": macs, "io": 0}
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":

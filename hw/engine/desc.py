@@ -27,23 +27,25 @@ FIELDS = [
 ConvDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in FIELDS})
 
 
-def tile_gap(k_eff, rows):
+def tile_gap(k_eff, drain):
     """Bubble cycles after a tile: at least one (the PEs' clear must not meet the last term's
-    accumulation), and enough that the ``rows``-cycle drain of the shadow registers ends before the
-    next capture: ``k_eff + gap >= rows``."""
-    return max(1, rows - k_eff)
+    accumulation), and enough that the ``drain``-cycle drain of the shadow registers (``rows`` cycles,
+    or ``rows * cols`` with one shared requantizer: ``EngineParams.drain_cycles``) ends before the next
+    capture: ``k_eff + gap >= drain``."""
+    return max(1, drain - k_eff)
 
 
-def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0):
+def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0, drain=None):
     """The descriptor fields of a conv/linear step (a dict of ints) for an array of ``rows`` rows;
     ``in_addr``/``out_addr`` the input code / output fine tensor's first word, ``c_addr`` the layer's
-    first word in the requantization-constant memory (one word per column tile)."""
+    first word in the requantization-constant memory (one word per column tile), ``drain`` the drain
+    cycles per tile (default ``rows``: one requantizer per column)."""
     s, pad, w, g, wo = step["stride"], step["pad"], step["w"], step["groups"], step["wo"]
     adv_y, adv_x = divmod(rows, wo)
     return {
         "h": step["h"], "w": w, "cin": step["cin"], "groups": g, "kh": step["kh"], "kw": step["kw"],
         "stride": s, "pad": pad, "wo": wo, "npos": step["ho"] * wo, "tiles_p": step["tiles_p"],
-        "tiles_c": step["tiles_c"], "k_eff": step["k_eff"], "gap": tile_gap(step["k_eff"], rows), "adv_x": adv_x,
+        "tiles_c": step["tiles_c"], "k_eff": step["k_eff"], "gap": tile_gap(step["k_eff"], rows if drain is None else drain), "adv_x": adv_x,
         "adv_by": adv_y * s, "adv_bx": adv_x * s, "wo_s": wo * s,
         "ab_adv": (adv_y * s * w + adv_x * s) * g, "ab_wrap": (s * w - wo * s) * g,
         "ab_wrap1": (s * w - (wo - 1) * s) * g, "sg": s * g, "row_skip": (w - step["kw"]) * g + 1,

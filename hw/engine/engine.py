@@ -162,7 +162,7 @@ class Engine(wiring.Component):
         slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
         m.submodules.port = port = HostPort(port_config(prog, self.baked))
         m.submodules.seq = seq = Sequencer(len(prog.steps), slots)
-        m.submodules.conv = conv = ConvUnit(a)
+        m.submodules.conv = conv = ConvUnit(a, prog.params.drain)
         m.submodules.setup = setup = MultSetup(a)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
         m.submodules.vec = vec = VectorUnit(L)

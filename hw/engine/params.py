@@ -7,6 +7,7 @@ from rootshift.sw.errors import ConfigError
 from ..params import ArrayParams
 
 KIB = 1024
+DRAINS = ("parallel", "serial")
 
 
 def _kib(name, value):
@@ -23,6 +24,11 @@ class EngineParams:
     * Memory capacities, in KiB, that the compiler's plan must fit (defaults: the iCEBreaker's UP5K,
       128 KiB of SPRAM split between weights and fine activations, EBR for codes and constants):
       ``weights_kib``, ``fine_kib``, ``codes_kib`` (all ``rows`` bank copies together), ``consts_kib``.
+    * ``drain``: how the shadow accumulators reach the fine memory. ``"parallel"`` (default, the ECP5
+      build): one requantizer per column, a shadow row per cycle (``rows`` drain cycles per tile).
+      ``"serial"`` (the iCE40 UP5K build, 8 DSPs): one requantizer shared by the columns, one accumulator
+      per cycle (``rows * cols`` drain cycles per tile, still hidden behind the next tile's MACs when
+      ``k_eff >= rows * cols``; the compiler's bubble covers the rest, the cycle model stays exact).
     * ``lanes``: channels per activation word; fixed to ``array.cols`` (one drained row is one word).
     """
 
@@ -31,16 +37,25 @@ class EngineParams:
     fine_kib: int = 64
     codes_kib: int = 16
     consts_kib: int = 16
+    drain: str = "parallel"
 
     def __post_init__(self):
         if not isinstance(self.array, ArrayParams):
             raise ConfigError(f"array must be ArrayParams, not {self.array!r}")
         for name in ("weights_kib", "fine_kib", "codes_kib", "consts_kib"):
             _kib(name, getattr(self, name))
+        if self.drain not in DRAINS:
+            raise ConfigError(f"drain must be one of {', '.join(DRAINS)}, not {self.drain!r}")
 
     @property
     def lanes(self):
         return self.array.cols
+
+    @property
+    def drain_cycles(self):
+        """Cycles to drain one tile's shadow accumulators (docs/engine.md, "Sequencer")."""
+        a = self.array
+        return a.rows * a.cols if self.drain == "serial" else a.rows
 
     @property
     def limits(self):
@@ -49,8 +64,11 @@ class EngineParams:
                 "codes": self.codes_kib * KIB, "consts": self.consts_kib * KIB}
 
     def to_dict(self):
-        return {"array": asdict(self.array), "weights_kib": self.weights_kib, "fine_kib": self.fine_kib,
-                "codes_kib": self.codes_kib, "consts_kib": self.consts_kib}
+        d = {"array": asdict(self.array), "weights_kib": self.weights_kib, "fine_kib": self.fine_kib,
+             "codes_kib": self.codes_kib, "consts_kib": self.consts_kib}
+        if self.drain != "parallel":      # the default stays out: programs compiled before it keep their bytes
+            d["drain"] = self.drain
+        return d
 
     @classmethod
     def from_dict(cls, d):
