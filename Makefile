@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rootshift flow --data digits --out runs/demo --force --engine --rows 4 --cols 4
+	$(BIN)/rootshift flow --data digits --out runs/demo --force --rows 4 --cols 4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=30 $(PYTEST_ARGS)

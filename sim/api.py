@@ -126,17 +126,31 @@ def compile(model, out=None, rows=8, cols=8, **memory_kib):
     return d
 
 
-def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None, engine=False):
+def engine_kind(engine, rtl=None, waves=None):
+    """``"network"`` or ``"tile"`` from ``engine`` (``"network"``/``True``, ``"tile"``/``False``, or ``None``:
+    the network engine, unless ``rtl`` or ``waves`` ask for what only the tile engine has)."""
+    if engine is None:
+        return "tile" if rtl is not None or waves is not None else "network"
+    if engine in (True, "network"):
+        if rtl is not None or waves is not None:
+            raise ConfigError("the network engine is built for the model itself: --rtl and --waves are for the tile "
+                              "engine (--engine tile)")
+        return "network"
+    if engine in (False, "tile"):
+        return "tile"
+    raise ConfigError(f"--engine must be 'network' or 'tile', not {engine!r}")
+
+
+def cosim(model, sim="verilator", images=16, rows=8, cols=8, data=None, rtl=None, waves=None, cache=None, engine=None):
     """Co-simulate test images of an ``.rsq`` model on the RTL and compare every value with the golden model.
 
-    ``rtl`` co-simulates what :func:`generate` wrote there (refused if its manifest does not match the
-    model); otherwise the RTL is generated into the cache (:func:`rootshift.sim.cosim.cache_dir`).
-    ``engine`` runs the self-sequencing network engine (pixels in, logits out; docs/engine.md) instead of
-    the host-fed tile engine.
+    ``engine`` is ``"network"`` (the self-sequencing engine, pixels in and logits out: docs/engine.md; the
+    default) or ``"tile"`` (the host-fed tile engine of docs/hardware.md; the default when ``rtl`` or
+    ``waves`` is given). ``rtl`` co-simulates what :func:`generate` wrote there (refused if its manifest
+    does not match the model); otherwise the RTL is generated into the cache
+    (:func:`rootshift.sim.cosim.cache_dir`).
     """
-    if engine:
-        if rtl is not None or waves is not None:
-            raise ConfigError("--engine builds the network engine for the model itself: --rtl and --waves are for the tile engine")
+    if engine_kind(engine, rtl, waves) == "network":
         from rootshift.sim.engine_cosim import engine_cosim_model
 
         return engine_cosim_model(model, sim, images, rows, cols, data=data, cache=cache)

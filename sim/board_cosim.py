@@ -75,12 +75,12 @@ def build(program, buffer_bytes, cache=None):
     from cocotb_tools.runner import get_runner
 
     from rootshift.hw.tools import verilator_env
-    from rootshift.sim.cosim import _lock, _tail, cache_dir
+    from rootshift.sim.cosim import _lock, _tail, cache_dir, toolchain_tag
     from rootshift.sim.engine_cosim import ENGINE_WAIVERS
     from rootshift.sw.progress import task
 
     rtl, man = core_rtl(program, buffer_bytes, cache)
-    bdir = Path(cache or cache_dir()) / f"board-verilator-{man['verilog_sha256'][:16]}"
+    bdir = Path(cache or cache_dir()) / f"board-verilator-{man['verilog_sha256'][:16]}-{toolchain_tag('verilator')}"
     bdir.mkdir(parents=True, exist_ok=True)
     os.environ.update({k: v for k, v in verilator_env().items() if k in ("PATH", "VERILATOR_ROOT")})
     runner = get_runner("verilator")

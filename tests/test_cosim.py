@@ -138,7 +138,7 @@ def test_whole_network_is_bit_exact_on_icarus(exported):
 
 
 def test_cosim_cli_json_and_a_caught_fault(exported, cli, tmp_path):
-    r = subprocess.run(cli + ["cosim", str(exported), "--sim", "verilator", "--images", "2", "--json"],
+    r = subprocess.run(cli + ["cosim", str(exported), "--engine", "tile", "--sim", "verilator", "--images", "2", "--json"],
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
@@ -148,7 +148,7 @@ def test_cosim_cli_json_and_a_caught_fault(exported, cli, tmp_path):
     # a flipped bit in one word the device sent must be caught, named, and fail the command
     waves = tmp_path / "waves"
     env = dict(os.environ, ROOTSHIFT_INJECT_FAULT="700")
-    r = subprocess.run(cli + ["cosim", str(exported), "--images", "1", "--json", "--waves", str(waves)],
+    r = subprocess.run(cli + ["cosim", str(exported), "--engine", "tile", "--images", "1", "--json", "--waves", str(waves)],
                        capture_output=True, text=True, timeout=1800, env=env)
     assert r.returncode == 1, r.stderr[-2000:]
     rep = json.loads(r.stdout)
@@ -187,3 +187,28 @@ def test_a_device_flag_under_cocotb_reaches_the_caller_by_name(exported):
     with pytest.raises(DeviceFlagError, match=r"layer conv1, image 0: the device flagged a protocol error") as e:
         run_job(small, {"kind": "model", "model": str(exported), "params": asdict(full), "pixels": pixels}, "verilator")
     assert e.value.flags and e.value.where
+
+
+def test_the_network_engine_is_the_default_and_tile_features_ask_for_the_tile_engine():
+    from rootshift.sim.api import engine_kind
+    from rootshift.sw.errors import ConfigError
+
+    assert engine_kind(None) == "network" and engine_kind(True) == "network" and engine_kind("tile") == "tile"
+    assert engine_kind(None, rtl="build/gen") == "tile" and engine_kind(None, waves="w") == "tile"
+    with pytest.raises(ConfigError, match="--rtl and --waves are for the tile engine"):
+        engine_kind("network", rtl="build/gen")
+    with pytest.raises(ConfigError, match="--engine must be 'network' or 'tile', not 'bogus'"):
+        engine_kind("bogus")
+
+
+def test_simulator_builds_are_keyed_by_the_cocotb_install(monkeypatch, tmp_path):
+    """A Verilator model links cocotb's VPI library by absolute path, so a build cached by another virtual
+    environment must not be reused (it failed to start with "cannot open shared object file")."""
+    import cocotb
+
+    from rootshift.sim import cosim
+
+    here = cosim.toolchain_tag("verilator")
+    assert here == cosim.toolchain_tag("verilator") and here != cosim.toolchain_tag("icarus")
+    monkeypatch.setattr(cocotb, "__file__", str(tmp_path / "other-venv" / "cocotb" / "__init__.py"))
+    assert cosim.toolchain_tag("verilator") != here

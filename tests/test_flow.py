@@ -10,7 +10,7 @@ def test_flow_on_the_network_engine(tmp_path, cli):
     import subprocess
 
     out = tmp_path / "demo"
-    r = subprocess.run([*cli, "flow", "--epochs", "2", "--images", "1", "--rows", "4", "--cols", "4", "--engine",
+    r = subprocess.run([*cli, "flow", "--epochs", "2", "--images", "1", "--rows", "4", "--cols", "4",
                         "--out", str(out), "--json"], capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads(r.stdout)
