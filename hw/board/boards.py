@@ -147,8 +147,12 @@ def _over_why(measured, capacity, device, how):
 
 
 # nextpnr-himbaechel-gowin's utilization keys (GW1NR-9: 8,640 LUT4, 6,480 FF, 26 BSRAM of 18 kbit, 20 MULT18X18,
-# 270 RAM16SDP4 shadow SRAMs). A LUT4 site holds a LUT4 or one bit of an ALU (carry logic): LUT counts both.
-_GOWIN_RES = {"LUT": ("LUT4", "ALU"), "FF": "DFF", "BRAM": "BSRAM", "DSP": "MULT18X18", "SSRAM": "RAM16SDP4"}
+# 270 RAM16SDP4 shadow SRAMs). A LUT4 site holds a LUT4 or one bit of an ALU (carry logic): LUT counts both. The
+# DSP blocks hold 18x18 multipliers or their combinations: DSP counts MULT18X18 sites (a MULT36X36 takes four, a
+# MULT9X9 half of one, as nextpnr's available counts say: 20, 5, 40).
+_GOWIN_RES = {"LUT": ("LUT4", "ALU"), "FF": "DFF", "BRAM": "BSRAM", "SSRAM": "RAM16SDP4",
+              "DSP": {"MULT18X18": 1, "MULT9X9": 0.5, "MULT36X36": 4, "MULTALU18X18": 2, "MULTALU36X18": 2,
+                      "MULTADDALU18X18": 2}}
 
 TANG_NANO_9K = Board(
     name="tang-nano-9k", platform="rootshift.hw.board.gowin:TangNano9kPlatform", family="gowin",
