@@ -149,6 +149,28 @@ def network_estimate(model, board, sizes=((2, 2), (4, 4))):
     return out
 
 
+def mnist_rows(model, boards, images):
+    """MNIST-5k ResNet-8 on each network-engine board: the link run and throughput at the board clock when the
+    compiler's memory plan fits the board's limits, else the compiler's refusal (measured, not a guess)."""
+    from rootshift.sw.errors import ConfigError
+
+    out = []
+    for name in boards:
+        b = get_board(name)
+        if b.engine != "network":
+            continue
+        try:
+            design, rep = link_run(model, name, images)
+        except ConfigError as e:
+            out.append({"board": name, "refused": str(e)})
+        else:
+            out.append({"board": name, "array": f"{design.info['rows']}x{design.info['cols']}", "mismatches":
+                        rep["mismatches"], "images": rep["images"], "cycles": rep["device_cycles_per_image"],
+                        "at_clock": throughput(design, b, rep, b.clock_mhz * 1e6), "clock_mhz": b.clock_mhz})
+        print(json.dumps(out[-1], default=str), flush=True)
+    return out
+
+
 def main(argv=None):
     ap = add_common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch here)")
@@ -156,6 +178,8 @@ def main(argv=None):
     ap.add_argument("--build-dir", action="append", default=[], metavar="BOARD=DIR",
                     help="reuse a finished `rootshift build` of BOARD in DIR instead of building")
     ap.add_argument("--images", type=int, default=4, help="images through the device models (default 4)")
+    ap.add_argument("--mnist-model", help="an MNIST-5k ResNet-8 .rsq: its network engine per network-engine board "
+                                          "(no build: throughput at the board clock, or the compiler's refusal)")
     ap.add_argument("--network-estimate", nargs="*", default=[], metavar="BOARD",
                     help="also estimate the network engine (2x2, 4x4) on these boards, which cannot carry it")
     a = ap.parse_args(argv)
@@ -198,7 +222,8 @@ def main(argv=None):
             sim = pin_sim_check(model)
             print(json.dumps(sim), flush=True)
         net_est = [e for name in a.network_estimate for e in network_estimate(model, name)]
-    body = report(argv, rows, sim, time.time() - t0, reuse, net_est)
+        mnist = mnist_rows(a.mnist_model, a.boards, a.images) if a.mnist_model else []
+    body = report(argv, rows, sim, time.time() - t0, reuse, net_est, mnist)
     print(body)
     if a.write and a.quick:
         raise SystemExit("boards: refusing --write of a --quick run (no builds)")
@@ -210,7 +235,7 @@ def _res(build, key):
     return f"{r['used']:,} / {r['available']:,}" if r else "-"
 
 
-def report(argv, rows, sim, wall, reuse=None, net_est=()):
+def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=()):
     cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
              f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Engine and array from each board's table "
@@ -270,6 +295,18 @@ def report(argv, rows, sim, wall, reuse=None, net_est=()):
             lines.append(f"| {e['board']} | {e['array']} | " + " | ".join(
                 f"{res[k]['used']:,} / {res[k]['available']:,}" for k in ("LUT", "FF", "BRAM", "DSP"))
                 + f" | {other or '-'} | {plan} | {e['seconds']:.0f} s |")
+    if mnist:
+        lines += ["", "MNIST-5k ResNet-8 (28x28 inputs) on the network-engine boards, no build (the board clock; the "
+                      "tile-engine boards are link-bound as for digits, not run):", ""]
+        for m in mnist:
+            if "refused" in m:
+                lines.append(f"* {m['board']}: **refused** by the compiler with the board's memory limits: {m['refused']}")
+            else:
+                t = m["at_clock"]
+                lines.append(f"* {m['board']} ({m['array']}): {m['cycles']:,.0f} cycles per image, "
+                             f"{t['link_bytes']:,.0f} bytes per image, {1 / t['compute_s']:,.1f} images/s of compute at "
+                             f"{m['clock_mhz']:g} MHz, {t['images_per_s']:,.1f} end to end (link bound "
+                             f"{t['link_bound']:,.0f}), mismatches {m['mismatches']} of {m['images']}")
     lines += ["", "Targets (issue 12):"]
     net_bytes = next((f"{r['at_clock']['link_bytes']:,.0f}" for r in rows if r["engine"] == "network"), "about 313")
     for r in rows:
