@@ -14,6 +14,21 @@ one is missed the critical path is named from nextpnr's report.
 
 ``--quick``: iCE40 only. Default: iCE40 (4x4, then 2x2 if 4x4 does not fit) and ECP5 (4x4).
 
+``--configs``: the engine configurations (``EngineParams``) measured on iCE40: ``fast`` (one requantizer
+per column, weights in block RAM, program baked in: what ECP5 builds) and ``ice40`` (:data:`CONFIGS`: one
+shared requantizer, ``drain="serial"``; weights in ``SB_SPRAM256KA``, ``weight_memory="spram"``, so the
+engine is built with ``baked=False`` and an iCE40 platform stand-in selects the primitive; descriptors in
+32-bit words, ``desc_fetch="serial"``).
+``--dff``: ``synth_ice40 -dsp -dff`` (ABC9 maps the flip-flops with the logic). YoWASP's ABC9 exits
+silently (yosys exit 1, no message) on the engine's ``ShadowArray`` (capture/shift registers behind the
+PEs) without ``-dff``, on the machine that made these tables; with ``-dff`` it maps. ``--noabc``: Yosys's
+own LUT mapping (``synth_ice40 -noabc``, more LUTs than ABC). The table says which was used.
+
+``--breakdown`` (section ``engine_breakdown``): every unit of the engine synthesized alone for iCE40
+(``synth_ice40 -dsp``, no place and route) for each configuration and array size: where the logic cells,
+DSPs and block RAMs go. A unit's DSP count is its multipliers' SB_MAC16 blocks (all of them, even past the
+UP5K's 8).
+
 ``--units`` (issue 10, section ``engine_units_cost``): the engine's units that a product mode changes, at
 a4w4 and ``max_k`` 576, as technology-independent gates (Yosys ``synth -flatten -noabc``: 2-input AND/OR/XOR,
 NOT, 2:1 MUX and flip-flops, no LUT mapping): the ``ShadowArray`` (PEs, shadow registers, drain chain) for
@@ -49,6 +64,14 @@ from rootshift.sim.driver import hardware_for  # noqa: E402
 from rootshift.sw import rsq  # noqa: E402
 
 TARGET = {"ice40": 50.0, "ecp5": 125.0}
+# the engine configurations (EngineParams fields) this bench measures; "ice40" is what fits the UP5K's DSPs
+# and block RAMs better: one shared requantizer, the weight image in SPRAM, descriptors in 32-bit words
+CONFIGS = {"fast": {}, "ice40": {"drain": "serial", "weight_memory": "spram", "desc_fetch": "serial"}}
+
+
+class ICE40Stand:
+    """What the engine's SPRAM reads of an amaranth-boards iCE40 platform (``hw.engine.spram.is_ice40``)."""
+    family = "iCE40"
 # the plan must pass the compiler; the memories the RTL builds are sized by the plan, not by these
 MEMORY = dict(weights_kib=1024, fine_kib=1024, codes_kib=1024, consts_kib=1024)
 
@@ -69,7 +92,8 @@ class EngineHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine = eng = Engine(self.program)
+        # SPRAM has no init: such an engine is built empty and LOADs its program (docs/engine.md)
+        m.submodules.engine = eng = Engine(self.program, baked=self.program.params.weight_memory != "spram")
         sr = Signal(eng.data_bits)
         m.d.sync += sr.eq(Cat(self.sin, sr[:-1]))
         m.d.comb += [eng.i_stream.payload.eq(sr), eng.i_stream.valid.eq(self.vin), eng.o_stream.ready.eq(self.sin)]
@@ -98,16 +122,44 @@ def over_limit(text):
     return ", ".join(f"{names.get(n, n)} {int(u):,} of {int(c):,}" for n, u, c, pct in found if int(pct) > 100)
 
 
-def measure(program, family, tmp):
+def verilog_for(component, name, family):
+    """Verilog of ``component``; on iCE40 elaborated for the iCE40 stand-in (SPRAM primitives)."""
+    import os
+
+    from amaranth.back import verilog
+
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    return verilog.convert(component, name=name, platform=ICE40Stand() if family == "ice40" else None, emit_src=False)
+
+
+def synth_flag(v, top, flag, json_out=None):
+    """``synth_ice40 -dsp <flag>`` (``-dff`` or ``-noabc``); the cells as :func:`hw.tools.synth` returns them."""
+    from rootshift.hw.tools import yosys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "design.v").write_text(Path(v).read_text())
+        out = "write_json netlist.json;" if json_out else ""
+        yosys(f"read_verilog design.v; synth_ice40 -top {top} -dsp {flag}; {out} tee -q -o stat.json stat -json", cwd=tmp)
+        if json_out:
+            Path(json_out).write_bytes((Path(tmp) / "netlist.json").read_bytes())
+        cells = json.loads((Path(tmp) / "stat.json").read_text())["design"]["num_cells_by_type"]
+    return {"cells": cells, "latches": 0}
+
+
+def measure(program, family, tmp, flag="", config="fast"):
     """Synthesis, then place and route; the row of the table (``fmax`` None where it does not place)."""
-    tag = f"engine-{family}-{program.params.array.rows}x{program.params.array.cols}"
+    tag = f"engine-{family}-{config}-{program.params.array.rows}x{program.params.array.cols}"
     v = Path(tmp) / f"{tag}.v"
-    v.write_text(component_verilog(EngineHarness(program), "engine_harness"))
+    v.write_text(verilog_for(EngineHarness(program), "engine_harness", family))
     net = Path(tmp) / f"{tag}.json"
     t0 = time.time()
-    rep = synth(v, family, top="engine_harness", dsp=True, json_out=net)
+    flag = flag if family == "ice40" else ""
+    if flag:
+        rep = synth_flag(v, "engine_harness", flag, json_out=net)
+    else:
+        rep = synth(v, family, top="engine_harness", dsp=True, json_out=net)
     out = summarize_all(rep["cells"], family)
-    out.update(latches=rep["latches"], synth_s=round(time.time() - t0))
+    out.update(latches=rep["latches"], synth_s=round(time.time() - t0), config=config, flag=flag)
     work = Path(tmp) / f"pnr-{tag}"
     t0 = time.time()
     try:
@@ -202,8 +254,15 @@ def main(argv=None):
     ap.add_argument("--families", nargs="+", default=["ice40", "ecp5"], choices=["ice40", "ecp5"])
     ap.add_argument("--units", action="store_true", help="gate counts of the mode-dependent units only (issue 10)")
     ap.add_argument("--size", type=int, default=4, help="--units: SIZE x SIZE array and lanes (default 4)")
+    ap.add_argument("--configs", nargs="+", default=["fast", "ice40"], choices=list(CONFIGS),
+                    help="engine configurations on iCE40 (ECP5 builds 'fast' only; default both)")
+    ap.add_argument("--sizes", nargs="+", default=["4x4", "2x2"], help="iCE40 arrays, largest first (default 4x4 2x2)")
+    ap.add_argument("--dff", action="store_true", help="iCE40: synth_ice40 -dff (where YoWASP's ABC9 exits silently without it)")
+    ap.add_argument("--noabc", action="store_true", help="iCE40: synth_ice40 -noabc (Yosys's own LUT mapping)")
+    ap.add_argument("--breakdown", action="store_true", help="every engine unit synthesized alone for iCE40 (no P&R)")
     a = ap.parse_args(argv)
     configure(a)
+    flag = "-dff" if a.dff else "-noabc" if a.noabc else ""
     fams = ["ice40"] if a.quick else a.families
     t0 = time.time()
     if a.units:
@@ -213,17 +272,25 @@ def main(argv=None):
         print(body)
         write_section("engine_units_cost", body)
         return
+    sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(a.model) if a.model else _digits_model(tmp)
         im = rsq.load(model)
+        if a.breakdown:
+            rows = breakdown(im, sizes, a.configs, flag, tmp)
+            body = breakdown_report(argv, rows, time.time() - t0, flag)
+            print(body)
+            write_section("engine_breakdown", body)
+            return
 
-        def family(fam):
+        def family(job):
+            fam, config = job
             out = []
-            for rc in ((4, 4), (2, 2)) if fam == "ice40" else ((4, 4),):
-                prog = compile_model(im, EngineParams(hardware_for(im, *rc), **MEMORY))
+            for rc in sizes if fam == "ice40" else ((4, 4),):
+                prog = compile_model(im, EngineParams(hardware_for(im, *rc), **MEMORY, **CONFIGS[config]))
                 cyc = cycle_report(prog)
-                r = measure(prog, fam, tmp)
+                r = measure(prog, fam, tmp, flag=flag, config=config)
                 r.update(family=fam, size=f"{rc[0]}x{rc[1]}", cycles=cyc["cycles_per_image"],
                          utilization=cyc["utilization"], plan=prog.plan)
                 out.append(r)
@@ -232,9 +299,10 @@ def main(argv=None):
                     break  # the largest size that places
             return out
 
-        # the tools are subprocesses: one thread per family runs them side by side
+        jobs = [(f, c) for f in fams for c in (a.configs if f == "ice40" else ["fast"])]
+        # the tools are subprocesses: one thread per job runs them side by side
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
-            for out in pool.map(family, fams):
+            for out in pool.map(family, jobs):
                 rows += out
     body = report(argv, rows, time.time() - t0)
     print(body)
@@ -244,6 +312,69 @@ def main(argv=None):
     write_section("engine_cost", body)
 
 
+def breakdown(im, sizes, configs, flag, tmp):
+    """Rows ``{config, size, unit, lut, ff, carry, dsp, bram, spram}``: each engine unit alone, and the whole
+    engine, synthesized for iCE40 (no place and route)."""
+    from rootshift.hw.engine.address_gen import AddressGenerator
+    from rootshift.hw.engine.adapter import AdapterUnit
+    from rootshift.hw.engine.conv_unit import ConvUnit
+    from rootshift.hw.engine.divider import StepDivider
+    from rootshift.hw.engine.engine import port_config
+    from rootshift.hw.engine.host_port import HostPort
+    from rootshift.hw.engine.mult_setup import MultSetup
+    from rootshift.hw.engine.quant_lanes import QuantLanes
+    from rootshift.hw.engine.quant_step import QuantStep, schemes_for
+    from rootshift.hw.engine.sequencer import Sequencer
+    from rootshift.hw.engine.shadow_array import ShadowArray
+    from rootshift.hw.engine.vector_unit import VectorUnit
+    from rootshift.hw.requantizer import Requantizer
+
+    out = []
+    for config in configs:
+        for rc in sizes:
+            prog = compile_model(im, EngineParams(hardware_for(im, *rc), **MEMORY, **CONFIGS[config]))
+            p, L = prog.params.array, prog.params.array.cols
+            max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
+            slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
+            units = {"ConvUnit (all below)": lambda: ConvUnit(p, prog.params.drain),
+                     "- ShadowArray": lambda: ShadowArray(p), "- AddressGenerator": lambda: AddressGenerator(p.rows, L),
+                     "- Requantizer (one)": lambda: Requantizer(p.acc_bits, p.n_acc),
+                     "MultSetup": lambda: MultSetup(p), "QuantStep (all below)": lambda: QuantStep(L, p.abits, max_ch, schemes_for(p)),
+                     "- QuantLanes": lambda: QuantLanes(L, p.abits, schemes_for(p)),
+                     "- AdapterUnit": lambda: AdapterUnit(max(1, max_ch // 4)), "- StepDivider": StepDivider,
+                     "VectorUnit": lambda: VectorUnit(L), "HostPort": lambda: HostPort(port_config(prog, False)),
+                     "Sequencer": lambda: Sequencer(len(prog.steps), slots), "Engine (whole)": lambda: EngineHarness(prog)}
+            for unit, make in units.items():
+                if config != "fast" and unit.startswith("- "):
+                    continue      # the sub-units do not change with the configuration
+                v = Path(tmp) / "unit.v"
+                v.write_text(verilog_for(make(), "unit_top", "ice40"))
+                t0 = time.time()
+                cells = (synth_flag(v, "unit_top", flag) if flag else synth(v, "ice40", top="unit_top", dsp=True))["cells"]
+                r = summarize_all(cells, "ice40")
+                r.update(config=config, size=f"{rc[0]}x{rc[1]}", unit=unit, carry=cells.get("SB_CARRY", 0),
+                         synth_s=round(time.time() - t0))
+                out.append(r)
+                print(json.dumps(r), flush=True)
+    return out
+
+
+def breakdown_report(argv, rows, wall, flag):
+    cmd = "python bench/engine_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    lines = ["## Where the engine's iCE40 resources go (digits ResNet-8, W8A8 dual, max_k 576; synthesis only)", "",
+             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Each unit synthesized alone for the iCE40 UP5K "
+             f"(`synth_ice40 -dsp{' ' + flag if flag else ''}`"
+             f"{': YoWASP ABC9 exits silently on the ShadowArray without it on the machine that made this table' if flag else ''}), "
+             "no place and route; the whole engine behind its three-pin harness last. DSP: SB_MAC16 blocks its "
+             "multipliers take (the UP5K has 8). BRAM: SB_RAM40_4K (30). LC after packing is about LUT + the "
+             "flip-flops that do not pair with one. Units marked `-` are parts of the unit above them.", "",
+             "| config | size | unit | LUT4 | FF | SB_CARRY | DSP | BRAM | SPRAM |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['size']} | {r['unit']} | {r['lut']:,} | {r['ff']:,} | {r['carry']:,} | "
+                     f"{r['dsp']} | {r['bram']} | {r['spram']} |")
+    return "\n".join(lines)
+
+
 def report(argv, rows, wall):
     cmd = "python bench/engine_cost.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     lines = ["## The self-sequencing engine after place and route (digits ResNet-8, W8A8 dual, max_k 576)", "",
@@ -251,17 +382,21 @@ def report(argv, rows, wall):
              "liveness plan) behind `EngineHarness` (three pins), Yosys + nextpnr seed 1. Images/s = Fmax / cycles per "
              "image (host link not counted; cycles = the RTL's `STATUS` count). Old tile engine: docs/hardware.md, "
              "\"Baseline\". On ECP5 a CCU2C counts as 2 LUTs. BRAM: SB_RAM40_4K (iCE40) / DP16KD (ECP5).", "",
-             "| family | engine | size | LUT | FF | DSP | BRAM | SPRAM | Fmax MHz | cycles / image | images / s | "
-             "critical path / limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Configurations: `fast` (a requantizer per column, weights in block RAM, baked), `ice40` (one shared "
+             "requantizer, weights in SB_SPRAM256KA loaded over the stream, descriptors fetched as 32-bit words). `-dff` / `-noabc`: the synth_ice40 "
+             "flag used where YoWASP's ABC9 exits silently without it (`-noabc`: Yosys's own LUT mapping, more LUTs).", "",
+             "| family | engine | config | size | LUT | FF | DSP | BRAM | SPRAM | Fmax MHz | cycles / image | images / s | "
+             "critical path / limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for fam in dict.fromkeys(r["family"] for r in rows):
         old = OLD_ENGINE[fam]
-        lines.append(f"| {fam} | old tile engine | {old['size']} | | | | | | {old['fmax']} | {old['cycles']:,} | "
+        lines.append(f"| {fam} | old tile engine | | {old['size']} | | | | | | {old['fmax']} | {old['cycles']:,} | "
                      f"{old['fmax'] * 1e6 / old['cycles']:.0f} | {old.get('note', '')} |")
         for r in (x for x in rows if x["family"] == fam):
             fmax = r.get("fmax")
             ips = f"{fmax * 1e6 / r['cycles']:.0f}" if fmax else "-"
-            lines.append(f"| {fam} | engine | {r['size']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+            cfg = r.get("config", "fast") + (f", {r['flag']}" if r.get("flag") else "")
+            lines.append(f"| {fam} | engine | {cfg} | {r['size']} | {r['lut']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
                          f"{r['spram']} | {f'{fmax:.1f}' if fmax else '-'} | {r['cycles']:,} | {ips} | {r['path']} |")
         best = max((r.get("fmax") or 0 for r in rows if r["family"] == fam), default=0)
         if best:

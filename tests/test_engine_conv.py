@@ -142,5 +142,7 @@ def test_serial_drain_runs_random_layers_exactly(seed, rows, cols):
 def test_drain_is_checked():
     with pytest.raises(ConfigError, match="drain must be one of parallel, serial, not 'wide'"):
         EngineParams(drain="wide")
+    with pytest.raises(ConfigError, match="desc_fetch must be one of parallel, serial, not 1"):
+        EngineParams(desc_fetch=1)
     with pytest.raises(TypeError, match="drain must be one of"):
         ConvUnit(ArrayParams(), drain="wide")

@@ -18,12 +18,13 @@ from rootshift.sw.errors import ConfigError
 BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
 
-def rtl_model(seed, mode, rows, cols, drain="parallel"):
+def rtl_model(seed, mode, rows, cols, drain="parallel", desc_fetch="parallel"):
     """The first random model from ``seed`` on that the RTL engine runs (powers of two for the pools)."""
     for s in range(seed, seed + 200):
         rng = np.random.default_rng(s)
         im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), 4, 8], max_channels=10, maxpool=False)
-        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, **BIG), debug=True)
+        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=desc_fetch,
+                                                      **BIG), debug=True)
         try:
             rtl_check(prog)
         except ConfigError:
@@ -36,12 +37,14 @@ def run_engine(prog, pixels):
     return engine_image(prog, pixels)
 
 
-@pytest.mark.parametrize("seed,mode,rows,cols,drain", [(0, "dual", 2, 2, "parallel"), (10, "lut", 3, 2, "parallel"),
-                                                      (20, "mult", 2, 3, "parallel"), (30, "dual", 2, 2, "serial"),
-                                                      (40, "mult", 3, 2, "serial")])
-def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols, drain):
-    """``drain="serial"``: one requantizer shared by the columns (the iCE40 build)."""
-    im, prog, rng = rtl_model(seed, mode, rows, cols, drain)
+@pytest.mark.parametrize("seed,mode,rows,cols,drain,fetch", [
+    (0, "dual", 2, 2, "parallel", "parallel"), (10, "lut", 3, 2, "parallel", "parallel"),
+    (20, "mult", 2, 3, "parallel", "parallel"), (30, "dual", 2, 2, "serial", "serial"),
+    (40, "mult", 3, 2, "serial", "parallel"), (50, "lut", 2, 3, "parallel", "serial")])
+def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols, drain, fetch):
+    """``drain="serial"``: one requantizer shared by the columns; ``desc_fetch="serial"``: the descriptors
+    in 32-bit words (the iCE40 build's choices)."""
+    im, prog, rng = rtl_model(seed, mode, rows, cols, drain, fetch)
     px = rng.integers(0, 256, im.meta["input_shape"])
     res = run_engine(prog, px)
     assert res["logits"] == golden.run(im, px[None]).reshape(-1).tolist()

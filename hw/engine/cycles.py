@@ -21,6 +21,14 @@ QUANT_TAIL = -1      # measured against the QuantStep (tests/test_engine_quant.p
 UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/test_engine_conv.py checks the count)
 
 
+def fetch_cycles(params):
+    """Cycles a step's descriptor fetch adds to ``SEQ_CYCLES``: 0, or ``words`` with ``desc_fetch="serial"``
+    (:class:`~rootshift.hw.engine.desc_fetch.DescFetch`)."""
+    from .engine import desc_words
+
+    return desc_words() if params.desc_fetch == "serial" else 0
+
+
 def _pow2(n):
     return n > 0 and n & (n - 1) == 0
 
@@ -68,28 +76,29 @@ def step_cycles(step, tensors, params):
     (``io``: host words the step waits for, the pixels)."""
     a = params.array
     kind = step["kind"]
+    seq = SEQ_CYCLES + fetch_cycles(params)
     if kind == "input":
-        return {"cycles": SEQ_CYCLES, "macs": 0, "io": tensors[step["out"]]["words"]}
+        return {"cycles": seq, "macs": 0, "io": tensors[step["out"]]["words"]}
     if kind in ("conv", "linear"):
         setup = step["tiles_c"] * a.cols + SETUP_TAIL           # MultSetup: one channel per cycle
         macs = step["ho"] * step["wo"] * step["cout"] * step["k"]
-        return {"cycles": SEQ_CYCLES + setup + conv_unit_cycles(step, a.rows, params.drain_cycles), "macs": macs, "io": 0}
+        return {"cycles": seq + setup + conv_unit_cycles(step, a.rows, params.drain_cycles), "macs": macs, "io": 0}
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":
-        cyc = SEQ_CYCLES + quant_step_cycles(step, src, params.lanes)
+        cyc = seq + quant_step_cycles(step, src, params.lanes)
         ad = step["adapter"]
         if ad and not _pow2(ad["gap_n"]):      # not in RTL: the GAP divides by powers of two only
             cyc += src["shape"][0] * DIV_CYCLES
         return {"cycles": cyc, "macs": 0, "io": 0}
     if kind == "add_relu":
-        return {"cycles": SEQ_CYCLES + words + VEC_TAIL, "macs": 0, "io": 0}
+        return {"cycles": seq + words + VEC_TAIL, "macs": 0, "io": 0}
     if kind == "avgpool":
         div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES     # not in RTL
-        return {"cycles": SEQ_CYCLES + words + 2 * src["groups"] + VEC_TAIL - 1 + div, "macs": 0, "io": 0}
+        return {"cycles": seq + words + 2 * src["groups"] + VEC_TAIL - 1 + div, "macs": 0, "io": 0}
     if kind == "maxpool":                                                 # not in RTL: an estimate
         out = tensors[step["out"]]["words"]
-        return {"cycles": SEQ_CYCLES + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}
+        return {"cycles": seq + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}
     raise ValueError(f"unknown step kind {kind!r}")
 
 

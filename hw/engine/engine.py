@@ -15,7 +15,9 @@ from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW,
                         HostPort, LoadMem, PortConfig)
 from .mult_setup import MultSetup
 from .quant_step import QuantStep, schemes_for
+from .desc_fetch import DescFetch, times_const
 from .sequencer import Sequencer
+from .spram import SPRAM
 from .vector_unit import VectorUnit
 
 # host protocol v3 (docs/engine.md, "Host protocol v3"): the constants live with the HostPort
@@ -73,6 +75,11 @@ def images(program):
 def _padded(width):
     """Memory width: wider than one LOAD chunk -> a whole number of chunks (a write port of 32-bit granularity)."""
     return width if width <= CHUNK else -(-width // CHUNK) * CHUNK
+
+
+def desc_words():
+    """32-bit words per descriptor (``desc_fetch="serial"``)."""
+    return _padded(StepDesc.size) // CHUNK
 
 
 def load_images(program):
@@ -135,6 +142,9 @@ class Engine(wiring.Component):
         if not isinstance(baked, bool):
             raise TypeError(f"baked must be True or False, not {baked!r}")
         rtl_check(program)
+        if baked and program.params.weight_memory == "spram":
+            raise ConfigError("weight_memory 'spram' has no init (SB_SPRAM256KA): build the engine with baked=False "
+                              "and LOAD the program")
         self.prog, self.baked = program, baked
         a = program.params.array
         self.a = a
@@ -149,6 +159,14 @@ class Engine(wiring.Component):
         L = a.cols
         mem = {}
         for lm, img in load_images(prog):          # the memories LOAD writes
+            if lm.name == "wgt" and prog.params.weight_memory == "spram":
+                m.submodules.wgt = mem["wgt"] = SPRAM(_padded(lm.width), lm.depth)
+                continue
+            if lm.name == "desc" and prog.params.desc_fetch == "serial":     # 32-bit words, DescFetch
+                W = desc_words()
+                init = [(v >> (CHUNK * k)) & 0xFFFFFFFF for v in img for k in range(W)] if self.baked else []
+                m.submodules.desc = mem["desc"] = Memory(shape=CHUNK, depth=max(2, lm.depth * W), init=init)
+                continue
             m.submodules[lm.name] = mem[lm.name] = Memory(shape=_padded(lm.width), depth=lm.depth,
                                                           init=img if self.baked else [])
         n_rq = max(2, sum(s["tiles_c"] for s in prog.steps if s["kind"] in ("conv", "linear")))
@@ -161,7 +179,7 @@ class Engine(wiring.Component):
         max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
         slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
         m.submodules.port = port = HostPort(port_config(prog, self.baked))
-        m.submodules.seq = seq = Sequencer(len(prog.steps), slots)
+        m.submodules.seq = seq = Sequencer(len(prog.steps), slots, fetch_wait=prog.params.desc_fetch == "serial")
         m.submodules.conv = conv = ConvUnit(a, prog.params.drain)
         m.submodules.setup = setup = MultSetup(a)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
@@ -179,6 +197,18 @@ class Engine(wiring.Component):
         for i, (lm, _) in enumerate(load_images(self.prog)):
             width = _padded(lm.width)
             sel = port.ld_en & (port.ld_sel == i)
+            if lm.name == "desc" and self.prog.params.desc_fetch == "serial":   # chunk k of item a: word a*W + k
+                wp = mem["desc"].write_port()
+                m.d.comb += [wp.addr.eq(times_const(port.ld_addr, desc_words()) + port.ld_chunk),
+                             wp.data.eq(port.ld_data), wp.en.eq(sel)]
+                continue
+            if isinstance(mem[lm.name], SPRAM):     # one port: the LOAD's address while loading, else the unit's
+                ram = mem[lm.name]
+                chunk_en = (Const(1, max(1, width // CHUNK)) << port.ld_chunk)
+                m.d.comb += [unit_addr.eq(Mux(sel, port.ld_addr, self.units["conv"].wgt_addr)), ram.addr.eq(unit_addr),
+                             ram.wdata.eq(Cat([port.ld_data] * max(1, width // CHUNK))),
+                             ram.wen.eq(Mux(sel, Cat(*[chunk_en[s * 16 // CHUNK] for s in range(ram.slices)]), 0))]
+                continue
             if width > CHUNK:
                 wp = mem[lm.name].write_port(granularity=CHUNK)
                 m.d.comb += [wp.data.eq(Cat([port.ld_data] * (width // CHUNK))),
@@ -196,8 +226,15 @@ class Engine(wiring.Component):
         a = self.a
         L = a.cols
         desc_rd = mem["desc"].read_port()
-        d = data.View(StepDesc, desc_rd.data[:StepDesc.size])
-        m.d.comb += [desc_rd.addr.eq(seq.pc), self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
+        if self.prog.params.desc_fetch == "serial":
+            m.submodules.fetch = fetch = DescFetch(desc_words(), mem["desc"].depth)
+            m.d.comb += [desc_rd.addr.eq(fetch.rd_addr), fetch.rd_data.eq(desc_rd.data), fetch.pc.eq(seq.pc),
+                         fetch.run.eq(seq.fetching), seq.desc_ready.eq(fetch.ready)]
+            d = data.View(StepDesc, fetch.desc[:StepDesc.size])
+        else:
+            m.d.comb += desc_rd.addr.eq(seq.pc)
+            d = data.View(StepDesc, desc_rd.data[:StepDesc.size])
+        m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
         m.d.comb += [conv.desc.eq(d.conv), quant.desc.eq(d.quant), vec.desc.eq(d.vec)]
         # the sequencer: step kinds, unit handshakes, betas
         m.d.comb += [seq.start.eq(port.seq_start), port.seq_done.eq(seq.done), port.seq_busy.eq(seq.busy),
@@ -217,9 +254,12 @@ class Engine(wiring.Component):
                          w.en.eq(port.pix_en | quant.code_en)]
         debug_code_rd = banks[0].read_port()
         m.d.comb += [debug_code_rd.addr.eq(port.rd_addr), port.code_data.eq(debug_code_rd.data)]
-        wrd = mem["wgt"].read_port()
         wgt_addr = Signal.like(conv.wgt_addr)
-        m.d.comb += [wrd.addr.eq(wgt_addr), conv.wgt_data.eq(wrd.data)]
+        if isinstance(mem["wgt"], SPRAM):
+            m.d.comb += conv.wgt_data.eq(mem["wgt"].rdata)
+        else:
+            wrd = mem["wgt"].read_port()
+            m.d.comb += [wrd.addr.eq(wgt_addr), conv.wgt_data.eq(wrd.data)]
         self._load_ports(m, mem, port, wgt_addr)
         rq_rd, rq_wr = mem["rq"].read_port(), mem["rq"].write_port()
         m.d.comb += [rq_rd.addr.eq(conv.const_addr), conv.const_data.eq(rq_rd.data),

@@ -8,6 +8,8 @@ from ..params import ArrayParams
 
 KIB = 1024
 DRAINS = ("parallel", "serial")
+WEIGHT_MEMORIES = ("bram", "spram")
+DESC_FETCHES = ("parallel", "serial")
 
 
 def _kib(name, value):
@@ -29,6 +31,12 @@ class EngineParams:
       ``"serial"`` (the iCE40 UP5K build, 8 DSPs): one requantizer shared by the columns, one accumulator
       per cycle (``rows * cols`` drain cycles per tile, still hidden behind the next tile's MACs when
       ``k_eff >= rows * cols``; the compiler's bubble covers the rest, the cycle model stays exact).
+    * ``weight_memory``: ``"bram"`` (default: block RAM, the program can be baked into its init) or
+      ``"spram"`` (the iCE40 UP5K's 4 x 32 KiB ``SB_SPRAM256KA``, :class:`~rootshift.hw.engine.spram.SPRAM`:
+      no init, so the engine is built with ``baked=False`` and the weights are ``LOAD`` ed).
+    * ``desc_fetch``: ``"parallel"`` (default: one ``StepDesc.size``-bit word per step, read in one cycle)
+      or ``"serial"`` (:class:`~rootshift.hw.engine.desc_fetch.DescFetch`: 32-bit words, ``ceil(size/32)``
+      more cycles per step; a 1,050-bit-wide memory is 66 iCE40 block RAMs however few steps it holds).
     * ``lanes``: channels per activation word; fixed to ``array.cols`` (one drained row is one word).
     """
 
@@ -38,6 +46,8 @@ class EngineParams:
     codes_kib: int = 16
     consts_kib: int = 16
     drain: str = "parallel"
+    weight_memory: str = "bram"
+    desc_fetch: str = "parallel"
 
     def __post_init__(self):
         if not isinstance(self.array, ArrayParams):
@@ -46,6 +56,10 @@ class EngineParams:
             _kib(name, getattr(self, name))
         if self.drain not in DRAINS:
             raise ConfigError(f"drain must be one of {', '.join(DRAINS)}, not {self.drain!r}")
+        if self.weight_memory not in WEIGHT_MEMORIES:
+            raise ConfigError(f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {self.weight_memory!r}")
+        if self.desc_fetch not in DESC_FETCHES:
+            raise ConfigError(f"desc_fetch must be one of {', '.join(DESC_FETCHES)}, not {self.desc_fetch!r}")
 
     @property
     def lanes(self):
@@ -66,8 +80,13 @@ class EngineParams:
     def to_dict(self):
         d = {"array": asdict(self.array), "weights_kib": self.weights_kib, "fine_kib": self.fine_kib,
              "codes_kib": self.codes_kib, "consts_kib": self.consts_kib}
-        if self.drain != "parallel":      # the default stays out: programs compiled before it keep their bytes
+        # the defaults stay out: programs compiled before these fields existed keep their bytes
+        if self.drain != "parallel":
             d["drain"] = self.drain
+        if self.weight_memory != "bram":
+            d["weight_memory"] = self.weight_memory
+        if self.desc_fetch != "parallel":
+            d["desc_fetch"] = self.desc_fetch
         return d
 
     @classmethod

@@ -29,16 +29,21 @@ class Sequencer(wiring.Component):
     quant_done, setup_done, conv_done, vec_done : In(1)
     quant_beta : In(63)            -- the sample's beta from a finished quant step
     setup_beta : Out(63)           -- the beta of step ``pc``'s slot (``2^16`` for slot -1) for :class:`MultSetup`
+    fetching : Out(1)              -- in ``FETCH``
+    desc_ready : In(1)             -- with ``fetch_wait``: ``FETCH`` lasts until it is high (a :class:`DescFetch`)
+
+    ``fetch_wait`` (``EngineParams.desc_fetch == "serial"``): the descriptor arrives over several cycles;
+    without it ``FETCH`` is one cycle and ``desc_ready`` is not read.
     """
 
-    def __init__(self, n_steps, slots):
+    def __init__(self, n_steps, slots, fetch_wait=False):
         for name, v in (("n_steps", n_steps), ("slots", slots)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 1 << 16:
                 raise ConfigError(f"{name} must be an integer in 1..65535, not {v!r}")
         if slots > 128:
             raise ConfigError(f"slots must be at most 128 (a signed 8-bit beta slot), not {slots}")
-        self.n_steps, self.slots = n_steps, slots
-        super().__init__({
+        self.n_steps, self.slots, self.fetch_wait = n_steps, slots, bool(fetch_wait)
+        super().__init__({"fetching": Out(1), "desc_ready": In(1),
             "start": In(1), "done": Out(1), "busy": Out(1), "pc": Out(16), "kind": In(2), "beta_slot": In(signed(8)),
             "quant_start": Out(1), "setup_start": Out(1), "conv_start": Out(1), "vec_start": Out(1),
             "quant_done": In(1), "setup_done": In(1), "conv_done": In(1), "vec_done": In(1),
@@ -56,8 +61,12 @@ class Sequencer(wiring.Component):
                     m.d.sync += pc.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):          # the descriptor memory answers next cycle
-                m.d.comb += self.busy.eq(1)
-                m.next = "DISPATCH"
+                m.d.comb += [self.busy.eq(1), self.fetching.eq(1)]
+                if self.fetch_wait:
+                    with m.If(self.desc_ready):
+                        m.next = "DISPATCH"
+                else:
+                    m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(self.kind):
