@@ -76,6 +76,9 @@ def main(argv=None):
     add_common_args(ap)
     a = ap.parse_args(argv)
     configure(a)
+    import torch
+
+    torch.set_num_threads(a.threads)     # the footer records the runs' thread count
     if a.quick:
         a.data, a.seeds, a.epochs = ["digits"], [0], 2
     t0 = time.time()
@@ -121,7 +124,7 @@ def main(argv=None):
     cmd = "python bench/mixed_precision.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     body = (f"## Mixed precision: 8-bit first and last layers, or a 4-bit default (issue 9)\n\n"
             f"Made by `{cmd.strip()}` in {(time.time() - t0) / 60:.0f} min. post+asq W4A4 ResNet-8, {a.epochs} epochs, "
-            f"seeds {a.seeds}; the edge layers' weights at 8 (default) or 4 bits, pixels 8-bit codes either way. The array "
+            f"seeds {a.seeds}, {a.threads} torch thread(s) per run; the edge layers' weights at 8 (default) or 4 bits, pixels 8-bit codes either way. The array "
             "is the one the whole network needs (built for the widest operands: docs/engine.md). Cells: mean over seeds "
             "(min-max).\n\n" + "\n".join(lines))
     print(body)
