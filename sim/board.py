@@ -188,6 +188,11 @@ def build_design(design, board, out, seed=1):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the build folder {out}: {e.strerror}") from None
+    if board.estimate_first:
+        est = estimate_design(design, board)
+        if not est["fits"]:
+            raise BoardBuildRefused(f"the design does not fit {board.name}: {', '.join(est['over'])} (rootshift "
+                                    f"estimate: {est['method']}; nextpnr would try to place it for tens of minutes)")
     plan = build_plan(board, BoardTop(board, design.component), out, seed)
     env = eda_env()
     from rootshift.hw.tools import yowasp_first_use_lock
@@ -204,6 +209,10 @@ def build_design(design, board, out, seed=1):
         raise _explain_failure(out, board) from None
     report = _report(out, board, design.info, seed)
     report["build_s"] = round(time.perf_counter() - t0, 1)
+    if board.estimate_first:
+        # the check before place and route: its time (not in build_s) and its counts, to compare with the build's
+        report["estimate_s"] = est["seconds"]
+        report["estimate_resources"] = {k: v["used"] for k, v in est["resources"].items()}
     if report["fmax_mhz"] is None or report["fmax_mhz"] < board.clock_mhz:
         raise BoardBuildRefused(f"{size} on {board.name} misses timing: Fmax "
                                 f"{report['fmax_mhz']} MHz < the {board.clock_mhz} MHz board clock")
