@@ -67,8 +67,8 @@ class Board:
 NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
     "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
-    "gowin": {"4x4": {"LUT": 30337, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
-              "2x2": {"LUT": 21332, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
+    "gowin": {"4x4": {"LUT": 30214, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
+              "2x2": {"LUT": 21264, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
 }
 NETWORK_ENGINE_HOW = {
     "ice40": "measured after place and route for the digits ResNet-8 (bench/engine_cost.py)",
