@@ -21,12 +21,14 @@ engine is built with ``baked=False`` and an iCE40 platform stand-in selects the 
 32-bit words, ``desc_fetch="serial"``).
 ``--dff``: ``synth_ice40 -dsp -dff`` (ABC9 maps the flip-flops with the logic). YoWASP's ABC9 exits
 silently (yosys exit 1, no message) on the engine's ``ShadowArray`` (capture/shift registers behind the
-PEs) without ``-dff``, on the machine that made these tables; with ``-dff`` it maps. ``--noabc``: Yosys's
-own LUT mapping (``synth_ice40 -noabc``, more LUTs than ABC). The table says which was used.
+PEs) without ``-dff``, on the machine that made these tables; with ``-dff`` the units map, but the whole
+engine exhausts ABC's call stack in WebAssembly (``wasm trap: call stack exhausted`` in
+``Nwk_ManPushBackwardTop_rec``). ``--noabc``: Yosys's own LUT mapping (``synth_ice40 -noabc``, more LUTs
+than ABC), the one that maps the whole engine there. The tables say which was used.
 
 ``--breakdown`` (section ``engine_breakdown``): every unit of the engine synthesized alone for iCE40
-(``synth_ice40 -dsp``, no place and route) for each configuration and array size: where the logic cells,
-DSPs and block RAMs go. A unit's DSP count is its multipliers' SB_MAC16 blocks (all of them, even past the
+(``synth_ice40 -dsp``, no place and route) for each array size, and for each further configuration the
+units it changes: where the logic cells, DSPs and block RAMs go. A unit's DSP count is its multipliers' SB_MAC16 blocks (all of them, even past the
 UP5K's 8).
 
 ``--units`` (issue 10, section ``engine_units_cost``): the engine's units that a product mode changes, at
@@ -312,9 +314,13 @@ def main(argv=None):
     write_section("engine_cost", body)
 
 
+CHANGED = ("ConvUnit (all below)", "Sequencer")   # the units a configuration of CONFIGS builds differently
+
+
 def breakdown(im, sizes, configs, flag, tmp):
-    """Rows ``{config, size, unit, lut, ff, carry, dsp, bram, spram}``: each engine unit alone, and the whole
-    engine, synthesized for iCE40 (no place and route)."""
+    """Rows ``{config, size, unit, lut, ff, carry, dsp, bram, spram}``: each engine unit alone synthesized for
+    iCE40 (no place and route); for a configuration other than ``fast`` only the units it changes. The whole
+    engine is the main table's (``--families ice40 --configs ...``)."""
     from rootshift.hw.engine.address_gen import AddressGenerator
     from rootshift.hw.engine.adapter import AdapterUnit
     from rootshift.hw.engine.conv_unit import ConvUnit
@@ -343,10 +349,10 @@ def breakdown(im, sizes, configs, flag, tmp):
                      "- QuantLanes": lambda: QuantLanes(L, p.abits, schemes_for(p)),
                      "- AdapterUnit": lambda: AdapterUnit(max(1, max_ch // 4)), "- StepDivider": StepDivider,
                      "VectorUnit": lambda: VectorUnit(L), "HostPort": lambda: HostPort(port_config(prog, False)),
-                     "Sequencer": lambda: Sequencer(len(prog.steps), slots), "Engine (whole)": lambda: EngineHarness(prog)}
+                     "Sequencer": lambda: Sequencer(len(prog.steps), slots, prog.params.desc_fetch == "serial")}
             for unit, make in units.items():
-                if config != "fast" and unit.startswith("- "):
-                    continue      # the sub-units do not change with the configuration
+                if config != "fast" and unit not in CHANGED:
+                    continue      # the other units do not change with the configuration
                 v = Path(tmp) / "unit.v"
                 v.write_text(verilog_for(make(), "unit_top", "ice40"))
                 t0 = time.time()
@@ -365,7 +371,8 @@ def breakdown_report(argv, rows, wall, flag):
              f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Each unit synthesized alone for the iCE40 UP5K "
              f"(`synth_ice40 -dsp{' ' + flag if flag else ''}`"
              f"{': YoWASP ABC9 exits silently on the ShadowArray without it on the machine that made this table' if flag else ''}), "
-             "no place and route; the whole engine behind its three-pin harness last. DSP: SB_MAC16 blocks its "
+             "no place and route (the whole engine: the main table). For `ice40` only the units it builds "
+             "differently (its other units are the `fast` rows). DSP: SB_MAC16 blocks its "
              "multipliers take (the UP5K has 8). BRAM: SB_RAM40_4K (30). LC after packing is about LUT + the "
              "flip-flops that do not pair with one. Units marked `-` are parts of the unit above them.", "",
              "| config | size | unit | LUT4 | FF | SB_CARRY | DSP | BRAM | SPRAM |", "|---|---|---|---|---|---|---|---|---|"]
