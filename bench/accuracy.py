@@ -8,12 +8,20 @@ seeds with the range; the per-seed values follow the table. For shift runs the s
 staircase at the final temperature) is evaluated too (the soft/hard agreement on the data), and so is
 the hard model after ``recalibrate_bn`` (rows ``+bn``). Targets are judged on the trained models.
 
+``--runs DIR`` keeps every run directory under DIR and reuses a finished run whose configuration *and*
+training code (a hash of the ``sw/`` sources) are identical, with the accuracies it recorded; training at
+a fixed thread count is deterministic, so a reused run is the run this command would make. Without it the
+runs go to a temporary directory.
+
 Targets: post+asq W4A4 within 0.5 points of fp and not below lsq; shift W2A2 >= 96 % (digits) and
 >= 96.5 % (MNIST-5k); shift within 1 point of lsq at every width; shift-w W4 within 0.5 points of fp.
 """
 
 import argparse
 import concurrent.futures as cf
+import contextlib
+import hashlib
+import json
 import multiprocessing as mp
 import shlex
 import sys
@@ -30,8 +38,34 @@ METHODS = {"fp": ("fp", "fp", False), "lsq": ("lsq", "lsq", False), "pot": ("pot
 QUICK = {"data": ["digits"], "bits": [2], "seeds": [0], "methods": ["fp", "lsq", "post+asq", "shift", "shift-w"]}
 
 
+SW = Path(__file__).resolve().parent.parent / "sw"
+
+
+def code_hash():
+    """Hash of the training code (every ``sw/**/*.py``): a cached run is reused only under the same code."""
+    h = hashlib.sha256()
+    for f in sorted(SW.rglob("*.py")):
+        h.update(str(f.relative_to(SW)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _run(job):
-    """One training run in a worker process: (key, test accuracy, soft-model accuracy or None)."""
+    """One run, or its cached result (see ``--runs``): (key, test accuracy, (soft, +bn) accuracies or None)."""
+    stamp = Path(job["cfg"]["out"]) / "bench.json"
+    want = {"cfg": job["cfg"], "threads": job["threads"], "code": job["code"]}
+    if job["reuse"] and stamp.is_file():
+        got = json.loads(stamp.read_text())
+        if {k: got.get(k) for k in want} == want:
+            return job["key"], got["acc"], got["soft"]
+    key, acc, soft = _train(job)
+    if job["reuse"]:
+        from rootshift.sw.fileio import atomic_write_json
+
+        atomic_write_json(stamp, want | {"acc": acc, "soft": soft})
+    return key, acc, soft
+
+
+def _train(job):
     import torch
 
     torch.set_num_threads(job["threads"])
@@ -39,7 +73,7 @@ def _run(job):
     from rootshift.sw.data import load_dataset
     from rootshift.sw.train import TrainConfig, evaluate, load_checkpoint, model_from_checkpoint, train
 
-    m = train(TrainConfig(**job["cfg"]), progress=False)
+    m = train(TrainConfig(**job["cfg"], force=True), progress=False)
     soft = None
     if job["cfg"]["wq"] == "shift":
         from rootshift.sw.data import to_input
@@ -53,7 +87,7 @@ def _run(job):
         n = len(ds.train)
         recalibrate_bn(model, (to_input(ds.train.batch(range(i, min(n, i + 256)))[0]) for i in range(0, n, 256)))
         soft = (soft_acc, evaluate(model, ds.test))
-    return job["key"], m["test_acc"], soft
+    return job["key"], m["test_acc"], list(soft) if soft else None
 
 
 def _fmt(vals):
@@ -76,6 +110,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    ap.add_argument("--runs", type=Path, help="keep run directories here and reuse identical finished runs")
     ap.add_argument("--section", default="accuracy",
                     help="results section to (re)write: a filtered run can go beside the main table, not over it")
     a = ap.parse_args(argv)
@@ -90,7 +125,8 @@ def main(argv=None):
     if "fp" not in a.methods and any(METHODS[m][2] for m in a.methods):
         a.methods = ["fp"] + a.methods  # the shift recipe fine-tunes from the fp run
     results, soft = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
+    code = code_hash()
+    with (contextlib.nullcontext(str(a.runs)) if a.runs else tempfile.TemporaryDirectory()) as tmp:
         def cfg(data, name, b, seed):
             wq, aq, ft = METHODS[name]
             return {"data": data, "wq": wq, "aq": aq, "wbits": b, "abits": b, "epochs": a.epochs, "seed": seed,
@@ -104,7 +140,7 @@ def main(argv=None):
         with cf.ProcessPoolExecutor(a.jobs, mp_context=ctx) as ex:
             for phase in (fp_jobs, q_jobs):
                 for job in phase:
-                    job["threads"] = a.threads
+                    job["threads"], job["code"], job["reuse"] = a.threads, code, a.runs is not None
                 for (name, d, b, s), acc, sacc in ex.map(_run, phase):
                     for bb in (a.bits if b is None else [b]):
                         results.setdefault((name, d, bb), []).append(acc)
@@ -138,7 +174,7 @@ def main(argv=None):
             "`rootshift.sw.layers.recalibrate_bn` (batch-norm statistics re-estimated under the hard quantizers, "
             "one pass over the training set, no gradient); `rootshift train` already ends a shift run with this step, so "
             "the two rows differ only by a second pass. "
-            "Cells: mean over seeds (min-max).\n\n"
+            f"Training code hash {code} (bench/accuracy.py code_hash). Cells: mean over seeds (min-max).\n\n"
             + "\n".join(lines) + "\n\nPer seed (in seed order), with the shift runs' soft model (the soft "
             "staircase at the final temperature) beside the hard one:\n\n" + "\n".join(per_seed))
     verdicts = []

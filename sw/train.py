@@ -29,6 +29,7 @@ from .fileio import atomic_torch_save, atomic_write_json
 from .layers import LayerScheme, calibrate, layer_schemes, quantize_model
 from .models import build_model
 from .quant import ACT_SCHEMES, WEIGHT_SCHEMES, ShiftQuantizer, anneal, check_adapters
+from .quant.shift import CLIP_NORM, RESTART_LR, restart_epochs
 
 CKPT_FORMAT = "rootshift-checkpoint"
 CKPT_VERSION = 1
@@ -397,6 +398,19 @@ def _run_info(cfg, world):
             "model": cfg.model, "data": cfg.data, "seed": cfg.seed, "world_size": world}
 
 
+def lr_factor(total, restart_steps=0):
+    """The learning-rate factor of step ``s``: one cosine to 0 over ``total`` steps, or, with a warm restart,
+    a cosine to 0 over the first ``total - restart_steps`` steps and a second one from ``RESTART_LR`` to 0
+    over the last ``restart_steps``."""
+    main = total - restart_steps
+
+    def f(s):
+        if s < main or not restart_steps:
+            return 0.5 * (1 + math.cos(math.pi * min(s, main) / main))
+        return RESTART_LR * 0.5 * (1 + math.cos(math.pi * min(s - main, restart_steps) / restart_steps))
+    return f
+
+
 def train(cfg: TrainConfig, progress=True, stop_after=None):
     """Train (or resume) a run into ``cfg.out``; returns the metrics dict written to ``metrics.json``.
 
@@ -453,7 +467,10 @@ def _train(cfg, progress, stop_after, out, state):
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     steps_per_epoch = math.ceil(len(sampler) / per_rank)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    # shift activations: a warm restart for the last epochs (docs/quantization.md, "Schedule")
+    restart = restart_epochs(cfg.epochs, cfg.aq == "shift")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(total, steps_per_epoch * restart))
+    clip = [p for g in opt.param_groups for p in g["params"]] if cfg.aq == "shift" else None
     start_epoch, history = 0, []
 
     if resume_ck is not None:
@@ -485,7 +502,7 @@ def _train(cfg, progress, stop_after, out, state):
                 if stop_after is not None and epoch - start_epoch >= stop_after:
                     state["status"] = "stopped"
                     return None
-                anneal(model, epoch, cfg.epochs)
+                anneal(model, epoch, cfg.epochs, restart)
                 temp = shift_temperature(model)
                 lr = sched.get_last_lr()[0]  # the rate the epoch starts with (cosine to 0 by the last step)
                 mine = sampler.indices(epoch)
@@ -501,6 +518,8 @@ def _train(cfg, progress, stop_after, out, state):
                     loss = F.cross_entropy(logits, y)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(clip, CLIP_NORM)
                     opt.step()
                     sched.step()
                     loss_sum += loss.item() * len(y)

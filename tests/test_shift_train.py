@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rootshift.sw.quant import ShiftQuantizer, anneal
-from rootshift.sw.quant.shift import T_END, T_START, band, soft_forward
+from rootshift.sw.quant.shift import RESTART_LR, T_END, T_MID, T_START, band, restart_epochs, soft_forward, temperature
 
 
 def brute_alpha(q, x, ks=range(-24, 8)):
@@ -32,7 +32,7 @@ def test_gradient_reaches_weights_below_lowest_level(bits):
     q.train()
     q(w).sum().backward()
     assert (w.grad != 0).all()  # at T_START the sign step is soft across the whole (-l0, l0)
-    # and a weight can change sign by gradient descent alone, at the weights' final temperature
+    # and a weight can change sign by gradient descent alone, at the final temperature
     q.temperature.fill_(T_END)
     v = torch.tensor([0.01 * lowest], requires_grad=True)
     opt = torch.optim.SGD([v], lr=0.1 * lowest)
@@ -45,15 +45,32 @@ def test_gradient_reaches_weights_below_lowest_level(bits):
     assert q(v).item() < 0
 
 
-@pytest.mark.parametrize("signed, bits", [(True, 2), (True, 4), (False, 2), (False, 3)])
-def test_soft_equals_hard_at_final_temperature(signed, bits):
+def test_schedule_main_phase_then_warm_restart():
+    """T: 1 -> T_MID over the main phase, T_MID -> T_END over the restart (last third with shift activations)."""
+    assert restart_epochs(15, True) == 5 and restart_epochs(15, False) == 0 and restart_epochs(2, True) == 0
+    ts = [temperature(e, 15, 5) for e in range(15)]
+    assert ts == sorted(ts) and ts[0] == T_START and ts[9] == T_MID and ts[-1] == T_END
+    assert T_MID < ts[10] < T_END  # the restart raises T from its first epoch on
+    plain = [temperature(e, 15) for e in range(15)]
+    assert plain == sorted(plain) and plain[-1] == T_MID  # no restart (weight-only): ends at T_MID
+    from rootshift.sw.train import lr_factor
+
+    f = lr_factor(150, 50)
+    assert f(0) == 1.0 and f(99) < 0.001 and f(100) == RESTART_LR and f(150) == 0.0
+    assert all(f(s) >= f(s + 1) for s in range(100, 150))
+    g = lr_factor(150)  # without a restart: one cosine
+    assert g(0) == 1.0 and abs(g(75) - 0.5) < 1e-12 and g(150) == 0.0
+
+
+@pytest.mark.parametrize("signed, bits, restart", [(True, 2, 3), (True, 4, 0), (False, 2, 3), (False, 3, 0)])
+def test_soft_equals_hard_at_final_temperature(signed, bits, restart):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(20000, generator=g) * 0.7 if signed else torch.relu(torch.randn(20000, generator=g))
     q = ShiftQuantizer(bits, signed=signed, weight=x if signed else None)
     if not signed:
         q.init_from(x)
-    anneal(q, 9, 10)  # the last epoch: final temperature, marked hard
-    t = T_END
+    anneal(q, 9, 10, restart)  # the last epoch: final temperature, marked hard
+    t = T_END if restart else T_MID
     assert float(q.temperature) == t and bool(q.hard)
     q.train()
     soft = q(x)
@@ -114,11 +131,15 @@ def _finetunes(tmp_path):
 
     train(TrainConfig(out=str(tmp_path / "fp"), wq="fp", aq="fp", epochs=1), progress=False)
     init = str(tmp_path / "fp" / "checkpoint.pt")
-    for aq, epochs in (("shift", 2), ("fp", 1)):
+    for aq, epochs in (("shift", 3), ("fp", 1)):
         out = tmp_path / f"w2-{aq}"
         m = train(TrainConfig(out=str(out), wq="shift", aq=aq, wbits=2, abits=2, epochs=epochs, init=init),
                   progress=False)
         assert m["test_acc"] > 0.5, m
+        if aq == "shift":  # 3 epochs: the last one is the warm restart
+            h = m["history"]
+            assert [e["temperature"] for e in h[1:]] == [T_MID, T_END]
+            assert h[1]["lr"] == pytest.approx(0.025) and h[2]["lr"] == pytest.approx(0.05 * RESTART_LR)
         model, _ = model_from_checkpoint(load_checkpoint(out))
         qs = [mod for mod in model.modules() if isinstance(mod, ShiftQuantizer)]
         assert qs and all(bool(mod.hard) for mod in qs)

@@ -16,9 +16,11 @@ after clamping ``r`` to ``[min L, max L]``. ``q_T`` is continuously differentiab
 through every level and every midpoint, and for ``T >= 1`` equals the hard quantizer *exactly* wherever
 ``|u - 1/2| >= 1/(2T)``: the transition is confined to a band of width ``1/T`` around each midpoint, so
 ``q_T -> hard`` as ``T -> inf`` (pointwise off the midpoints, and in L1 on any data without mass on them).
-:func:`anneal` raises ``T`` geometrically from ``T_START`` to the final temperature, which the last epoch
-trains at: no straight-through step anywhere. docs/quantization.md has the schedule, why it stops where
-it does (measured), and the soft/hard agreement at the final temperature.
+:func:`anneal` raises ``T`` geometrically from ``T_START`` to ``T_MID``; a run with shift activations then
+spends its last third (``restart_epochs``) in a warm restart that raises ``T`` from ``T_MID`` to ``T_END``
+at a tenth of the learning rate with the gradient norm clipped (``sw/train.py``). The last epoch trains the
+soft function at the final temperature: no straight-through step anywhere. docs/quantization.md has the
+schedule, why it is shaped so (measured), and the soft/hard agreement at the final temperature.
 """
 
 import contextlib
@@ -30,7 +32,26 @@ from torch import nn
 from ..errors import check_bits
 
 T_START = 1.0
-T_END = 4.0  # final temperature: slopes multiply along the network, and T = 8 diverged (docs/quantization.md)
+T_MID = 4.0  # end of the main phase: higher at the main learning rate diverged (docs/quantization.md)
+T_END = 16.0  # end of the warm restart (runs with shift activations)
+RESTART_FRACTION = 3  # the warm restart is the last epochs // RESTART_FRACTION epochs
+RESTART_LR = 0.1  # its peak learning rate, relative to the run's
+CLIP_NORM = 1.0  # gradient norm limit in every step of a run with shift activations
+
+
+def restart_epochs(epochs, act_shift):
+    """Epochs of the warm restart: the last third of a run with shift activations, none otherwise."""
+    return epochs // RESTART_FRACTION if act_shift else 0
+
+
+def temperature(epoch, epochs, restart=0, t_start=T_START, t_mid=T_MID, t_end=T_END):
+    """``T`` of ``epoch`` (0-based): geometric ``t_start -> t_mid`` over the first ``epochs - restart``
+    epochs (reaching ``t_mid`` at the last of them), then geometric ``t_mid -> t_end`` over the ``restart``
+    epochs (reaching ``t_end`` at the last epoch)."""
+    main = epochs - restart
+    if epoch < main:
+        return t_start * (t_mid / t_start) ** (epoch / max(1, main - 1))
+    return t_mid * (t_end / t_mid) ** ((epoch - main + 1) / restart)
 
 
 def soft_staircase(r, levels, temperature):
@@ -150,14 +171,13 @@ class ShiftQuantizer(nn.Module):
         return f"bits={self.bits}, signed={self.signed}, alpha=2^{int(math.log2(float(self.alpha)))}"
 
 
-def anneal(model, epoch, epochs, t_start=T_START, t_end=T_END):
-    """Set every shift quantizer's temperature for ``epoch`` (0-based): geometric from ``t_start`` to ``t_end``.
+def anneal(model, epoch, epochs, restart=0, **temps):
+    """Set every shift quantizer's temperature for ``epoch`` (0-based) by :func:`temperature`.
 
-    The last epoch trains the soft function at ``t_end`` and marks the quantizers ``hard`` (annealed;
-    export may read them).
+    The last epoch trains the soft function at the final temperature (``T_END`` with a restart, ``T_MID``
+    without) and marks the quantizers ``hard`` (annealed; export may read them).
     """
-    frac = epoch / max(1, epochs - 1)
-    t = t_start * (t_end / t_start) ** frac
+    t = temperature(epoch, epochs, restart, **temps)
     for m in model.modules():
         if isinstance(m, ShiftQuantizer):
             m.temperature.fill_(t)
