@@ -181,3 +181,19 @@ def test_desc_fetch_reads_every_word_of_the_step(words, steps, seed):
     for pc, n, desc in got:
         assert n == words + 1
         assert desc == sum(image[pc * words + k] << (32 * k) for k in range(words))
+
+
+@pytest.mark.slow
+def test_ice40_configuration_under_verilator(tmp_path):
+    """The whole iCE40 configuration's Verilog (serial drain, SPRAM weights as the model, serial descriptors)
+    under cocotb + Verilator through the host protocol: LOAD, two images, every tensor and the logits equal
+    to the golden model, flags 0, cycles = the model (sim/engine_cosim.py)."""
+    from rootshift.sim.engine_cosim import compare, run_job
+
+    im, prog, rng = spram_model(3, 2, 2, "serial")
+    px = rng.integers(0, 256, [2] + list(im.meta["input_shape"]))
+    res = run_job(prog, px, sim="verilator", cache=tmp_path, baked=False)
+    bad, compared, first, _ = compare(prog, im, px, res["images"])
+    assert bad == 0 and first is None and compared > 0, first
+    assert res["load"]["flags"] == 0
+    assert all(r["status"].image_cycles == cycle_report(prog)["cycles_per_image"] for r in res["images"])
