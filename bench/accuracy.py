@@ -56,13 +56,49 @@ def _run(job):
     if job["reuse"] and stamp.is_file():
         got = json.loads(stamp.read_text())
         if {k: got.get(k) for k in want} == want:
-            return job["key"], got["acc"], got["soft"]
+            return job["key"], got["acc"], _with_band(job, got["soft"])
     key, acc, soft = _train(job)
     if job["reuse"]:
         from rootshift.sw.fileio import atomic_write_json
 
         atomic_write_json(stamp, want | {"acc": acc, "soft": soft})
-    return key, acc, soft
+    return key, acc, _with_band(job, soft)
+
+
+def _with_band(job, soft):
+    """Append the fractions of activation and weight values inside the soft/hard band (the values where
+    the soft quantizer at the final temperature may differ from the hard one) on the test set."""
+    if soft is None:
+        return None
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from rootshift.sw.data import load_dataset, to_input
+    from rootshift.sw.quant.shift import ShiftQuantizer, band
+    from rootshift.sw.train import load_checkpoint, model_from_checkpoint
+
+    model, _ = model_from_checkpoint(load_checkpoint(job["cfg"]["out"]))
+    counts = {False: [0, 0], True: [0, 0]}  # signed (weights) -> [in band, all]
+
+    def count(q, x):
+        lv = q.soft_levels
+        r = (x.detach() / q.alpha).clamp(float(lv[0]), float(lv[-1]))
+        i = torch.bucketize(r, lv, right=True).clamp(1, len(lv) - 1)
+        u = (r - lv[i - 1]) / (lv[i] - lv[i - 1])
+        counts[q.signed][0] += int(((u - 0.5).abs() < band(q.temperature)).sum())
+        counts[q.signed][1] += r.numel()
+
+    for mod in model.modules():
+        if isinstance(getattr(mod, "wq", None), ShiftQuantizer):
+            count(mod.wq, mod.weight)
+        if isinstance(mod, ShiftQuantizer) and not mod.signed:
+            mod.register_forward_hook(lambda q, inp, out: count(q, inp[0]))
+    ds = load_dataset(job["cfg"]["data"])
+    with torch.no_grad():
+        for i in range(0, len(ds.test), 256):
+            model(to_input(ds.test.batch(range(i, min(len(ds.test), i + 256)))[0]))
+    frac = [c[0] / c[1] if c[1] else None for c in (counts[False], counts[True])]
+    return list(soft[:2]) + frac
 
 
 def _train(job):
@@ -88,6 +124,10 @@ def _train(job):
         recalibrate_bn(model, (to_input(ds.train.batch(range(i, min(n, i + 256)))[0]) for i in range(0, n, 256)))
         soft = (soft_acc, evaluate(model, ds.test))
     return job["key"], m["test_acc"], list(soft) if soft else None
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f} %"
 
 
 def _fmt(vals):
@@ -124,7 +164,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)  # the thread count write_section records is the one every run used
     if "fp" not in a.methods and any(METHODS[m][2] for m in a.methods):
         a.methods = ["fp"] + a.methods  # the shift recipe fine-tunes from the fp run
-    results, soft = {}, {}
+    results, soft, bands = {}, {}, {}
     code = code_hash()
     with (contextlib.nullcontext(str(a.runs)) if a.runs else tempfile.TemporaryDirectory()) as tmp:
         def cfg(data, name, b, seed):
@@ -147,7 +187,10 @@ def main(argv=None):
                     if sacc is not None:
                         soft.setdefault((name, d, b), []).append(sacc[0])
                         results.setdefault((name + "+bn", d, b), []).append(sacc[1])
-                    extra = f" (soft model {sacc[0]:.4f}, hard after BN re-estimation {sacc[1]:.4f})" if sacc else ""
+                    if sacc is not None:
+                        bands.setdefault((name, d, b), []).append(sacc[2:])
+                    extra = (f" (soft model {sacc[0]:.4f}, hard after BN re-estimation {sacc[1]:.4f}, in band: "
+                             f"{_pct(sacc[2])} of activations, {_pct(sacc[3])} of weights)") if sacc else ""
                     print(f"{d} seed {s} {name}" + (f" W{b}" if b else "") + f": {acc:.4f}{extra}", flush=True)
 
     cols = [(d, b) for d in a.data for b in a.bits]
@@ -165,6 +208,10 @@ def main(argv=None):
             tag = "" if name == "fp" else f" W{b}" if name.startswith("shift-w") else f" W{b}A{b}"
             sv = soft.get((name, d, b))
             sl = f"; soft model {', '.join(f'{100 * x:.2f}' for x in sv)}" if sv else ""
+            bv = bands.get((name, d, b))
+            if bv:
+                sl += ("; in the band at the final temperature: activations "
+                       + ", ".join(_pct(x[0]) for x in bv) + ", weights " + ", ".join(_pct(x[1]) for x in bv))
             per_seed.append(f"* {name} {d}{tag}: {', '.join(f'{100 * x:.2f}' for x in v)}{sl}")
     cmd = "python bench/accuracy.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     body = (f"## Accuracy (ResNet-8, top-1 %, {a.epochs} epochs, seeds {a.seeds})\n\nMade by `{cmd.strip()}`. "
