@@ -164,3 +164,24 @@ def test_recalibrate_bn_uses_the_hard_network():
     assert model.training and torch.equal(conv.weight, w) and bn.momentum == 0.1
     y = torch.cat([conv(q.quantize_hard(x / q.alpha) * q.alpha) for x in xs])
     assert torch.allclose(bn.running_mean, y.mean((0, 2, 3)), atol=1e-5)
+
+
+def test_gradient_clipping_only_with_shift_activations(tmp_path, monkeypatch):
+    """Every step of a run with shift activations clips the gradient norm at CLIP_NORM; weight-only runs don't."""
+    from rootshift.sw.quant.shift import CLIP_NORM
+    from rootshift.sw.train import TrainConfig, train
+
+    calls = []
+    orig = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda ps, n, *a, **k: calls.append(n) or orig(ps, n, *a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        m = train(TrainConfig(out=str(tmp_path / "wa"), wq="shift", aq="shift", wbits=2, abits=2, epochs=1), progress=False)
+        steps = math.ceil(1437 / 64)  # digits: 1437 training images, batch 64
+        assert calls == [CLIP_NORM] * steps and m["history"][0]["temperature"] == T_START
+        calls.clear()
+        train(TrainConfig(out=str(tmp_path / "w"), wq="shift", aq="fp", wbits=2, epochs=1), progress=False)
+        assert calls == []
+    finally:
+        torch.set_num_threads(threads)
