@@ -161,18 +161,18 @@ def test_the_network_engine_on_the_icebreaker_is_refused_with_the_numbers(tmp_pa
 
 
 @pytest.mark.parametrize("call", [B.build, B.estimate], ids=["build", "estimate"])
-@pytest.mark.parametrize("name, lut", [("tang-nano-9k", "21,264 of 8,640"), ("tang-primer-20k", "21,301 of 20,736")])
-def test_the_network_engine_on_a_gowin_board_is_refused_with_the_numbers(tmp_path, call, name, lut):
+@pytest.mark.parametrize("name, over", [("tang-nano-9k", "LUT 19,389 of 8,640, FF 8,086 of 6,480, BRAM 73 of 26"),
+                                        ("tang-primer-20k", "BRAM 73 of 46")])
+def test_the_network_engine_on_a_gowin_board_is_refused_with_the_numbers(tmp_path, call, name, over):
     from rootshift.hw.board.boards import network_measured
 
     b = get_board(name)
     assert b.engine == "tile" and b.family == "gowin"
     need = network_measured(b)["2x2"]
-    assert need["LUT"] > b.capacity["LUT"] and need["BRAM"] > b.capacity["BRAM"]
+    assert need["BRAM"] > b.capacity["BRAM"]       # the memory plan alone does not fit either GW device
     args = (tmp_path,) if call is B.build else ()
-    cap = f"{b.capacity['BRAM']}"
-    with pytest.raises(B.BoardBuildRefused, match=rf"does not fit {name} .*rootshift estimate.*2x2: LUT {lut}, "
-                                                  rf".*BRAM 73 of {cap}.*carries the tile engine"):
+    with pytest.raises(B.BoardBuildRefused, match=rf"does not fit {name} .*rootshift estimate.*2x2: {over}[,;]"
+                                                  rf".*carries the tile engine"):
         call("nope.rsq", name, *args, engine="network")
 
 

@@ -68,11 +68,11 @@ class Board:
 NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
     "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
-    "gowin": {"4x4": {"LUT": 30214, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
-              "2x2": {"LUT": 21264, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
+    "gowin": {"4x4": {"LUT": 28504, "FF": 11812, "BRAM": 86, "SSRAM": 270, "DSP": 68},
+              "2x2": {"LUT": 19389, "FF": 8086, "BRAM": 73, "SSRAM": 274, "DSP": 44}},
     # a board whose synthesis differs from its family's entry (the GW2A: synth_gowin -family gw2a)
-    "tang-primer-20k": {"4x4": {"LUT": 30098, "FF": 13130, "BRAM": 86, "SSRAM": 438, "DSP": 68},
-                        "2x2": {"LUT": 21301, "FF": 9409, "BRAM": 73, "SSRAM": 442, "DSP": 44}},
+    "tang-primer-20k": {"4x4": {"LUT": 28499, "FF": 11812, "BRAM": 86, "SSRAM": 270, "DSP": 68},
+                        "2x2": {"LUT": 19549, "FF": 8086, "BRAM": 73, "SSRAM": 274, "DSP": 44}},
 }
 NETWORK_ENGINE_HOW = {
     "ice40": "measured after place and route for the digits ResNet-8 (bench/engine_cost.py)",
