@@ -66,7 +66,9 @@ class Board:
 # synth_gowin and nextpnr-himbaechel's packer; bench/boards.py --network-estimate tang-nano-9k tang-primer-20k),
 # the same memory plan as on ECP5. network_measured() takes a board's own entry before its family's.
 NETWORK_ENGINE_MEASURED = {
-    "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262}},
+    "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262},
+              # EngineParams(drain="serial", weight_memory="spram", desc_fetch="serial"), synth_ice40 -noabc
+              "2x2 iCE40 configuration": {"LC": 16598, "DSP": 36, "BRAM": 114}},
     "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5}},
     "gowin": {"4x4": {"LUT": 28504, "FF": 11812, "BRAM": 86, "SSRAM": 270, "DSP": 68},
               "2x2": {"LUT": 19389, "FF": 8086, "BRAM": 73, "SSRAM": 274, "DSP": 44}},
