@@ -29,7 +29,7 @@ from .fileio import atomic_torch_save, atomic_write_json
 from .layers import LayerScheme, calibrate, layer_schemes, quantize_model
 from .models import build_model
 from .quant import ACT_SCHEMES, WEIGHT_SCHEMES, ShiftQuantizer, anneal, check_adapters
-from .quant.shift import CLIP_NORM, RESTART_LR, restart_epochs
+from .quant.shift import CLIP_NORM, RESTART_LR, restart_epochs, warm_restart
 
 CKPT_FORMAT = "rootshift-checkpoint"
 CKPT_VERSION = 1
@@ -467,10 +467,11 @@ def _train(cfg, progress, stop_after, out, state):
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     steps_per_epoch = math.ceil(len(sampler) / per_rank)
     total = steps_per_epoch * cfg.epochs
-    # shift activations: a warm restart for the last epochs (docs/quantization.md, "Schedule")
-    restart = restart_epochs(cfg.epochs, cfg.aq == "shift")
+    # 2-bit shift activations: a warm restart for the last epochs (docs/quantization.md, "Schedule")
+    warm = warm_restart(cfg.aq == "shift", cfg.abits)
+    restart = restart_epochs(cfg.epochs, warm)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(total, steps_per_epoch * restart))
-    clip = [p for g in opt.param_groups for p in g["params"]] if cfg.aq == "shift" else None
+    clip = [p for g in opt.param_groups for p in g["params"]] if warm else None
     start_epoch, history = 0, []
 
     if resume_ck is not None:

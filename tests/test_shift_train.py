@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rootshift.sw.quant import ShiftQuantizer, anneal
-from rootshift.sw.quant.shift import RESTART_LR, T_END, T_MID, T_START, band, restart_epochs, soft_forward, temperature
+from rootshift.sw.quant.shift import (RESTART_LR, T_END, T_MID, T_START, band, restart_epochs, soft_forward, temperature,
+                                      warm_restart)
 
 
 def brute_alpha(q, x, ks=range(-24, 8)):
@@ -48,6 +49,7 @@ def test_gradient_reaches_weights_below_lowest_level(bits):
 def test_schedule_main_phase_then_warm_restart():
     """T: 1 -> T_MID over the main phase, T_MID -> T_END over the restart (last third with shift activations)."""
     assert restart_epochs(15, True) == 5 and restart_epochs(15, False) == 0 and restart_epochs(2, True) == 0
+    assert warm_restart(True, 2) and not warm_restart(True, 3) and not warm_restart(True, 4) and not warm_restart(False, 2)
     ts = [temperature(e, 15, 5) for e in range(15)]
     assert ts == sorted(ts) and ts[0] == T_START and ts[9] == T_MID and ts[-1] == T_END
     assert T_MID < ts[10] < T_END  # the restart raises T from its first epoch on
@@ -167,7 +169,8 @@ def test_recalibrate_bn_uses_the_hard_network():
 
 
 def test_gradient_clipping_only_with_shift_activations(tmp_path, monkeypatch):
-    """Every step of a run with shift activations clips the gradient norm at CLIP_NORM; weight-only runs don't."""
+    """Every step of a run with 2-bit shift activations clips the gradient norm at CLIP_NORM; weight-only runs
+    and 3-bit activations don't."""
     from rootshift.sw.quant.shift import CLIP_NORM
     from rootshift.sw.train import TrainConfig, train
 
@@ -183,5 +186,7 @@ def test_gradient_clipping_only_with_shift_activations(tmp_path, monkeypatch):
         calls.clear()
         train(TrainConfig(out=str(tmp_path / "w"), wq="shift", aq="fp", wbits=2, epochs=1), progress=False)
         assert calls == []
+        train(TrainConfig(out=str(tmp_path / "w3"), wq="shift", aq="shift", wbits=3, abits=3, epochs=1), progress=False)
+        assert calls == []  # 3-bit activations: no warm restart, no clipping
     finally:
         torch.set_num_threads(threads)

@@ -16,8 +16,8 @@ after clamping ``r`` to ``[min L, max L]``. ``q_T`` is continuously differentiab
 through every level and every midpoint, and for ``T >= 1`` equals the hard quantizer *exactly* wherever
 ``|u - 1/2| >= 1/(2T)``: the transition is confined to a band of width ``1/T`` around each midpoint, so
 ``q_T -> hard`` as ``T -> inf`` (pointwise off the midpoints, and in L1 on any data without mass on them).
-:func:`anneal` raises ``T`` geometrically from ``T_START`` to ``T_MID``; a run with shift activations then
-spends its last third (``restart_epochs``) in a warm restart that raises ``T`` from ``T_MID`` to ``T_END``
+:func:`anneal` raises ``T`` geometrically from ``T_START`` to ``T_MID``; a run with 2-bit shift activations
+then spends its last third (``restart_epochs``) in a warm restart that raises ``T`` from ``T_MID`` to ``T_END``
 at a tenth of the learning rate with the gradient norm clipped (``sw/train.py``). The last epoch trains the
 soft function at the final temperature: no straight-through step anywhere. docs/quantization.md has the
 schedule, why it is shaped so (measured), and the soft/hard agreement at the final temperature.
@@ -33,14 +33,23 @@ from ..errors import check_bits
 
 T_START = 1.0
 T_MID = 4.0  # end of the main phase: higher at the main learning rate diverged (docs/quantization.md)
-T_END = 16.0  # end of the warm restart (runs with shift activations)
+T_END = 16.0  # end of the warm restart (runs with 2-bit shift activations)
 RESTART_FRACTION = 3  # the warm restart is the last epochs // RESTART_FRACTION epochs
 RESTART_LR = 0.1  # its peak learning rate, relative to the run's
-CLIP_NORM = 1.0  # gradient norm limit in every step of a run with shift activations
+CLIP_NORM = 1.0  # gradient norm limit in every step of a run with the warm restart
+
+
+RESTART_MAX_BITS = 2  # the warm restart serves 2-bit shift activations only (at 3-4 bits it cost accuracy, measured)
+
+
+def warm_restart(act_shift, abits):
+    """Whether a run gets the warm restart and the gradient clipping: shift activations of at most
+    ``RESTART_MAX_BITS`` bits, where the soft/hard gap at ``T_MID`` was largest (docs/quantization.md)."""
+    return bool(act_shift) and abits <= RESTART_MAX_BITS
 
 
 def restart_epochs(epochs, act_shift):
-    """Epochs of the warm restart: the last third of a run with shift activations, none otherwise."""
+    """Epochs of the warm restart: the last third of a run that gets it (:func:`warm_restart`), none otherwise."""
     return epochs // RESTART_FRACTION if act_shift else 0
 
 
