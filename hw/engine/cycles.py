@@ -40,7 +40,7 @@ def conv_unit_cycles(step, rows, drain=None):
     requantizer) and requantizer pipeline."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
-    tail = READ_LATENCY + PE_LATENCY + drain + Requantizer.LATENCY + UNIT_TAIL
+    tail = READ_LATENCY + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
