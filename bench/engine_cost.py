@@ -412,7 +412,7 @@ def probe_units(prog):
         "MultSetup": (lambda: MultSetup(p), {"ch_data": ("ch_addr", depth["chan"])}),
         "VectorUnit": (lambda: VectorUnit(L), {"a_data": ("a_addr", fine), "b_data": ("b_addr", fine)}),
         "HostPort": (lambda: HostPort(port_config(prog, True)), {"fine_data": ("rd_addr", fine)}),
-        "Sequencer": (lambda: Sequencer(len(prog.steps), slots, prog.params.desc_fetch == "serial"), {}),
+        "Sequencer": (lambda: Sequencer(len(prog.steps), slots, True), {}),
     }
 
 
@@ -492,7 +492,7 @@ def breakdown(im, sizes, configs, flag, tmp):
                      "- QuantLanes": lambda: QuantLanes(L, p.abits, schemes_for(p)),
                      "- AdapterUnit": lambda: AdapterUnit(max(1, max_ch // 4)), "- StepDivider": StepDivider,
                      "VectorUnit": lambda: VectorUnit(L), "HostPort": lambda: HostPort(port_config(prog, False)),
-                     "Sequencer": lambda: Sequencer(len(prog.steps), slots, prog.params.desc_fetch == "serial")}
+                     "Sequencer": lambda: Sequencer(len(prog.steps), slots, True)}
             for unit, make in units.items():
                 if config != "fast" and unit not in CHANGED:
                     continue      # the other units do not change with the configuration

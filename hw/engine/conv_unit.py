@@ -1,6 +1,8 @@
 """ConvUnit: runs one conv/linear layer from on-chip memories: address generation, the PE array with
 shadow accumulators, one requantizer per column, fine words written back. No host involvement."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -79,16 +81,30 @@ class ConvUnit(wiring.Component):
         m.submodules.ag = ag = AddressGenerator(p.rows, p.cols)
         m.submodules.array = arr = ShadowArray(p)
         m.d.comb += [ag.desc.eq(d), ag.start.eq(self.start)]
-        self._fetch(m, ag, arr)
-        self._drain(m, ag, arr)
+        iss = self._issue(m, ag)
+        self._fetch(m, iss, arr)
+        self._drain(m, iss, arr)
         return m
+
+    def _issue(self, m, ag):
+        """One register stage after the address generator (``ISSUE_REG`` in hw/engine/cycles.py): the
+        memories' addresses come from flip-flops, not through the generator's ``ab + off`` and the
+        layer's base (two adders), and every other generator output is delayed with them, so the rest of
+        the pipeline sees an address generator one cycle later."""
+        p, d = self.p, self.desc
+        for r in range(p.rows):
+            m.d.sync += self.code_addr[r].eq(d.in_addr + ag.addr[r])
+        m.d.sync += self.wgt_addr.eq(d.w_addr + ag.waddr)
+        iss = {}
+        for name in ("valid", "first", "last", "ok", "live", "lane", "tile_c", "done"):
+            src = getattr(ag, name)
+            iss[name] = Signal.like(src, name=f"iss_{name}")
+            m.d.sync += iss[name].eq(src)
+        return SimpleNamespace(**iss)
 
     def _fetch(self, m, ag, arr):
         """Issue (cycle t) -> memory answer and lane select (t + 1) -> the array."""
-        p, d = self.p, self.desc
-        for r in range(p.rows):
-            m.d.comb += self.code_addr[r].eq(d.in_addr + ag.addr[r])
-        m.d.comb += self.wgt_addr.eq(d.w_addr + ag.waddr)
+        p = self.p
         ok_d, lane_d = Signal(p.rows), Signal.like(ag.lane)
         valid_d, first_d = Signal(), Signal()
         m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid), first_d.eq(ag.valid & ag.first)]
@@ -188,7 +204,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + self.drain_cycles + Requantizer.DEEP_LATENCY + 1
+        flush = 3 + self.drain_cycles + Requantizer.DEEP_LATENCY + 1   # from the (issue-registered) done
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

@@ -18,15 +18,20 @@ READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
 DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
 QUANT_TAIL = -1      # measured against the QuantStep (tests/test_engine_quant.py)
+ISSUE_REG = 1        # the ConvUnit's register between the address generator and the memories
 UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/test_engine_conv.py checks the count)
 
 
+DESC_REG = 1         # the parallel descriptor's read is registered before the units see it (FETCH: 2 cycles)
+
+
 def fetch_cycles(params):
-    """Cycles a step's descriptor fetch adds to ``SEQ_CYCLES``: 0, or ``words`` with ``desc_fetch="serial"``
-    (:class:`~rootshift.hw.engine.desc_fetch.DescFetch`)."""
+    """Cycles a step's descriptor fetch adds to ``SEQ_CYCLES``: ``DESC_REG``, or ``words`` with
+    ``desc_fetch="serial"`` (:class:`~rootshift.hw.engine.desc_fetch.DescFetch`, whose shift register is
+    the register)."""
     from .engine import desc_words
 
-    return desc_words() if params.desc_fetch == "serial" else 0
+    return desc_words() if params.desc_fetch == "serial" else DESC_REG
 
 
 def _pow2(n):
@@ -40,7 +45,7 @@ def conv_unit_cycles(step, rows, drain=None):
     requantizer) and requantizer pipeline."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
-    tail = READ_LATENCY + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
+    tail = ISSUE_REG + READ_LATENCY + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 

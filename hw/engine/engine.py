@@ -181,7 +181,7 @@ class Engine(wiring.Component):
         max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
         slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
         m.submodules.port = port = HostPort(port_config(prog, self.baked))
-        m.submodules.seq = seq = Sequencer(len(prog.steps), slots, fetch_wait=prog.params.desc_fetch == "serial")
+        m.submodules.seq = seq = Sequencer(len(prog.steps), slots, fetch_wait=True)
         m.submodules.conv = conv = ConvUnit(a, prog.params.drain)
         m.submodules.setup = setup = MultSetup(a)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
@@ -234,8 +234,12 @@ class Engine(wiring.Component):
                          fetch.run.eq(seq.fetching), seq.desc_ready.eq(fetch.ready)]
             d = data.View(StepDesc, fetch.desc[:StepDesc.size])
         else:
-            m.d.comb += desc_rd.addr.eq(seq.pc)
-            d = data.View(StepDesc, desc_rd.data[:StepDesc.size])
+            # the read is registered before any unit sees it (a block RAM's output is too slow to feed the
+            # units' adders and compares): FETCH lasts two cycles, the read and the register
+            desc_q, fetched = Signal(StepDesc.size), Signal()
+            m.d.sync += [desc_q.eq(desc_rd.data[:StepDesc.size]), fetched.eq(seq.fetching & ~fetched)]
+            m.d.comb += [desc_rd.addr.eq(seq.pc), seq.desc_ready.eq(fetched)]
+            d = data.View(StepDesc, desc_q)
         m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
         m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec)]
         # the sequencer: step kinds, unit handshakes, betas
