@@ -118,7 +118,8 @@ def beta_hw(items):
 @given(st.lists(st.tuples(st.integers(-C.M_BASE_MAX, C.M_BASE_MAX), st.integers(1, 2**26)), min_size=1, max_size=6))
 def test_beta_multiplier_matches_the_contract(items):
     worst = [(C.M_BASE_MAX, 2**25), (-C.M_BASE_MAX, 2**25), (C.M_BASE_MAX, 2**25 + 2**20), (-1, 1), (1, 2**15),
-             (-3, 2**15)]
+             (-3, 2**15), (1, 2**47 - 1), (-1, 2**47), (-1, 2**47 - 2**16), (1, 2**47 - 2**15 - 1),
+             (C.M_BASE_MAX, 2**63 - 1), (-C.M_BASE_MAX, 2**63 - 1)]      # the range check's edges, the widest beta
     items = worst + items
     got = beta_hw(items)
     for (mb, b), (m, ovf) in zip(items, got):
@@ -255,3 +256,40 @@ def test_deep_requantizer_matches_the_contract_back_to_back(acc_bits, n_acc, dat
         assert got[i + dut.latency] == exp, (i, vectors[i])
         if acc_bits <= 30:                                          # the contract's own domain
             assert exp == _requantize_exact(a0, a1, m0, m1, b, s, relu, n_acc)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((23, True), (63, False)), ((32, True), (31, False)),
+                                              ((16, True), (63, False)), ((5, True), (9, True)), ((17, False), (34, True))])
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_pipelined_multiplier_is_exact_back_to_back(a_shape, b_shape, data):
+    """Every product exact, one per cycle, each exactly ``latency`` cycles after its input; the operands'
+    extremes (most negative, largest) are always included."""
+    from amaranth.hdl import signed, unsigned
+
+    from rootshift.hw.engine.pipe_mult import PipelinedMultiplier
+
+    def rng(w, s):
+        return (-(2 ** (w - 1)), 2 ** (w - 1) - 1) if s else (0, 2**w - 1)
+
+    (alo, ahi), (blo, bhi) = rng(*a_shape), rng(*b_shape)
+    pairs = [(alo, bhi), (ahi, bhi), (alo, blo), (ahi, blo), (-1 if a_shape[1] else 1, bhi), (0, bhi)]
+    pairs += data.draw(st.lists(st.tuples(st.integers(alo, ahi), st.integers(blo, bhi)), min_size=10, max_size=10))
+    mk = lambda w, s: signed(w) if s else unsigned(w)  # noqa: E731
+    dut = PipelinedMultiplier(mk(*a_shape), mk(*b_shape))
+    got = {}
+
+    async def bench(ctx):
+        for t in range(len(pairs) + dut.latency + 2):
+            if t < len(pairs):
+                ctx.set(dut.a, pairs[t][0])
+                ctx.set(dut.b, pairs[t][1])
+            ctx.set(dut.i_valid, int(t < len(pairs)))
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got[t + 1] = ctx.get(dut.p)
+
+    simulate(dut, bench)
+    assert sorted(got) == [i + dut.latency for i in range(len(pairs))]
+    for i, (a, b) in enumerate(pairs):
+        assert got[i + dut.latency] == a * b, (a, b)

@@ -9,10 +9,11 @@ named constant so the RTL's cycle counters can be checked against it step by ste
 
 from ..pe import PE_LATENCY
 from ..requantizer import Requantizer
+from .beta_mult import BetaMultiplier
 from .desc import tile_gap
 
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
-SETUP_TAIL = 5       # MultSetup: memory read, BetaMultiplier latency, the word write, done
+SETUP_TAIL = 3 + BetaMultiplier.LATENCY   # MultSetup: memory read, BetaMultiplier latency, the word write, done
 VEC_TAIL = 3         # VectorUnit: DISPATCH, the last write, DONE
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
