@@ -15,6 +15,8 @@ from .desc import tile_gap
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
 SETUP_TAIL = 3 + BetaMultiplier.LATENCY   # MultSetup: memory read, BetaMultiplier latency, the word write, done
 VEC_TAIL = 3         # VectorUnit: DISPATCH, the last write, DONE
+VEC_PIPE = 2         # VectorUnit add_relu: the read words and the written word are registered
+AVG_GROUP = 3        # VectorUnit avgpool, per channel group: the last sum through the read register, the write
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
 DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
@@ -98,10 +100,10 @@ def step_cycles(step, tensors, params):
             cyc += src["shape"][0] * DIV_CYCLES
         return {"cycles": cyc, "macs": 0, "io": 0}
     if kind == "add_relu":
-        return {"cycles": seq + words + VEC_TAIL, "macs": 0, "io": 0}
+        return {"cycles": seq + words + VEC_TAIL + VEC_PIPE, "macs": 0, "io": 0}
     if kind == "avgpool":
         div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES     # not in RTL
-        return {"cycles": seq + words + 2 * src["groups"] + VEC_TAIL - 1 + div, "macs": 0, "io": 0}
+        return {"cycles": seq + words + AVG_GROUP * src["groups"] + VEC_TAIL + div, "macs": 0, "io": 0}
     if kind == "maxpool":                                                 # not in RTL: an estimate
         out = tensors[step["out"]]["words"]
         return {"cycles": seq + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}

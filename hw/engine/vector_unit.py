@@ -41,32 +41,44 @@ class VectorUnit(wiring.Component):
         idx, pos, grp = Signal(24), Signal(24), Signal(16)
         ra, rb = Signal(16), Signal(16)
         m.d.comb += [self.a_addr.eq(ra), self.b_addr.eq(rb)]
-        add_v, sum_v, add_addr = Signal(), Signal(), Signal(16)
-        m.d.sync += [add_v.eq(0), sum_v.eq(0)]
-        # add_relu: one cycle after the reads, write the clamped sums
-        added = []
-        for c in range(L):
-            s = Signal(signed(33), name=f"add{c}")
-            m.d.comb += s.eq(self.a_data[c] + self.b_data[c])
-            added.append(Mux(s < 0, 0, Mux(s > C.FINE_MAX, C.FINE_MAX, s))[:32])
-        sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)]
-        with m.If(sum_v):
+        # the read words are registered before any arithmetic (block RAM outputs), and the written word
+        # leaves from registers: read (t) -> data (t+1) -> a_q, b_q (t+2) -> out (t+3)
+        a_q = [Signal(signed(32), name=f"a_q{c}") for c in range(L)]
+        b_q = [Signal(signed(32), name=f"b_q{c}") for c in range(L)]
+        m.d.sync += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
+        add_v, sum_v = Signal(), Signal()                 # data on the read ports
+        add_q, sum_q = Signal(), Signal()                 # in a_q / b_q
+        addr_v, addr_q = Signal(16), Signal(16)
+        m.d.sync += [add_v.eq(0), sum_v.eq(0), add_q.eq(add_v), sum_q.eq(sum_v), addr_q.eq(addr_v),
+                     addr_v.eq(d.out_addr + idx)]
+        out_en, out_addr, out_data = Signal(), Signal(16), Signal(L * 32)
+        m.d.comb += [self.out_en.eq(out_en), self.out_addr.eq(out_addr), self.out_data.eq(out_data)]
+        m.d.sync += out_en.eq(0)
+        with m.If(add_q):                                 # add_relu: clamp(a + b, 0, 2^31 - 1)
+            added = []
             for c in range(L):
-                m.d.sync += sums[c].eq(sums[c] + self.a_data[c])
-        avg = [((sums[c] + ((1 << d.shift) >> 1)) >> d.shift)[:32] for c in range(L)]
+                s = Signal(signed(33), name=f"add{c}")
+                m.d.comb += s.eq(a_q[c] + b_q[c])
+                added.append(Mux(s[-1], 0, Mux(s[31], C.FINE_MAX, s[:32])))
+            m.d.sync += [out_en.eq(1), out_addr.eq(addr_q), out_data.eq(Cat(*added))]
+        # avgpool: the sums start at the rounding half, so rdiv(sum, 2^shift) is a floor shift
+        half = Signal(SUM_BITS)
+        sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)]
+        with m.If(sum_q):
+            m.d.sync += [sums[c].eq(sums[c] + a_q[c]) for c in range(L)]
         write_avg = Signal()
-        m.d.comb += [self.out_en.eq(add_v | write_avg),
-                     self.out_data.eq(Mux(add_v, Cat(*added), Cat(*avg))),
-                     self.out_addr.eq(Mux(add_v, add_addr, d.out_addr + grp))]
-        m.d.sync += add_addr.eq(d.out_addr + idx)
+        with m.If(write_avg):
+            m.d.sync += [out_en.eq(1), out_addr.eq(d.out_addr + grp),
+                         out_data.eq(Cat(*[(sums[c] >> d.shift)[:32] for c in range(L)]))]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [idx.eq(0), pos.eq(0), grp.eq(0), ra.eq(d.a_addr), rb.eq(d.b_addr)]
-                    m.d.sync += [s.eq(0) for s in sums]
+                    m.d.sync += [idx.eq(0), pos.eq(0), grp.eq(0), ra.eq(d.a_addr), rb.eq(d.b_addr),
+                                 half.eq((1 << d.shift) >> 1)]
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += [s.eq(half) for s in sums]
                 with m.If(d.avg):
                     m.next = "SUM"
                 with m.Else():
@@ -83,17 +95,18 @@ class VectorUnit(wiring.Component):
                     m.next = "AVG_WRITE"
             with m.State("AVG_WRITE"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~sum_v):
+                with m.If(~sum_v & ~sum_q):
                     m.d.comb += write_avg.eq(1)
                     m.d.sync += [grp.eq(grp + 1), pos.eq(0), ra.eq(d.a_addr + grp + 1)]
-                    m.d.sync += [s.eq(0) for s in sums]
+                    m.d.sync += [s.eq(half) for s in sums]
                     with m.If(grp == d.groups - 1):
-                        m.next = "DONE"
+                        m.next = "FLUSH"
                     with m.Else():
                         m.next = "SUM"
-            with m.State("FLUSH"):
+            with m.State("FLUSH"):                        # until the last word is written
                 m.d.comb += self.busy.eq(1)
-                m.next = "DONE"
+                with m.If(~add_v & ~add_q):
+                    m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
