@@ -285,7 +285,8 @@ def main(argv=None):
         if a.fmax_units is not None:
             rows = fmax_units(im, a.fmax_units, a.freq, tmp)
             for r in rows:
-                print(f"{r['unit']:18} {r['fmax'] or 0:7.1f} MHz  LUT {r['lut']:>6} FF {r['ff']:>6}  {r['path']}")
+                print(f"{r['unit']:18} {r['fmax'] or 0:7.1f} MHz  LUT {r['lut']:>6} FF {r['ff']:>6}  {r['path']}  "
+                      f"{r.get('split', {})}")
             return
         if a.breakdown:
             rows = breakdown(im, sizes, a.configs, flag, tmp)
@@ -430,6 +431,19 @@ def nextpnr_ecp5(net, work, freq):
     return json.loads((work / "report.json").read_text())
 
 
+def path_split(report):
+    """The worst clock-to-clock path's delay by kind: ``{"clk_to_q", "logic", "routing", "setup"}`` in ns
+    (a block RAM's read is clock-to-out; a long ``routing`` share says placement, not depth)."""
+    paths = [p for p in report.get("critical_paths") or [] if "async" not in str(p.get("from")) + str(p.get("to"))]
+    if not paths:
+        return {}
+    worst = max(paths, key=lambda p: sum(s["delay"] for s in p["path"]))
+    out = {}
+    for seg in worst["path"]:
+        out[seg["type"]] = round(out.get(seg["type"], 0) + seg["delay"], 2)
+    return out
+
+
 def fmax_units(im, names, freq, tmp):
     """Rows ``{unit, fmax, path, lut, ff, dsp, bram}``: each unit in a :class:`UnitProbe`, ``synth_ecp5`` and
     ``nextpnr-ecp5 --85k --freq freq`` (the 4x4 ``fast`` configuration ECP5 builds)."""
@@ -448,7 +462,7 @@ def fmax_units(im, names, freq, tmp):
             work = Path(tmp) / f"pnr-probe-{name}"
             rep = nextpnr_ecp5(net, work, freq)
             r.update(fmax=min((v["achieved"] for v in rep.get("fmax", {}).values()), default=None),
-                     path=critical_path(rep))
+                     path=critical_path(rep), split=path_split(rep))
         except ToolError as e:
             r.update(fmax=None, path=str(e).splitlines()[-1][:120])
         r["s"] = round(time.time() - t0)

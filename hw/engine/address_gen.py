@@ -60,8 +60,13 @@ class AddressGenerator(wiring.Component):
         off, waddr = Signal(signed(32)), Signal(32)
         tp, tc, setup, bubble = Signal(16), Signal(16), Signal(range(R + 1)), Signal(16)
         first = Signal()
+        k = self._constants(m, d)
+        k["ox2"] = [Signal(17, name=f"ox2_{r}") for r in range(R)]
+        k["wrap"] = [Signal(name=f"wrap_{r}") for r in range(R)]
+        for r in range(R):    # see _advance_rows
+            m.d.sync += [k["ox2"][r].eq(ox[r] + d.adv_x), k["wrap"][r].eq(ox[r] + d.adv_x >= d.wo)]
 
-        last = (lane == self.lanes - 1) & (g == d.groups - 1) & (j == d.kw - 1) & (i == d.kh - 1)
+        last = (lane == self.lanes - 1) & (g == k["groups_m1"]) & (j == k["kw_m1"]) & (i == k["kh_m1"])
         m.d.comb += [self.lane.eq(lane), self.waddr.eq(waddr), self.first.eq(first), self.last.eq(last),
                      self.tile_p.eq(tp), self.tile_c.eq(tc), self.pos0.eq(pos[0])]
         for r in range(R):
@@ -85,7 +90,7 @@ class AddressGenerator(wiring.Component):
                     m.d.comb += self.busy.eq(1)
                     for r in range(1, R):
                         with m.If(setup <= r):
-                            self._advance_one(m, d, r, ox, by, bx, ab, pos)
+                            self._advance_one(m, d, k, r, ox, by, bx, ab, pos)
                     m.d.sync += setup.eq(setup + 1)
                     with m.If(setup == R - 1):
                         m.next = "RUN"
@@ -94,11 +99,11 @@ class AddressGenerator(wiring.Component):
                 m.d.sync += [waddr.eq(waddr + 1), first.eq(0), lane.eq(lane + 1), cpos.eq(cpos + 1)]
                 with m.If(lane == self.lanes - 1):
                     m.d.sync += [lane.eq(0), off.eq(off + 1), g.eq(g + 1)]
-                    with m.If(g == d.groups - 1):
+                    with m.If(g == k["groups_m1"]):
                         m.d.sync += [g.eq(0), cpos.eq(0), j.eq(j + 1)]
-                        with m.If(j == d.kw - 1):
+                        with m.If(j == k["kw_m1"]):
                             m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1)]
-                            with m.If(i == d.kh - 1):
+                            with m.If(i == k["kh_m1"]):
                                 m.d.sync += [i.eq(0), off.eq(0), bubble.eq(1)]
                                 m.next = "BUBBLE"
             with m.State("BUBBLE"):
@@ -106,11 +111,11 @@ class AddressGenerator(wiring.Component):
                 m.d.sync += [first.eq(1), bubble.eq(bubble + 1)]
                 with m.If(bubble < d.gap):
                     pass
-                with m.Elif(tc == d.tiles_c - 1):
+                with m.Elif(tc == k["tiles_c_m1"]):
                     m.d.sync += [tc.eq(0), tp.eq(tp + 1), waddr.eq(0)]
                     for r in range(R):
-                        self._advance_rows(m, d, r, ox, by, bx, ab, pos)
-                    with m.If(tp == d.tiles_p - 1):
+                        self._advance_rows(m, d, k, r, ox, by, bx, ab, pos)
+                    with m.If(tp == k["tiles_p_m1"]):
                         m.next = "DONE"
                     with m.Else():
                         m.next = "RUN"
@@ -122,22 +127,36 @@ class AddressGenerator(wiring.Component):
                 m.next = "IDLE"
         return m
 
-    def _advance_one(self, m, d, r, ox, by, bx, ab, pos):
+    def _constants(self, m, d):
+        """Sums and compare operands of descriptor fields, registered at ``start`` (the descriptor is held
+        while busy): every compare below is against a register, and no update adds two fields at once."""
+        k = {}
+        for name, value in (("groups_m1", d.groups - 1), ("kw_m1", d.kw - 1), ("kh_m1", d.kh - 1),
+                            ("tiles_c_m1", d.tiles_c - 1), ("tiles_p_m1", d.tiles_p - 1), ("wo_m1", d.wo - 1),
+                            ("by_wrap", d.adv_by + d.stride), ("bx_wrap", d.adv_bx - d.wo_s),
+                            ("ab_wrap", d.ab_adv + d.ab_wrap)):
+            k[name] = Signal(signed(len(value) + 1) if value.shape().signed else len(value), name=f"k_{name}")
+            with m.If(self.start & ~self.busy):
+                m.d.sync += k[name].eq(value)
+        return k
+
+    def _advance_one(self, m, d, k, r, ox, by, bx, ab, pos):
         """Row r moves to the next output position (used once per layer, in SETUP)."""
         m.d.sync += pos[r].eq(pos[r] + 1)
-        with m.If(ox[r] + 1 == d.wo):
+        with m.If(ox[r] == k["wo_m1"]):
             m.d.sync += [ox[r].eq(0), by[r].eq(by[r] + d.stride), bx[r].eq(-d.pad), ab[r].eq(ab[r] + d.ab_wrap1)]
         with m.Else():
             m.d.sync += [ox[r].eq(ox[r] + 1), bx[r].eq(bx[r] + d.stride), ab[r].eq(ab[r] + d.sg)]
 
-    def _advance_rows(self, m, d, r, ox, by, bx, ab, pos):
-        """Row r moves ``rows`` positions on (``rows = adv_y * wo + adv_x``), at most one extra line wrap."""
-        ox2 = Signal(17, name=f"ox2_{r}")
-        m.d.comb += ox2.eq(ox[r] + d.adv_x)
+    def _advance_rows(self, m, d, k, r, ox, by, bx, ab, pos):
+        """Row r moves ``rows`` positions on (``rows = adv_y * wo + adv_x``), at most one extra line wrap.
+        ``ox + adv_x`` and its compare with ``wo`` are registered every cycle: ``ox`` changes at most once
+        per tile, and a tile (RUN, then at least one BUBBLE cycle) lasts at least two cycles."""
+        ox2, wrap = k["ox2"][r], k["wrap"][r]
         m.d.sync += pos[r].eq(pos[r] + self.rows)
-        with m.If(ox2 >= d.wo):
-            m.d.sync += [ox[r].eq(ox2 - d.wo), by[r].eq(by[r] + d.adv_by + d.stride),
-                         bx[r].eq(bx[r] + d.adv_bx - d.wo_s), ab[r].eq(ab[r] + d.ab_adv + d.ab_wrap)]
+        with m.If(wrap):
+            m.d.sync += [ox[r].eq(ox2 - d.wo), by[r].eq(by[r] + k["by_wrap"]),
+                         bx[r].eq(bx[r] + k["bx_wrap"]), ab[r].eq(ab[r] + k["ab_wrap"])]
         with m.Else():
             m.d.sync += [ox[r].eq(ox2), by[r].eq(by[r] + d.adv_by), bx[r].eq(bx[r] + d.adv_bx),
                          ab[r].eq(ab[r] + d.ab_adv)]
