@@ -92,7 +92,40 @@ class Design:
             "data_bits": max(32, a.cols * a.abits), "protocol_version": ENGINE_PROTOCOL_VERSION,
             "cycles_per_image": cycle_report(program)["cycles_per_image"],
             "classes": program.tensors[program.output]["shape"][0], "memory_plan": dict(program.plan),
-            "program_sha256": hashlib.sha256(program.to_bytes()).hexdigest()}, program)
+            "program_sha256": hashlib.sha256(program.to_bytes()).hexdigest(),
+            "model_sha256": program.model_sha256}, program)
+
+
+def _array_size(rows, cols, default_rows, default_cols):
+    """``rows``/``cols`` where given, else the defaults; 0 or a negative size is refused, never defaulted."""
+    for name, v in (("rows", rows), ("cols", cols)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"--{name} must be a positive integer, not {v!r}")
+    return (default_rows if rows is None else rows), (default_cols if cols is None else cols)
+
+
+REPORT_KEYS = ("board", "rows", "cols")
+
+
+def read_report(build_dir, keys=REPORT_KEYS):
+    """``build_dir``'s ``board.json``, checked: a missing directory, a missing report or one that is not a
+    build report is a ConfigError that names it (never a KeyError later)."""
+    build_dir = Path(build_dir)
+    if not build_dir.exists():
+        raise ConfigError(f"build directory {build_dir} does not exist: run `rootshift build ... --out {build_dir}` first")
+    if not build_dir.is_dir():
+        raise ConfigError(f"{build_dir} is a file, not a build directory (the --out of `rootshift build`)")
+    rep = build_dir / REPORT
+    if not rep.exists():
+        raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing): run `rootshift build` first")
+    try:
+        report = json.loads(rep.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{rep} is not a valid build report: {e}") from None
+    missing = [k for k in keys if not isinstance(report, dict) or k not in report]
+    if missing:
+        raise ConfigError(f"{rep} is not a valid build report: no {', '.join(missing)} (rebuild with `rootshift build`)")
+    return report
 
 
 def board_design(model_path, board, rows=None, cols=None, engine=None):
@@ -100,7 +133,7 @@ def board_design(model_path, board, rows=None, cols=None, engine=None):
     from rootshift.sw import rsq
 
     engine = board_engine(board, engine)
-    rows, cols = rows or board.rows, cols or board.cols
+    rows, cols = _array_size(rows, cols, board.rows, board.cols)
     im = rsq.load(model_path)
     if engine == "network":
         return Design.network(engine_program(im, board, rows, cols))
@@ -118,7 +151,7 @@ def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1, engi
     timing. Returns the report dict (also written to ``out/board.json``).
     """
     b = get_board(board)
-    if auto and (rows or cols):
+    if auto and (rows is not None or cols is not None):
         raise ConfigError("--auto picks the array size itself: give either --auto or --rows/--cols")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
@@ -345,10 +378,7 @@ def estimate_design(design, board):
 def flash_command(build_dir):
     """The exact programmer argv for a finished build (reads ``board.json``)."""
     build_dir = Path(build_dir)
-    rep = build_dir / REPORT
-    if not rep.exists():
-        raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing): run `rootshift build` first")
-    report = json.loads(rep.read_text())
+    report = read_report(build_dir, ("board", "bitstream", "sha256"))
     board = get_board(report["board"])
     bitstream = build_dir / Path(report["bitstream"]).name
     if not bitstream.exists():
@@ -382,15 +412,16 @@ def _link_setup(build_dir, board, rows, cols):
     """Board, array size, baud, Fmax and engine from a build's report when there is one, else the board
     table: ``(board, rows, cols, baud, fmax_mhz, report or {})``."""
     if build_dir is not None:
-        rep = Path(build_dir) / REPORT
-        if not rep.exists():
-            raise ConfigError(f"{build_dir} holds no board build ({REPORT} is missing)")
-        report = json.loads(rep.read_text())
+        report = read_report(build_dir)
         b = get_board(report["board"])
-        return (b, rows or report["rows"], cols or report["cols"], report.get("baud", b.baud),
-                report.get("fmax_mhz"), report)
+        if board is not None and get_board(board).name != b.name:
+            raise ConfigError(f"--board {board} contradicts the build in {build_dir}, which is for {b.name}: "
+                              f"drop --board (the build's report names the board)")
+        rows, cols = _array_size(rows, cols, report["rows"], report["cols"])
+        return b, rows, cols, report.get("baud", b.baud), report.get("fmax_mhz"), report
     b = get_board(board or "icebreaker")
-    return b, rows or b.rows, cols or b.cols, b.baud, None, {}
+    rows, cols = _array_size(rows, cols, b.rows, b.cols)
+    return b, rows, cols, b.baud, None, {}
 
 
 def run_images(im, params, pixels, transport):
@@ -403,6 +434,19 @@ def run_images(im, params, pixels, transport):
     t0 = time.perf_counter()
     logits = run_sync(HostDriver(params, im).run(pixels, record), transport.transact)
     return logits, record, time.perf_counter() - t0
+
+
+def _first_contact(probe, port, what):
+    """Run the first STATUS probe. A link error there most often means the board runs another bitstream (another
+    array, word width or baud rate) than the one this model was built for: say so, with the link's own error."""
+    from rootshift.sim.transport import LinkError
+
+    try:
+        probe()
+    except LinkError as e:
+        raise ConfigError(f"the first STATUS probe on {port or 'the link'} failed ({e}): the board does not answer "
+                          f"as {what}; flash this model's build (`rootshift build`, `rootshift flash`) or pass "
+                          f"--build DIR for the bitstream it runs") from None
 
 
 def _probe(transport, port):
@@ -444,7 +488,9 @@ def run_board(model_path, port=None, data=None, images=16, build_dir=None, board
     data = data or im.meta.get("train_config", {}).get("data", "digits")
     shape = im.meta.get("input_shape")
     ds = load_dataset(data, (shape or [0, 0, 224])[2])
-    pixels, labels = ds.test.batch(range(min(images, len(ds.test))))
+    if images > len(ds.test):
+        raise ConfigError(f"--images {images} is more than the {len(ds.test)} test images of {data}")
+    pixels, labels = ds.test.batch(range(images))
     pixels, labels = pixels.numpy(), labels.numpy()
     if shape and list(pixels.shape[1:]) != list(shape):
         raise ConfigError(f"dataset {data} has {list(pixels.shape[1:])} inputs but the model was exported for {shape}")
@@ -476,7 +522,7 @@ def _run_tile(im, b, rows, cols, baud, built, pixels, port, timeout, transport, 
         transport = SerialTransport(port, baud, params.data_bits, b.buffer_bytes // word_bytes(params.data_bits),
                                     timeout=timeout)
     try:
-        _probe(transport, port)
+        _first_contact(lambda: _probe(transport, port), port, f"a {rows}x{cols} tile engine at {baud:,} baud")
         with task(f"running {len(pixels)} image(s) on {b.name}"):
             logits, record, wall = run_images(im, params, pixels, transport)
     finally:
@@ -522,11 +568,18 @@ def _run_network(im, b, rows, cols, baud, built, pixels, port, timeout, transpor
     from rootshift.sim.transport import SerialTransport
     from rootshift.sw.progress import task
 
+    from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION
+
     program = engine_program(im, b, rows, cols)
     sha = hashlib.sha256(program.to_bytes()).hexdigest()
+    if built and built.get("protocol_version", ENGINE_PROTOCOL_VERSION) != ENGINE_PROTOCOL_VERSION:
+        raise ConfigError(f"the build's bitstream speaks host protocol v{built['protocol_version']}, this host "
+                          f"v{ENGINE_PROTOCOL_VERSION}: rebuild and flash it (`rootshift build`, `rootshift flash`)")
     if built.get("program_sha256") and built["program_sha256"] != sha:
+        why = ("the same model compiles to another program now: the compiler or engine changed since that build"
+               if built.get("model_sha256") == program.model_sha256 else "it was built from another model")
         raise ConfigError(f"the build's bitstream holds another program (sha256 {built['program_sha256'][:12]}..., this "
-                          f"model compiles to {sha[:12]}...): build and flash this model first")
+                          f"model compiles to {sha[:12]}...; {why}): build and flash this model first")
     data_bits = max(32, program.params.array.cols * program.params.array.abits)
     max_words = b.buffer_bytes // word_bytes(data_bits)
     own = transport is None
@@ -534,7 +587,7 @@ def _run_network(im, b, rows, cols, baud, built, pixels, port, timeout, transpor
         transport = SerialTransport(port, baud, data_bits, max_words, timeout=timeout)
     try:
         drv = EngineDriver(program, transport)
-        drv.probe()
+        _first_contact(drv.probe, port, f"a {rows}x{cols} network engine ({data_bits}-bit words) at {baud:,} baud")
         drv.clear()
         # the overlap needs one INFER per frame (a split request would wait behind the previous logits)
         overlap = overlap and 1 + drv.pixels_tensor["words"] <= max_words
