@@ -230,7 +230,7 @@ def test_deep_requantizer_matches_the_contract_back_to_back(acc_bits, n_acc, dat
     vectors = [(-amax, -amax, -(2**31), -(2**31), 2**62, 1, 0), (amax - 1, amax - 1, 2**31 - 1, 2**31 - 1, -(2**62), 63, 0),
                (-amax, amax - 1, -(2**31), 2**31 - 1, 0, 0, 1), (amax - 1, -amax, 2**31 - 1, -(2**31), -1, 7, 0),
                (-1, -1, -1, -1, 0, 8, 1), (0, 0, 0, 0, 0, 63, 0)]
-    vectors += data.draw(st.lists(st.tuples(acc, acc, m32, m32, st.integers(-(2**62), 2**62 - 1), st.integers(0, 63),
+    vectors += data.draw(st.lists(st.tuples(acc, acc, m32, m32, st.integers(-(2**61), 2**61), st.integers(0, 63),
                                             st.integers(0, 1)), min_size=12, max_size=12))
     dut = Requantizer(acc_bits, n_acc, deep=True)
     assert dut.latency == Requantizer.DEEP_LATENCY

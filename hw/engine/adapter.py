@@ -1,11 +1,13 @@
 """AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rootshift.sw import contract as C
+
+from .pipe_mult import PipelinedMultiplier, mult_latency
 
 ACC_BITS = 64          # contract: every adapter sum |W g + B| <= 2^62 - 1 (rsq refuses others)
 H_BITS = 63            # hidden values: relu(rshift_round(sum, f1)) < 2^62
@@ -17,7 +19,8 @@ class AdapterUnit(wiring.Component):
     integers"; ``sw.contract.adapter_beta_int``); ``hidden = 0`` is the single-layer adapter (``C < 8``),
     whose second layer reads ``g`` directly.
 
-    One multiply-accumulate per cycle, pipelined: issue (addresses) -> operands -> product -> sum, so a
+    One multiply-accumulate per cycle, pipelined: issue (addresses) -> operands (block RAM outputs) ->
+    their register -> product (18x18 partial products) -> sum -> rounding half -> shift, so a
     layer of ``n`` terms takes ``n`` cycles plus ``LAYER_TAIL``. Weights are read in the order the
     compiler writes them (``W1`` row-major, then ``W2``), biases ``B1[0..hidden-1]`` then ``B2``.
 
@@ -31,7 +34,9 @@ class AdapterUnit(wiring.Component):
     done : Out(1); busy : Out(1)
     """
 
-    LAYER_TAIL = 3      # operands, product, sum (the rounding is in the cycle after); plus one DONE cycle per run
+    # operands, their register, the product (PipelinedMultiplier), the sum, the rounding add, the shift; plus
+    # one DONE cycle per run
+    LAYER_TAIL = 5 + mult_latency(16, H_BITS)
 
     def __init__(self, max_hidden):
         if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
@@ -58,11 +63,19 @@ class AdapterUnit(wiring.Component):
         vb, fb, lb, l2b, jb = Signal(), Signal(), Signal(), Signal(), Signal(16)
         m.d.sync += [vb.eq(issuing), fb.eq(first_a), lb.eq(last_a), l2b.eq(layer2), jb.eq(j)]
         use_h = l2b & (self.hidden != 0)
-        x = Mux(use_h, h_rd.data, self.g_data)
-        prod, bias_c = Signal(signed(16 + H_BITS)), Signal(signed(64))
-        vc, fc, lc, l2c, jc = Signal(), Signal(), Signal(), Signal(), Signal(16)
-        m.d.sync += [prod.eq(self.w_data * x), bias_c.eq(self.b_data),
-                     vc.eq(vb), fc.eq(fb), lc.eq(lb), l2c.eq(l2b), jc.eq(jb)]
+        x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(16)), Signal(signed(64))
+        ctl_q = Signal(19)
+        m.d.sync += [x_q.eq(Mux(use_h, h_rd.data, self.g_data)), w_q.eq(self.w_data), b_q.eq(self.b_data),
+                     ctl_q.eq(Cat(vb, fb, lb, l2b, jb))]
+        m.submodules.mul = mul = PipelinedMultiplier(signed(16), signed(H_BITS))
+        m.d.comb += [mul.a.eq(w_q), mul.b.eq(x_q), mul.i_valid.eq(ctl_q[0])]
+        ctl, bias_c = ctl_q, b_q
+        for i in range(mul.latency):          # the controls and the bias travel beside the product
+            c2, b2 = Signal(19, name=f"ctl_{i}"), Signal(signed(64), name=f"bias_{i}")
+            m.d.sync += [c2.eq(ctl), b2.eq(bias_c)]
+            ctl, bias_c = c2, b2
+        prod = mul.p
+        vc, fc, lc, l2c, jc = ctl[0], ctl[1], ctl[2], ctl[3], ctl[4:]
         # stage C: accumulate (the bias starts each sum)
         acc = Signal(signed(ACC_BITS))
         total = Mux(fc, bias_c, acc) + prod
@@ -71,13 +84,21 @@ class AdapterUnit(wiring.Component):
         with m.If(vc):
             m.d.sync += acc.eq(total)
         m.d.sync += [done_sum.eq(vc & lc), sum_d.eq(total), l2d.eq(l2c), jd.eq(jc)]
-        # stage D: rounding shift, ReLU (hidden) or the floor of one LSB (beta)
+        # stage D1: + the rounding half of the layer's shift; D2: the shift, ReLU (hidden) or the floor of
+        # one LSB (beta); the hidden value is written, beta set, in the cycle after
         f = Mux(l2d, self.f2, self.f1)
+        s1, f_1, done1, l21, j1 = Signal(signed(ACC_BITS + 1)), Signal(6), Signal(), Signal(), Signal(16)
+        m.d.sync += [s1.eq(sum_d + ((1 << f) >> 1)), f_1.eq(f), done1.eq(done_sum), l21.eq(l2d), j1.eq(jd)]
         rounded = Signal(signed(ACC_BITS + 1))
-        m.d.comb += rounded.eq((sum_d + ((1 << f) >> 1)) >> f)
-        m.d.comb += [h_wr.addr.eq(jd), h_wr.data.eq(Mux(rounded < 0, 0, rounded)), h_wr.en.eq(done_sum & ~l2d)]
-        with m.If(done_sum & l2d):
-            m.d.sync += self.beta.eq(Mux(rounded < 1, 1, rounded))
+        m.d.comb += rounded.eq(s1 >> f_1)
+        hval, bval = Signal(signed(H_BITS)), Signal(H_BITS)
+        done2, l22, j2 = Signal(), Signal(), Signal(16)
+        m.d.sync += [hval.eq(Mux(rounded < 0, 0, rounded)), bval.eq(Mux(rounded < 1, 1, rounded)),
+                     done2.eq(done1), l22.eq(l21), j2.eq(j1)]
+        m.d.comb += [h_wr.addr.eq(j2), h_wr.data.eq(hval), h_wr.en.eq(done2 & ~l22)]
+        with m.If(done2 & l22):
+            m.d.sync += self.beta.eq(bval)
+        done_sum, l2d = done2, l22
         self._control(m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d)
         return m
 

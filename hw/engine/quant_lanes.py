@@ -6,6 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from rootshift.sw import contract as C
 
+from .pipe_mult import PipelinedMultiplier, mult_latency
+
 SCHEMES = ("linear", "shift")
 
 
@@ -22,7 +24,8 @@ class QuantLanes(wiring.Component):
 
     * linear (LSQ, ASQ): ``code = clamp(rshift_round(X * R, 40), 0, qmax)`` (docs/arithmetic.md,
       "Activation quantization"; ``sw.contract.quant_codes``). ``R`` is the per-sample multiplier
-      (< 2^31), so ``X * R`` fits 63 bits signed. Stage 1 the products; stage 2 add half, shift, clamp.
+      (< 2^31), so ``X * R`` fits 63 bits signed. The input registered, the product (18x18 partial
+      products, :class:`PipelinedMultiplier`), the rounding half added, the clamp: ``LATENCY`` = 6.
     * shift (shift activations, issue 10): the nearest level of ``{0} U {2^(T - e) : e = 0 .. n}``,
       ties to the larger level (docs/arithmetic.md, "Quantizing a fine value to a shift code";
       ``sw.contract.shift_act_codes``). No multiplier and no divider: stage 1 is a priority encoder
@@ -45,7 +48,8 @@ class QuantLanes(wiring.Component):
     o_valid : Out(1)
     """
 
-    LATENCY = 2
+    # input register, the product (PipelinedMultiplier), the rounding add, the clamp
+    LATENCY = 3 + mult_latency(32, 31)
 
     def __init__(self, lanes, abits, schemes=SCHEMES):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
@@ -61,12 +65,20 @@ class QuantLanes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        v1 = Signal()
-        m.d.sync += [v1.eq(self.i_valid), self.o_valid.eq(v1)]
+        # 0: the fine values registered (they come from a block RAM's read port)
+        x = [Signal(signed(32), name=f"x{c}") for c in range(self.lanes)]
+        v0 = Signal()
+        m.d.sync += [v0.eq(self.i_valid)] + [x[c].eq(self.x[c]) for c in range(self.lanes)]
+        valid = [v0]
+        for i in range(1, self.LATENCY):
+            v = Signal(name=f"v{i}")
+            m.d.sync += v.eq(valid[-1])
+            valid.append(v)
+        m.d.comb += self.o_valid.eq(valid[-1])
         codes = []
         for c in range(self.lanes):
-            lin = self._linear(m, c) if "linear" in self.schemes else None
-            sh = self._shift(m, c) if "shift" in self.schemes else None
+            lin = self._linear(m, c, x[c], v0) if "linear" in self.schemes else None
+            sh = self._shift(m, c, x[c]) if "shift" in self.schemes else None
             code = Signal(unsigned(self.abits), name=f"code{c}")
             if lin is not None and sh is not None:
                 m.d.sync += code.eq(Mux(self.shift, sh, lin))
@@ -76,23 +88,28 @@ class QuantLanes(wiring.Component):
         m.d.comb += self.codes.eq(Cat(*codes))
         return m
 
-    def _linear(self, m, c):
-        """Stage 1 the product; the stage-2 value (before the output register)."""
-        prod = Signal(signed(64), name=f"prod{c}")
-        m.d.sync += prod.eq(self.x[c] * self.r.as_unsigned())
-        rounded = Signal(signed(65), name=f"rounded{c}")
-        m.d.comb += rounded.eq((prod + (1 << (C.QUANT_SHIFT - 1))) >> C.QUANT_SHIFT)
+    def _linear(self, m, c, x, v0):
+        """The product (a :class:`PipelinedMultiplier`), then the rounding add in its own stage; the clamp's
+        value (before the output register)."""
+        m.submodules[f"mul{c}"] = mul = PipelinedMultiplier(signed(32), unsigned(31))
+        m.d.comb += [mul.a.eq(x), mul.b.eq(self.r), mul.i_valid.eq(v0)]
+        rounded = Signal(signed(64 - C.QUANT_SHIFT + 1), name=f"rounded{c}")
+        m.d.sync += rounded.eq((mul.p + (1 << (C.QUANT_SHIFT - 1))) >> C.QUANT_SHIFT)
         return Mux(rounded < 0, 0, Mux(rounded > self.qmax, self.qmax, rounded[:self.abits]))
 
-    def _shift(self, m, c):
-        """Stage 1 the priority encoder; the stage-2 value (before the output register)."""
-        x = self.x[c]
+    def _shift(self, m, c, x):
+        """The priority encoder, delayed to the linear path's latency; the code's value (before the
+        output register)."""
         j_c, half_c = 0, 0
         for i in range(31):                   # the leading one of a positive 32-bit value: bits 30..0
             j_c = Mux(x[i], i, j_c)
             half_c = Mux(x[i], x[i - 1] if i else 0, half_c)
         j, half, pos = Signal(5, name=f"j{c}"), Signal(name=f"half{c}"), Signal(name=f"pos{c}")
         m.d.sync += [j.eq(j_c), half.eq(half_c), pos.eq(~x[31] & x[:31].any())]
+        for i in range(self.LATENCY - 3):     # the linear path is longer: wait for it
+            j2, half2, pos2 = Signal.like(j, name=f"j{c}_{i}"), Signal(name=f"half{c}_{i}"), Signal(name=f"pos{c}_{i}")
+            m.d.sync += [j2.eq(j), half2.eq(half), pos2.eq(pos)]
+            j, half, pos = j2, half2, pos2
         e = Signal(signed(10), name=f"e{c}")           # T - p: -31 - 48 .. 80
         m.d.comb += e.eq(self.t - (j + half))
         top = Signal(signed(10), name=f"top{c}")       # j - (T - n - 1) >= 0: at least half the smallest level
