@@ -104,21 +104,41 @@ def generate(out, model=None, rows=8, cols=8, **params):
             "acc_bits": man["acc_bits"], "data_bits": man["data_bits"], "params": asdict(p)}
 
 
-def compile(model, out=None, rows=8, cols=8, **memory_kib):
+def compile(model, out=None, rows=None, cols=None, board=None, **memory_kib):
     """Compile an ``.rsq`` model into a program for the network engine (docs/engine.md).
 
-    The array is the smallest that runs the model at ``rows`` x ``cols``; ``memory_kib`` sets the engine's
-    buffer sizes (``weights_kib``, ``fine_kib``, ``codes_kib``, ``consts_kib``). Returns the memory plan and
-    the predicted cycles per image; writes the program's bytes to ``out`` when given.
+    The array is the smallest that runs the model at ``rows`` x ``cols`` (default: ``board``'s, else 8 x 8);
+    the buffer sizes are ``board``'s table (hw/board/boards.py) when given, else the engine's defaults, and
+    ``memory_kib`` (``weights_kib``, ``fine_kib``, ``codes_kib``, ``consts_kib``) overrides either. Returns the
+    memory plan and the predicted cycles per image; writes the program's bytes to ``out`` when given.
     """
     from rootshift.hw.engine.compiler import compile_model, summary
     from rootshift.hw.engine.params import EngineParams
     from rootshift.sim.driver import hardware_for
     from rootshift.sw.fileio import atomic_write_bytes
 
+    given = {k: v for k, v in memory_kib.items() if v is not None}
+    memory, default_size = {}, (8, 8)
+    if board is not None:
+        from rootshift.hw.board.boards import get_board, network_engine_refusal
+
+        b = get_board(board)
+        if network_engine_refusal(b):
+            raise ConfigError(network_engine_refusal(b))
+        memory, default_size = dict(b.engine_memory), (b.rows, b.cols)
+    for name, v in (("rows", rows), ("cols", cols)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"--{name} must be a positive integer, not {v!r}")
+    rows, cols = rows or default_size[0], cols or default_size[1]
     im = _load(model)
-    params = EngineParams(array=hardware_for(im, rows, cols), **{k: v for k, v in memory_kib.items() if v is not None})
-    prog = compile_model(im, params)
+    params = EngineParams(array=hardware_for(im, rows, cols), **(memory | given))
+    try:
+        prog = compile_model(im, params)
+    except ConfigError as e:
+        if board is None and not given and "the hardware's limit" in str(e):
+            raise ConfigError(f"{e} (the engine's default buffers; --board ulx3s-85f compiles for that board's "
+                              f"memories, --weights-kib/--fine-kib/--codes-kib/--consts-kib set them)") from None
+        raise
     d = summary(prog)
     if out is not None:
         atomic_write_bytes(out, prog.to_bytes())

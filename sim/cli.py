@@ -162,7 +162,7 @@ def cmd_generate(a):
 def cmd_compile(a):
     from . import api
 
-    d = api.compile(a.model, a.out, a.rows, a.cols, weights_kib=a.weights_kib, fine_kib=a.fine_kib,
+    d = api.compile(a.model, a.out, a.rows, a.cols, board=a.board, weights_kib=a.weights_kib, fine_kib=a.fine_kib,
                     codes_kib=a.codes_kib, consts_kib=a.consts_kib)
 
     def human(d):
@@ -297,6 +297,8 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"rootshift {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
+    from rootshift.hw.board.boards import BOARDS
+
     t = _add(sub, "train", cmd_train, "quantization-aware training of a ResNet")
     _training_options(t, "runs/x")
     t.add_argument("--first-wbits", type=int, default=8, help="weight bits of the first conv")
@@ -368,9 +370,11 @@ def build_parser():
              "its cycles per image. A model the hardware cannot run is refused, naming the layer, the quantity,\n"
              "the need and the limit (docs/engine.md).")
     k.add_argument("model", help=".rsq file")
-    k.add_argument("--rows", type=int, default=8, help="PE array rows (output positions per tile)")
-    k.add_argument("--cols", type=int, default=8, help="PE array columns (output channels per tile)")
-    k.add_argument("--weights-kib", type=int, help="weight memory, KiB (default: the engine's, see docs/engine.md)")
+    k.add_argument("--rows", type=int, help="PE array rows (output positions per tile; default: the board's, else 8)")
+    k.add_argument("--cols", type=int, help="PE array columns (output channels per tile; default: the board's, else 8)")
+    k.add_argument("--board", choices=sorted(BOARDS), help="compile for this board's engine: its array and memory "
+                                                            "sizes (docs/boards.md); default: the engine's own")
+    k.add_argument("--weights-kib", type=int, help="weight memory, KiB (default: the board's or the engine's, see docs/engine.md)")
     k.add_argument("--fine-kib", type=int, help="fine-activation memory, KiB (default: the engine's)")
     k.add_argument("--codes-kib", type=int, help="activation-code memory, KiB (default: the engine's)")
     k.add_argument("--consts-kib", type=int, help="constants memory, KiB (default: the engine's)")
@@ -392,8 +396,6 @@ def build_parser():
     c.add_argument("--data", help=f"dataset ({DATA_HELP}; default: the one the model was trained on)")
     c.add_argument("--waves", help="on a mismatch, write the failing tile's waveform (VCD) here")
     _json(c)
-
-    from rootshift.hw.board.boards import BOARDS
 
     b = _add(sub, "build", cmd_build, "synthesize, place, route and pack a board bitstream for a model",
              "Build the board top (engine, UART bridge, PLL, LEDs) for a model with the open toolchain (YoWASP Yosys\n"

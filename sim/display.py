@@ -18,7 +18,7 @@ def value_text(v, key=""):
             return f"{100 * v:.2f} %"
         return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
     if isinstance(v, int):
-        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+        return f"{v:,}" if abs(v) >= 1_000 else str(v)
     if isinstance(v, (list, tuple)):
         return ", ".join(value_text(x) for x in v)
     return str(v)

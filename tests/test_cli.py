@@ -149,6 +149,28 @@ def test_compile_prints_the_plan_and_refuses_with_numbers(exported, cli_cmd, tmp
     assert "buffer 'weights' needs" in r.stderr and "limit" in r.stderr
 
 
+def test_compile_for_a_board_takes_its_array_and_memories(exported):
+    from rootshift.hw.board.boards import get_board
+    from rootshift.sim import api
+    from rootshift.sim.board import engine_program
+    from rootshift.sw import rsq
+
+    b = get_board("ulx3s-85f")
+    d = api.compile(exported, board="ulx3s-85f")
+    assert d["memory_limits"] == {k: v * 1024 for k, v in
+                                  {"weights": b.engine_memory["weights_kib"], "fine": b.engine_memory["fine_kib"],
+                                   "codes": b.engine_memory["codes_kib"], "consts": b.engine_memory["consts_kib"]}.items()}
+    prog = engine_program(rsq.load(exported), b, b.rows, b.cols)      # the program `build` bakes in
+    assert d["program_bytes"] == len(prog.to_bytes())
+    assert api.compile(exported, board="ulx3s-85f", weights_kib=96)["memory_limits"]["weights"] == 96 * 1024
+    with pytest.raises(ConfigError, match="network engine does not fit icebreaker"):
+        api.compile(exported, board="icebreaker")
+    with pytest.raises(ConfigError, match="--rows must be a positive integer, not 0"):
+        api.compile(exported, rows=0)
+    with pytest.raises(ConfigError, match=r"--board ulx3s-85f compiles for that board's memories"):
+        api.compile(exported, rows=4, cols=4)      # the default model's 78 KB of weights: the defaults are 64 KiB
+
+
 def test_progress_nests_and_is_quiet_off_a_terminal(monkeypatch, capsys):
     from rootshift.sw import progress
 
