@@ -179,7 +179,8 @@ def load(path) -> IntModel:
     p = Path(path)
     if not p.is_file():
         # a path that names no file is a bad argument (exit 2), not a bad file
-        raise ConfigError(f"model file {p} does not exist" + (" (it is a directory)" if p.is_dir() else ""))
+        raise ConfigError(f"model file {p} is a directory, not an .rsq file" if p.is_dir()
+                          else f"model file {p} does not exist")
     return from_bytes(p.read_bytes(), str(p))
 
 
