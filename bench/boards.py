@@ -19,8 +19,10 @@ Verilator, the UART at 4 clocks per bit): the simulated seconds per image agains
 
 ``--quick`` skips the builds (no time to bitstream, utilization or Fmax unless ``--build-dir`` gives a
 finished build) and the pin-level simulation. ``--build-dir BOARD=DIR`` reuses a finished build's
-``board.json`` instead of building. Time to bitstream is measured with the YoWASP tools already compiled
-(warm); a cold first use adds their one-time compile, not measured here (it would wipe a shared cache).
+``board.json`` instead of building. The main table's time to bitstream is warm (the YoWASP tools already
+compiled); ``--cold BOARD ...`` also builds those boards in a fresh process whose ``XDG_CACHE_HOME`` is an
+empty folder, so every YoWASP tool compiles its WebAssembly first, as on a fresh machine (a separate cache:
+the shared one is never wiped), and checks that the cold bitstream equals the warm one.
 """
 
 import argparse
@@ -115,6 +117,25 @@ def throughput(design, board, rep, clock_hz, baud=BAUD):
             "images_per_s": 1 / period, "link_bound": baud / (10 * link_bytes), "link_share": min(1.0, t_link / period)}
 
 
+def cold_build(model, name, tmp):
+    """``rootshift build`` of ``name`` in a fresh process with an empty YoWASP cache: ``{"board", "cold_s",
+    "sha256"}`` (the first use of every tool compiles it, as on a fresh machine)."""
+    import subprocess
+
+    cache, out = Path(tmp) / f"cold-cache-{name}", Path(tmp) / f"cold-{name}"
+    cache.mkdir()
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    exe = Path(sys.executable).with_name("rootshift")
+    t0 = time.time()
+    r = subprocess.run([str(exe), "build", str(model), "--board", name, "--out", str(out), "--json"], env=env,
+                       capture_output=True, text=True)
+    wall = time.time() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"boards: the cold build of {name} failed (exit {r.returncode}): {r.stderr.strip()[-400:]}")
+    rep = json.loads(r.stdout)
+    return {"board": name, "cold_s": wall, "sha256": rep["sha256"], "build_s": rep.get("build_s")}
+
+
 def pin_sim_check(model):
     """The overlap model against the pin-level simulation of the ULX3S core (simulated seconds per image)."""
     from rootshift.sim.board_cosim import SIM_BAUD, SIM_CLK_HZ, board_cosim
@@ -180,6 +201,8 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=4, help="images through the device models (default 4)")
     ap.add_argument("--mnist-model", help="an MNIST-5k ResNet-8 .rsq: its network engine per network-engine board "
                                           "(no build: throughput at the board clock, or the compiler's refusal)")
+    ap.add_argument("--cold", nargs="*", default=[], metavar="BOARD",
+                    help="also time these boards' builds with an empty YoWASP cache (cold: the tools compile first)")
     ap.add_argument("--network-estimate", nargs="*", default=[], metavar="BOARD",
                     help="also estimate the network engine (2x2, 4x4) on these boards, which cannot carry it")
     a = ap.parse_args(argv)
@@ -221,9 +244,12 @@ def main(argv=None):
         if not a.quick:
             sim = pin_sim_check(model)
             print(json.dumps(sim), flush=True)
+        cold = [cold_build(model, name, tmp) for name in a.cold] if not a.quick else []
+        for c in cold:
+            print(json.dumps(c), flush=True)
         net_est = [e for name in a.network_estimate for e in network_estimate(model, name)]
         mnist = mnist_rows(a.mnist_model, a.boards, a.images) if a.mnist_model else []
-    body = report(argv, rows, sim, time.time() - t0, reuse, net_est, mnist)
+    body = report(argv, rows, sim, time.time() - t0, reuse, net_est, mnist, cold)
     print(body)
     if a.write and a.quick:
         raise SystemExit("boards: refusing --write of a --quick run (no builds)")
@@ -235,7 +261,7 @@ def _res(build, key):
     return f"{r['used']:,} / {r['available']:,}" if r else "-"
 
 
-def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=()):
+def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
     cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
              f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Engine and array from each board's table "
@@ -243,8 +269,8 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=()):
              "device model over a pseudo-terminal (logits checked: mismatches column); 3 Mbaud, 10 bits per byte. "
              "End to end: network engine `max(compute, request) + answer` (the next image's pixels overlap the "
              "compute), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board). "
-             "Time to bitstream with the YoWASP tools already compiled (warm cache); a cold cache adds each tool's "
-             "one-time WebAssembly compile, not measured here (it would wipe a cache the other jobs share).", "",
+             "Time to bitstream with the YoWASP tools already compiled (warm cache); cold (an empty cache, as on a "
+             "fresh machine) below the table.", "",
              "| board | engine | array | LUT | FF | BRAM | DSP | Fmax MHz | clock MHz | time to bitstream (warm) | "
              "cycles / image | bytes / image | compute images/s (clock; Fmax) | link bound images/s | "
              "end to end images/s | link share | mismatches |",
@@ -270,6 +296,18 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=()):
                           f"seed {bld.get('seed')}), not rebuilt by this run; that build's engine spoke protocol v{v}"
                           + (f" (today's is v{ENGINE_PROTOCOL_VERSION}; the cycles per image are this run's, from "
                              "today's compiler)" if v != ENGINE_PROTOCOL_VERSION else "") + "."]
+    if cold:
+        lines += ["", "Time to bitstream cold: `rootshift build` in a fresh process with an empty `XDG_CACHE_HOME`, so "
+                      "each YoWASP tool (Yosys, nextpnr, the packer) compiles its WebAssembly on first use, as on a fresh "
+                      "machine; on this shared 2-core machine, under the load of the other jobs:", "",
+                  "| board | cold | warm (the table) | one-time tool compile | same bitstream as warm |", "|---|---|---|---|---|"]
+        for c in cold:
+            bld = next((r["build"] for r in rows if r["board"] == c["board"] and r["build"]), None)
+            warm = (bld["build_s"] + bld.get("estimate_s", 0)) if bld and bld.get("build_s") else None
+            same = "-" if not bld else ("yes" if bld.get("sha256") == c["sha256"] else "**no**")
+            lines.append(f"| {c['board']} | {c['cold_s'] / 60:.1f} min | "
+                         + (f"{warm / 60:.1f} min | {(c['cold_s'] - warm) / 60:.1f} min" if warm else "- | -")
+                         + f" | {same} |")
     gowin = [r for r in rows if r["build"] and "SSRAM" in r["build"]["resources"]]
     for r in gowin:
         lines += ["", f"{r['board']}: LUT counts LUT4 sites (a LUT4 or one ALU bit of carry logic); the design also "
