@@ -22,6 +22,7 @@ WRITE_LATENCY = 1
 DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
 QUANT_TAIL = -1      # measured against the QuantStep (tests/test_engine_quant.py)
 ISSUE_REG = 1        # the ConvUnit's register between the address generator and the memories
+GAP_WAIT = 2         # QuantStep GAP, per channel group: the last word through the read register into the sums
 UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/test_engine_conv.py checks the count)
 
 
@@ -74,7 +75,7 @@ def quant_step_cycles(step, tensor, lanes):
         return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
     cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
     if ad:
-        cyc += tensor["groups"] * (h * w + 1 + lanes) + adapter_cycles(c, ad["hidden"])
+        cyc += tensor["groups"] * (h * w + GAP_WAIT + lanes) + adapter_cycles(c, ad["hidden"])
     return cyc
 
 

@@ -80,12 +80,13 @@ class QuantStep(wiring.Component):
         rd_addr = Signal(16)
         linear = "linear" in self.schemes
         sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)] if linear else []
-        acc_v = Signal()                     # a fine word for the GAP arrives this cycle
-        m.d.sync += acc_v.eq(0)
+        acc_v, acc_q = Signal(), Signal()    # a fine word for the GAP is on the read port / in x_q
+        x_q = [Signal(signed(32), name=f"gx{c}") for c in range(L)] if linear else []
+        m.d.sync += [acc_v.eq(0), acc_q.eq(acc_v)] + [x.eq(self.fine_data[c]) for c, x in enumerate(x_q)]
         m.d.comb += self.fine_addr.eq(rd_addr)
-        with m.If(acc_v):
+        with m.If(acc_q):
             for c, s in enumerate(sums):
-                m.d.sync += s.eq(s + self.fine_data[c])
+                m.d.sync += s.eq(s + x_q[c])
         # the quantization pass: read (t), QuantLanes (t+1 .. t+LATENCY), write
         pass_v = Signal()
         m.d.sync += pass_v.eq(0)
@@ -95,18 +96,23 @@ class QuantStep(wiring.Component):
         for a, b in zip(waddr, waddr[1:]):
             m.d.sync += b.eq(a)
         m.d.comb += [self.code_addr.eq(waddr[-1]), self.code_data.eq(q.codes), self.code_en.eq(q.o_valid)]
-        rounded = Signal(signed(SUM_BITS + 1))
+        # the sums start at the rounding half (rdiv by 2^gap_shift is then a floor shift); g is written from
+        # registers, a cycle after its lane is selected
+        half = Signal(SUM_BITS)
+        m.d.sync += half.eq((1 << d.gap_shift) >> 1)
+        g_en, g_addr, g_data = Signal(), Signal(16), Signal(32)
+        m.d.sync += g_en.eq(0)
         if linear:
             sel = sums[0]
             for c in range(1, L):
                 sel = Mux(lane == c, sums[c], sel)
-            m.d.comb += rounded.eq((sel + ((1 << d.gap_shift) >> 1)) >> d.gap_shift)
+            m.d.comb += [g_wr.addr.eq(g_addr), g_wr.data.eq(g_data), g_wr.en.eq(g_en)]
         tail = Signal(range(QuantLanes.LATENCY + 3))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pos.eq(0), grp.eq(0), lane.eq(0), idx.eq(0), rd_addr.eq(d.in_addr), tail.eq(0)]
-                    m.d.sync += [s.eq(0) for s in sums]
+                    m.d.sync += [s.eq((1 << d.gap_shift) >> 1) for s in sums]     # `half` is a cycle late
                     if linear:
                         with m.If(d.shift_act):
                             m.d.sync += self.beta.eq(1 << C.FINE_FRAC)
@@ -126,15 +132,15 @@ class QuantStep(wiring.Component):
                     with m.If(pos == d.positions - 1):
                         m.next = "GAP_WRITE"
                 with m.State("GAP_WRITE"):
-                    # one cycle after the last read its word is summed; then lanes cycles write g[grp*L + lane]
+                    # two cycles after the last read its word is summed; then lanes cycles write g[grp*L + lane]
                     m.d.comb += self.busy.eq(1)
-                    with m.If(~acc_v):
+                    with m.If(~acc_v & ~acc_q):
                         ch = grp * L + lane
-                        m.d.comb += [g_wr.addr.eq(ch), g_wr.data.eq(rounded[:32]), g_wr.en.eq(ch < d.channels)]
+                        m.d.sync += [g_addr.eq(ch), g_data.eq((sel >> d.gap_shift)[:32]), g_en.eq(ch < d.channels)]
                         m.d.sync += lane.eq(lane + 1)
                         with m.If(lane == L - 1):
                             m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
-                            m.d.sync += [s.eq(0) for s in sums]
+                            m.d.sync += [s.eq(half) for s in sums]
                             with m.If(grp == d.groups - 1):
                                 m.d.comb += ad.start.eq(1)
                                 m.next = "ADAPT"
