@@ -197,7 +197,8 @@ def main(argv=None):
     ap.add_argument("--model", help="a digits ResNet-8 .rsq (default: train one epoch here)")
     ap.add_argument("--boards", nargs="+", default=["icebreaker", "ulx3s-85f"])
     ap.add_argument("--build-dir", action="append", default=[], metavar="BOARD=DIR",
-                    help="reuse a finished `rootshift build` of BOARD in DIR instead of building")
+                    help="reuse a finished `rootshift build` of BOARD in DIR instead of building (a `commit` key in its "
+                         "board.json, if you add one, is quoted)")
     ap.add_argument("--images", type=int, default=4, help="images through the device models (default 4)")
     ap.add_argument("--mnist-model", help="an MNIST-5k ResNet-8 .rsq: its network engine per network-engine board "
                                           "(no build: throughput at the board clock, or the compiler's refusal)")
@@ -234,7 +235,10 @@ def main(argv=None):
                 row["fmax_from"] = "the engine alone, bench/engine_cost.py"
             if row.get("fmax"):
                 row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]
-            if build and not a.quick:
+            # a reused build of an older engine or compiler: its program is not today's (sim/board.py run refuses it)
+            row["stale_build"] = bool(build and build.get("program_sha256")
+                                      and build["program_sha256"] != design.info.get("program_sha256"))
+            if build and not a.quick and not row["stale_build"]:
                 # rootshift estimate (synthesis only) against this build: issue 12 asks <= 15 % on LUTs
                 est = B.estimate(model, name)
                 row["estimate_lut"] = est["resources"]["LUT"]["used"]
@@ -292,10 +296,15 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
             from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION
 
             v = bld.get("protocol_version")
+            stale = next(r["stale_build"] for r in rows if r["board"] == name)
             lines += ["", f"{name}: utilization, Fmax and time to bitstream are a finished build's (`{d}/board.json`, "
-                          f"seed {bld.get('seed')}), not rebuilt by this run; that build's engine spoke protocol v{v}"
-                          + (f" (today's is v{ENGINE_PROTOCOL_VERSION}; the cycles per image are this run's, from "
-                             "today's compiler)" if v != ENGINE_PROTOCOL_VERSION else "") + "."]
+                          f"seed {bld.get('seed')}"
+                          + (f", commit {bld['commit']}" if bld.get("commit") else "")
+                          + f"), not rebuilt by this run; that build's engine spoke protocol v{v}"
+                          + (f" (today's is v{ENGINE_PROTOCOL_VERSION})" if v != ENGINE_PROTOCOL_VERSION else "")
+                          + (". Its program is not today's (the engine or compiler changed since: `rootshift run` "
+                             "refuses it until it is rebuilt); the cycles per image and images/s are today's compiler's, "
+                             "and the estimate is not compared with it" if stale else "") + "."]
     if cold:
         lines += ["", "Time to bitstream cold: `rootshift build` in a fresh process with an empty `XDG_CACHE_HOME`, so "
                       "each YoWASP tool (Yosys, nextpnr, the packer) compiles its WebAssembly on first use, as on a fresh "

