@@ -15,6 +15,7 @@ from .desc import ConvDesc
 from .shadow_array import ShadowArray
 
 ADDR_BITS = 16
+OPERAND_REG = 1      # the code and weight words registered between the block RAMs and the array
 
 
 def hw_bias(bias, shift):
@@ -103,31 +104,47 @@ class ConvUnit(wiring.Component):
         return SimpleNamespace(**iss)
 
     def _fetch(self, m, ag, arr):
-        """Issue (cycle t) -> memory answer and lane select (t + 1) -> the array."""
+        """Issue (cycle t) -> memory answer (t + 1) -> operand register (``OPERAND_REG``), lane select
+        (t + 2) -> the array: the block RAMs' outputs feed flip-flops only."""
         p = self.p
         ok_d, lane_d = Signal(p.rows), Signal.like(ag.lane)
         valid_d, first_d = Signal(), Signal()
         m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid), first_d.eq(ag.valid & ag.first)]
+        ok_q, lane_q, valid_q, first_q = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
+        code_q = [Signal(len(self.code_data[r]), name=f"code_q{r}") for r in range(p.rows)]
+        w_q = Signal.like(self.wgt_data, name="w_q")
+        m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d), w_q.eq(self.wgt_data)]
+        m.d.sync += [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
         a = []
         for r in range(p.rows):
-            lanes = Array(self.code_data[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
-            a.append(lanes[lane_d] & ok_d[r].replicate(p.abits))
-        m.d.comb += [arr.a.eq(Cat(*a)), arr.w.eq(self.wgt_data), arr.valid.eq(valid_d), arr.clear.eq(first_d)]
+            lanes = Array(code_q[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
+            a.append(lanes[lane_q] & ok_q[r].replicate(p.abits))
+        m.d.comb += [arr.a.eq(Cat(*a)), arr.w.eq(w_q), arr.valid.eq(valid_q), arr.clear.eq(first_q)]
 
     def _drain(self, m, ag, arr):
-        """Capture two cycles after a tile's last slice reached the array; then ``rows`` drain cycles."""
+        """Capture two cycles after a tile's last slice reached the array (``3 + OPERAND_REG`` after its
+        issue); then ``rows`` drain cycles."""
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
         pend_addr, pend_tc, pend_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
-        last_pipe = [Signal(name=f"last_{i}") for i in range(3)]   # issue -> presented -> +1 -> capture
-        m.d.sync += [last_pipe[0].eq(ag.valid & ag.last), last_pipe[1].eq(last_pipe[0]), last_pipe[2].eq(last_pipe[1])]
-        capture = last_pipe[2]
+        # issue -> data -> presented -> +1 -> capture
+        last_pipe = [Signal(name=f"last_{i}") for i in range(3 + OPERAND_REG)]
+        m.d.sync += last_pipe[0].eq(ag.valid & ag.last)
+        m.d.sync += [b.eq(a) for a, b in zip(last_pipe, last_pipe[1:])]
+        capture = last_pipe[-1]
         with m.If(self.start):
             m.d.sync += ob.eq(d.out_addr)
-        with m.If(ag.valid & ag.last):
-            m.d.sync += [pend_addr.eq(ob + ag.tile_c), pend_tc.eq(ag.tile_c), pend_live.eq(ag.live)]
-            with m.If(ag.tile_c == d.tiles_c - 1):
+        # the tile's bookkeeping moves with its last slice through the operand register, so it is taken
+        # three cycles before its capture, as without that register (a next tile may end that soon)
+        last_at, tc_at, live_at = ag.valid & ag.last, ag.tile_c, ag.live
+        for i in range(OPERAND_REG):
+            tc_d, live_d = Signal.like(ag.tile_c, name=f"tc_d{i}"), Signal.like(ag.live, name=f"live_d{i}")
+            m.d.sync += [tc_d.eq(tc_at), live_d.eq(live_at)]
+            last_at, tc_at, live_at = last_pipe[i], tc_d, live_d
+        with m.If(last_at):
+            m.d.sync += [pend_addr.eq(ob + tc_at), pend_tc.eq(tc_at), pend_live.eq(live_at)]
+            with m.If(tc_at == d.tiles_c - 1):
                 m.d.sync += ob.eq(ob + d.out_tile)
         if self.drain == "serial":
             self._drain_serial(m, arr, capture, pend_addr, pend_tc, pend_live)
@@ -204,7 +221,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + self.drain_cycles + Requantizer.DEEP_LATENCY + 1   # from the (issue-registered) done
+        flush = 3 + OPERAND_REG + self.drain_cycles + Requantizer.DEEP_LATENCY + 1   # from the (issue-registered) done
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

@@ -10,6 +10,7 @@ named constant so the RTL's cycle counters can be checked against it step by ste
 from ..pe import PE_LATENCY
 from ..requantizer import Requantizer
 from .beta_mult import BetaMultiplier
+from .conv_unit import OPERAND_REG
 from .desc import tile_gap
 
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
@@ -49,7 +50,7 @@ def conv_unit_cycles(step, rows, drain=None):
     requantizer) and requantizer pipeline."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
-    tail = ISSUE_REG + READ_LATENCY + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
+    tail = ISSUE_REG + READ_LATENCY + OPERAND_REG + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
