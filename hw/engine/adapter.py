@@ -1,6 +1,6 @@
 """AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,7 +20,8 @@ class AdapterUnit(wiring.Component):
     whose second layer reads ``g`` directly.
 
     One multiply-accumulate per cycle, pipelined: issue (addresses) -> operands (block RAM outputs) ->
-    their register -> product (18x18 partial products) -> sum -> rounding half -> shift, so a
+    their register -> product (18x18 partial products) -> sum -> rounding half -> shift by ``f & 0x38``
+    -> by ``f & 7`` -> ReLU or the beta floor, so a
     layer of ``n`` terms takes ``n`` cycles plus ``LAYER_TAIL``. Weights are read in the order the
     compiler writes them (``W1`` row-major, then ``W2``), biases ``B1[0..hidden-1]`` then ``B2``.
 
@@ -34,9 +35,9 @@ class AdapterUnit(wiring.Component):
     done : Out(1); busy : Out(1)
     """
 
-    # operands, their register, the product (PipelinedMultiplier), the sum, the rounding add, the shift; plus
-    # one DONE cycle per run
-    LAYER_TAIL = 5 + mult_latency(16, H_BITS)
+    # operands, their register, the product (PipelinedMultiplier), the sum, the rounding add, the two shift
+    # stages, the clamp; plus one DONE cycle per run
+    LAYER_TAIL = 7 + mult_latency(16, H_BITS)
 
     def __init__(self, max_hidden):
         if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
@@ -89,12 +90,17 @@ class AdapterUnit(wiring.Component):
         f = Mux(l2d, self.f2, self.f1)
         s1, f_1, done1, l21, j1 = Signal(signed(ACC_BITS + 1)), Signal(6), Signal(), Signal(), Signal(16)
         m.d.sync += [s1.eq(sum_d + ((1 << f) >> 1)), f_1.eq(f), done1.eq(done_sum), l21.eq(l2d), j1.eq(jd)]
-        rounded = Signal(signed(ACC_BITS + 1))
-        m.d.comb += rounded.eq(s1 >> f_1)
+        # the shift by f & 0x38, then by f & 7, each in its own stage; then ReLU / the floor of one LSB
+        coarse, f_2, done_c, l2_c, j_c = Signal(signed(ACC_BITS + 1)), Signal(3), Signal(), Signal(), Signal(16)
+        m.d.sync += [coarse.eq(s1 >> Cat(Const(0, 3), f_1[3:])), f_2.eq(f_1[:3]), done_c.eq(done1), l2_c.eq(l21),
+                     j_c.eq(j1)]
+        rounded, done_r, l2_r, j_r = Signal(signed(ACC_BITS + 1)), Signal(), Signal(), Signal(16)
+        m.d.sync += [rounded.eq(coarse >> f_2), done_r.eq(done_c), l2_r.eq(l2_c), j_r.eq(j_c)]
         hval, bval = Signal(signed(H_BITS)), Signal(H_BITS)
         done2, l22, j2 = Signal(), Signal(), Signal(16)
-        m.d.sync += [hval.eq(Mux(rounded < 0, 0, rounded)), bval.eq(Mux(rounded < 1, 1, rounded)),
-                     done2.eq(done1), l22.eq(l21), j2.eq(j1)]
+        neg, zero = rounded[-1], ~rounded.any()
+        m.d.sync += [hval.eq(Mux(neg, 0, rounded)), bval.eq(Mux(neg | zero, 1, rounded)),
+                     done2.eq(done_r), l22.eq(l2_r), j2.eq(j_r)]
         m.d.comb += [h_wr.addr.eq(j2), h_wr.data.eq(hval), h_wr.en.eq(done2 & ~l22)]
         with m.If(done2 & l22):
             m.d.sync += self.beta.eq(bval)
