@@ -293,3 +293,19 @@ def test_pipelined_multiplier_is_exact_back_to_back(a_shape, b_shape, data):
     assert sorted(got) == [i + dut.latency for i in range(len(pairs))]
     for i, (a, b) in enumerate(pairs):
         assert got[i + dut.latency] == a * b, (a, b)
+
+
+@pytest.mark.parametrize("ch", [8, 9, 11])
+def test_adapter_second_layer_waits_for_the_last_hidden_value(ch):
+    """Hidden outputs of fewer terms than the adapter's pipeline is deep (8..11 channels: 8..11 terms, a
+    dozen stages): layer 2 must start after the *last* hidden value is written, not after the first
+    sum that finishes once every output is issued; beta and the cycle count equal the contract and model."""
+    from rootshift.hw.engine.cycles import adapter_cycles
+
+    rng = np.random.default_rng(6)
+    g = rng.integers(-(2**24), 2**24, ch)
+    w1, b1 = rng.integers(-(2**15) + 1, 2**15, (ch // 4, ch)), rng.integers(-(2**40), 2**40, ch // 4)
+    w2, b2 = rng.integers(-(2**15) + 1, 2**15, (1, ch // 4)), rng.integers(-(2**40), 2**40, 1)
+    got = adapter_hw(g, w1, b1, 16, w2, b2, 16)
+    assert got["beta"] == int(C.adapter_beta_int(g[None, :], w1, b1, 16, w2, b2, 16)[0])
+    assert got["cycles"] == adapter_cycles(ch, ch // 4)

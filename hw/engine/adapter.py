@@ -105,10 +105,10 @@ class AdapterUnit(wiring.Component):
         with m.If(done2 & l22):
             m.d.sync += self.beta.eq(bval)
         done_sum, l2d = done2, l22
-        self._control(m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d)
+        self._control(m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d, j2)
         return m
 
-    def _control(self, m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d):
+    def _control(self, m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d, j_done):
         """Counters: terms ``c`` of output ``j``; the layers one after the other (layer 2 waits for the
         last hidden value to be written)."""
         with m.FSM():
@@ -127,7 +127,7 @@ class AdapterUnit(wiring.Component):
                         m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(done_sum & (j == n_out)):
+                with m.If(done_sum & (j_done == n_out - 1)):   # the layer's last output is written
                     with m.If(l2d):
                         m.next = "DONE"
                     with m.Else():
