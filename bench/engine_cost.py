@@ -167,7 +167,11 @@ def measure(program, family, tmp, flag="", config="fast"):
     try:
         r = nextpnr(net, family, work)
         out["fmax"] = r["fmax_mhz"]
-        out["path"] = critical_path(json.loads((work / "report.json").read_text()))
+        rep = json.loads((work / "report.json").read_text())
+        out["path"] = critical_path(rep)
+        split = path_split(rep)
+        if split:
+            out["path"] += " (" + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v) + " ns)"
         out["util"] = {k: f"{v['used']}/{v['available']}" for k, v in r["utilization"].items()
                        if v.get("used") and k in ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_DSP", "ICESTORM_SPRAM",
                                                   "TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")}
@@ -568,6 +572,10 @@ def report(argv, rows, wall):
                             f"{'met' if best >= TARGET[fam] else 'NOT met'}.")
         else:
             verdicts.append(f"* {fam}: the engine does not fit at any size tried, target >= {TARGET[fam]:.0f} MHz NOT met.")
+    if not any(r["family"] == "ice40" for r in rows):
+        verdicts.append("* ice40: not measured by this run (`--families ecp5`); the engine does not fit the UP5K, "
+                        "measured in docs/engine.md (\"The iCE40 configuration\", `--noabc`, protocol v3): "
+                        "target >= 50 MHz NOT met.")
     return "\n".join(lines + [""] + verdicts)
 
 

@@ -136,8 +136,11 @@ class HostPort(wiring.Component):
         m.d.sync += flags.eq(fl)
         m.d.comb += [self.pix_addr.eq(cfg.pix_addr + cnt), self.pix_data.eq(ist.payload[:L * cfg.abits]),
                      self.rd_addr.eq(addr), self.ld_sel.eq(sel), self.ld_data.eq(ist.payload[:CHUNK])]
-        word_lanes = Array(self.fine_data[32 * c:32 * (c + 1)] for c in range(L))
-        code_lanes = Array(self.code_data[cfg.abits * c:cfg.abits * (c + 1)] for c in range(L))
+        # the read words registered before the lane multiplexer (block RAM outputs): a read takes two cycles
+        fine_q, code_q = Signal.like(self.fine_data), Signal.like(self.code_data)
+        m.d.sync += [fine_q.eq(self.fine_data), code_q.eq(self.code_data)]
+        word_lanes = Array(fine_q[32 * c:32 * (c + 1)] for c in range(L))
+        code_lanes = Array(code_q[cfg.abits * c:cfg.abits * (c + 1)] for c in range(L))
         n_mems = len(cfg.mems)
         # per-memory constants, indexed by the LOAD's memory id (an unknown id: depth 0, one chunk)
         depth = Array([Const(mem.depth, ADDR_BITS + 1) for mem in cfg.mems] + [Const(0, ADDR_BITS + 1)] * (16 - n_mems))
@@ -191,6 +194,8 @@ class HostPort(wiring.Component):
                         m.next = "IDLE"
             with m.State("LOGITS_READ"):
                 m.d.sync += img_cycles.eq(cycles)
+                m.next = "LOGITS_WAIT"
+            with m.State("LOGITS_WAIT"):
                 m.next = "LOGITS"
             with m.State("LOGITS"):       # word addr is on the read port; send lanes < classes
                 m.d.comb += [ost.valid.eq(1), ost.payload.eq(word_lanes[lane])]
@@ -214,6 +219,8 @@ class HostPort(wiring.Component):
                             m.d.sync += flags.eq(fl | FLAG_BAD_RANGE)
                         m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
+                m.next = "READ_WAIT2"
+            with m.State("READ_WAIT2"):
                 m.next = "READ"
             with m.State("READ"):          # n words, each as lanes 32-bit answers (codes zero-extended)
                 word = Mux(code_sel, code_lanes[lane], word_lanes[lane])
