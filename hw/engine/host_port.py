@@ -178,6 +178,9 @@ class HostPort(wiring.Component):
                         m.d.sync += cnt.eq(0)
                         with m.If(self.loaded.all()):
                             m.d.comb += self.seq_start.eq(1)
+                            # the logits word is read while the network runs: its last write comes
+                            # before seq_done, so the registered word is ready in LOGITS, no wait
+                            m.d.sync += addr.eq(cfg.out_addr)
                             m.next = "RUN"
                         with m.Else():
                             m.d.sync += flags.eq(fl | FLAG_NOT_LOADED)
@@ -192,10 +195,10 @@ class HostPort(wiring.Component):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == cfg.classes - 1):
                         m.next = "IDLE"
-            with m.State("LOGITS_READ"):
+            with m.State("LOGITS_WAIT"):    # a further logits word: its address is on the read port
+                m.next = "LOGITS_READ"
+            with m.State("LOGITS_READ"):    # the word is on the read port; registered at the end
                 m.d.sync += img_cycles.eq(cycles)
-                m.next = "LOGITS_WAIT"
-            with m.State("LOGITS_WAIT"):
                 m.next = "LOGITS"
             with m.State("LOGITS"):       # word addr is on the read port; send lanes < classes
                 m.d.comb += [ost.valid.eq(1), ost.payload.eq(word_lanes[lane])]
@@ -205,7 +208,7 @@ class HostPort(wiring.Component):
                         m.next = "IDLE"
                     with m.Elif(lane == L - 1):
                         m.d.sync += [lane.eq(0), addr.eq(addr + 1)]
-                        m.next = "LOGITS_READ"
+                        m.next = "LOGITS_WAIT"
             with m.State("READ_ADDR"):
                 m.d.comb += ist.ready.eq(1)
                 with m.If(ist.valid):
