@@ -81,7 +81,7 @@ def test_engine_driver_over_a_pty_equals_the_golden_model(exported, program, pty
 def test_run_board_on_the_engine_path(exported, program, overlap):
     p = Pty(EngineFramedDevice(EngineDevice(program), 32, BOARD.buffer_bytes // 4, quiet=0.05))
     try:
-        rep = run_board(exported, port=p.name, images=5, board="ulx3s-85f", overlap=overlap)
+        rep = run_board(exported, port=p.name, images=5, board="ulx3s-85f", rows=4, cols=4, overlap=overlap)
     finally:
         p.close()
     for key in ("images", "mismatches", "accuracy", "images_per_s", "link_s_per_image", "device_cycles_per_image",
