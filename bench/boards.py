@@ -140,9 +140,10 @@ def pin_sim_check(model):
     """The overlap model against the pin-level simulation of the ULX3S core (simulated seconds per image)."""
     from rootshift.sim.board_cosim import SIM_BAUD, SIM_CLK_HZ, board_cosim
 
-    rep = board_cosim(model, board="ulx3s-85f", images=4, faults=())
+    # the 4x4 engine: the check is of the overlap formula, and its 32-bit INFER fits the 512-byte sim buffer
+    rep = board_cosim(model, board="ulx3s-85f", images=4, rows=4, cols=4, faults=())
     b = get_board("ulx3s-85f")
-    design = B.board_design(model, b)
+    design = B.board_design(model, b, 4, 4)
     req, ans = request_answer_bytes(design, b)
     t_c = rep["cycles_per_image"] / SIM_CLK_HZ
     model_s = max(t_c, req * 10 / SIM_BAUD) + ans * 10 / SIM_BAUD
@@ -388,7 +389,7 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
                          f"({100 * t['link_share']:.0f} % of the time); the network engine does not fit "
                          f"({get_board(r['board']).engine_why}).")
     if sim:
-        lines += ["", f"Pin-level check of the overlap model (sim/board_cosim.py, Verilator, 4 MHz clock, 1 Mbaud): "
+        lines += ["", f"Pin-level check of the overlap model (sim/board_cosim.py, Verilator, the ULX3S core with a 4x4 engine, 4 MHz clock, 1 Mbaud): "
                       f"{sim['sim_s_per_image'] * 1e3:.3f} ms simulated per image overlapped (model "
                       f"{sim['model_s_per_image'] * 1e3:.3f} ms), {sim['stop_and_wait_s_per_image'] * 1e3:.3f} ms "
                       f"stop-and-wait; mismatches {sim['mismatches']} / {sim['overlap_mismatches']} (stop-and-wait / "
