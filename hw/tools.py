@@ -239,8 +239,9 @@ def synth(verilog, family, top="rootshift_top", dsp=True, json_out=None):
     return {"cells": cells, "latches": int(m.group(1)) if m else 0, "num_cells": design.get("num_cells", 0)}
 
 
-def nextpnr(json_netlist, family, workdir, freq_mhz=12):
-    """Place and route a synthesized netlist; returns ``{"fmax_mhz": .., "utilization": {...}}``."""
+def nextpnr(json_netlist, family, workdir, freq_mhz=12, timeout=7200):
+    """Place and route a synthesized netlist; returns ``{"fmax_mhz": .., "utilization": {...}}``. ``timeout``
+    (seconds): the whole engine on the ECP5-85F routes for over half an hour on a loaded 2-core machine."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if Path(json_netlist).resolve() != (workdir / "netlist.json").resolve():
@@ -253,7 +254,7 @@ def nextpnr(json_netlist, family, workdir, freq_mhz=12):
     from rootshift.sw.progress import task
 
     with task(f"place and route (nextpnr-{family})"):
-        run_yowasp(cmd, f"nextpnr-{family}", cwd=workdir)
+        run_yowasp(cmd, f"nextpnr-{family}", cwd=workdir, timeout=timeout)
     data = json.loads((workdir / "report.json").read_text())
     fmax = data.get("fmax", {})
     return {"fmax_mhz": min((v["achieved"] for v in fmax.values()), default=None), "utilization": data.get("utilization", {})}
