@@ -117,6 +117,19 @@ def throughput(design, board, rep, clock_hz, baud=BAUD):
             "images_per_s": 1 / period, "link_bound": baud / (10 * link_bytes), "link_share": min(1.0, t_link / period)}
 
 
+def cli_estimate(model, name):
+    """``rootshift estimate --json`` in a fresh process, as a user runs it. In this long-lived process, after a
+    build, YoWASP Yosys's ABC9 once failed an internal assertion (ABC_OPS_REINTEGRATE, rtlil.cc) on the same
+    design that the command line synthesizes cleanly under any hash seed."""
+    import subprocess
+
+    exe = Path(sys.executable).with_name("rootshift")
+    r = subprocess.run([str(exe), "estimate", str(model), "--board", name, "--json"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"boards: rootshift estimate --board {name} failed (exit {r.returncode}): {r.stderr.strip()[-600:]}")
+    return json.loads(r.stdout)
+
+
 def cold_build(model, name, tmp):
     """``rootshift build`` of ``name`` in a fresh process with an empty YoWASP cache: ``{"board", "cold_s",
     "sha256"}`` (the first use of every tool compiles it, as on a fresh machine)."""
@@ -241,7 +254,7 @@ def main(argv=None):
                                       and build["program_sha256"] != design.info.get("program_sha256"))
             if build and not a.quick and not row["stale_build"]:
                 # rootshift estimate (synthesis only) against this build: issue 12 asks <= 15 % on LUTs
-                est = B.estimate(model, name)
+                est = cli_estimate(model, name)
                 row["estimate_lut"] = est["resources"]["LUT"]["used"]
                 row["estimate_s"] = est["seconds"]
             rows.append(row)
