@@ -176,9 +176,15 @@ def network_estimate(model, board, sizes=((2, 2), (4, 4))):
     b = dataclasses.replace(get_board(board), engine_memory=get_board("ulx3s-85f").engine_memory)
     im = rsq.load(model)
     out = []
+    from rootshift.hw.tools import ToolError
+
     for r, c in sizes:
         prog = B.engine_program(im, b, r, c)
-        e = B.estimate_design(B.Design.network(prog), b)
+        try:
+            e = B.estimate_design(B.Design.network(prog), b)
+        except ToolError as err:      # a tool crash is a row that says so, not a lost run
+            print(json.dumps({"board": board, "array": f"{r}x{c}", "error": str(err)[-300:]}), flush=True)
+            continue
         out.append({"board": board, "array": f"{r}x{c}", "plan": dict(prog.plan), **e})
         print(json.dumps(out[-1]), flush=True)
     return out
