@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from rootshift.hw.board.boards import get_board
+from rootshift.hw.tools import ToolError
 from rootshift.sw.errors import ConfigError, RootshiftError
 from rootshift.sw.fileio import atomic_write_json
 
@@ -165,6 +166,9 @@ def build(model_path, board, out, rows=None, cols=None, auto=False, seed=1, engi
             report = build_design(board_design(model_path, b, r, c, engine), b, out, seed)
         except BoardBuildRefused as e:
             refusals.append(f"{r}x{c}: {e}")
+            continue
+        except ToolError as e:        # a tool that fails on one size (YoWASP ABC9's assertion) is not the end
+            refusals.append(f"{r}x{c}: {str(e).splitlines()[0]} {str(e).splitlines()[-1][:200]}")
             continue
         report["auto_refused"] = refusals
         atomic_write_json(Path(out) / REPORT, report)

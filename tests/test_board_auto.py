@@ -51,3 +51,22 @@ def test_auto_with_nothing_that_fits_names_every_refusal(fake_flow, tmp_path):
         B.build("m.rsq", "icebreaker", tmp_path, auto=True)
     assert str(e.value).count("LUT") == len(fake_flow.tried) >= 3
     assert fake_flow.tried[-1][1] >= 2               # never a 1-column array (zero-width wires)
+
+
+def test_auto_goes_on_past_a_size_the_tools_fail_on(fake_flow, tmp_path, monkeypatch):
+    """A tool crash at one size (YoWASP Yosys's ABC9 assertion on the 8x8 engine for ECP5) is that size's
+    refusal, named with the tool's error; the next size is tried."""
+    from rootshift.hw.tools import ToolError
+
+    b = get_board("icebreaker")
+    fake_flow.limit = b.rows * b.cols
+    inner = B.build_design
+
+    def crash_above_default(design, board, out, seed):
+        if design[0] * design[1] > b.rows * b.cols:
+            raise ToolError("yosys failed (exit 1):\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed")
+        return inner(design, board, out, seed)
+    monkeypatch.setattr(B, "build_design", crash_above_default)
+    rep = B.build("m.rsq", "icebreaker", tmp_path, auto=True)
+    assert (rep["rows"], rep["cols"]) == (b.rows, b.cols)
+    assert rep["auto_refused"] and all("yosys failed" in s and "Assert" in s for s in rep["auto_refused"])
