@@ -118,9 +118,8 @@ def throughput(design, board, rep, clock_hz, baud=BAUD):
 
 
 def cli_estimate(model, name):
-    """``rootshift estimate --json`` in a fresh process, as a user runs it. In this long-lived process, after a
-    build, YoWASP Yosys's ABC9 once failed an internal assertion (ABC_OPS_REINTEGRATE, rtlil.cc) on the same
-    design that the command line synthesizes cleanly under any hash seed."""
+    """``rootshift estimate --json`` in a fresh process, exactly as a user runs it; a failure (e.g. YoWASP Yosys
+    0.70's ABC9 assertion on the pipelined 8x8 engine for ECP5, docs/boards.md) ends the run with its message."""
     import subprocess
 
     exe = Path(sys.executable).with_name("rootshift")
