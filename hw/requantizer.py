@@ -111,20 +111,24 @@ class Requantizer(wiring.Component):
         # 5: fine shift; the result fits 32 signed bits iff its bits 31.. all equal its sign
         v = Signal(signed(W), name="shifted_5")
         m.d.comb += v.eq(sh4 >> c4["f"])
+        self._saturate(m, v, sh4[-1], c4)
+        return m
+
+    def _saturate(self, m, v, neg, c):
+        """The last stage of both pipelines: ``v`` (sign ``neg``) to 32 bits. It fits iff its bits 31.. all
+        equal its sign; else FINE_MAX or FINE_MIN, and a negative value under ReLU (``c["r"]``) is 0."""
         high = v[OUT_BITS - 1:]
-        neg = sh4[-1]
         y = Signal(signed(OUT_BITS))
         with m.If(~neg & high.any()):
             m.d.sync += y.eq(FINE_MAX)
-        with m.Elif(neg & c4["r"]):
+        with m.Elif(neg & c["r"]):
             m.d.sync += y.eq(0)
         with m.Elif(neg & ~high.all()):
             m.d.sync += y.eq(FINE_MIN)
         with m.Else():
             m.d.sync += y.eq(v[:OUT_BITS])
-        m.d.sync += self.o_valid.eq(c4["v"])
+        m.d.sync += self.o_valid.eq(c["v"])
         m.d.comb += self.y.eq(y)
-        return m
 
     def _limb_product(self, m, a, mv, idx):
         """Stage 1 of the deep pipeline: ``a * mv`` as registered 18x18 partial products, and stage 2: the
@@ -190,16 +194,5 @@ class Requantizer(wiring.Component):
         v = Signal(signed(W), name="shifted_7")
         m.d.sync += v.eq(sh6 >> c6["f"])
         c7 = self._carry(m, 7, r=c6["r"], v=c6["v"])
-        high, neg = v[OUT_BITS - 1:], v[-1]
-        y = Signal(signed(OUT_BITS))
-        with m.If(~neg & high.any()):
-            m.d.sync += y.eq(FINE_MAX)
-        with m.Elif(neg & c7["r"]):
-            m.d.sync += y.eq(0)
-        with m.Elif(neg & ~high.all()):
-            m.d.sync += y.eq(FINE_MIN)
-        with m.Else():
-            m.d.sync += y.eq(v[:OUT_BITS])
-        m.d.sync += self.o_valid.eq(c7["v"])
-        m.d.comb += self.y.eq(y)
+        self._saturate(m, v, v[-1], c7)
         return m

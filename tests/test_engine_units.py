@@ -20,6 +20,24 @@ def simulate(dut, bench):
     sim.run()
 
 
+def _back_to_back(dut, inputs, drive, out):
+    """One input per cycle (``drive(ctx, item)`` sets the operands) with ``i_valid``, then ``latency`` + 2
+    idle cycles; returns ``{cycle: out}`` for every cycle whose ``o_valid`` was high."""
+    got = {}
+
+    async def bench(ctx):
+        for t in range(len(inputs) + dut.latency + 2):
+            if t < len(inputs):
+                drive(ctx, inputs[t])
+            ctx.set(dut.i_valid, int(t < len(inputs)))
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                got[t + 1] = ctx.get(out)
+
+    simulate(dut, bench)
+    return got
+
+
 def quant_hw(words, r, bits, lanes=3):
     dut = QuantLanes(lanes, 8)
     out = []
@@ -234,21 +252,13 @@ def test_deep_requantizer_matches_the_contract_back_to_back(acc_bits, n_acc, dat
                                             st.integers(0, 1)), min_size=12, max_size=12))
     dut = Requantizer(acc_bits, n_acc, deep=True)
     assert dut.latency == Requantizer.DEEP_LATENCY
-    got = {}
 
-    async def bench(ctx):
-        for t in range(len(vectors) + dut.latency + 2):
-            if t < len(vectors):
-                a0, a1, m0, m1, b, s, relu = vectors[t]
-                for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1),
-                               (dut.bias, fold_rounding(b, s)), (dut.shift, s), (dut.relu, relu)):
-                    ctx.set(sig, v)
-            ctx.set(dut.i_valid, int(t < len(vectors)))
-            await ctx.tick()
-            if ctx.get(dut.o_valid):
-                got[t + 1] = ctx.get(dut.y)
-
-    simulate(dut, bench)
+    def drive(ctx, vec):
+        a0, a1, m0, m1, b, s, relu = vec
+        for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.m0, m0), (dut.m1, m1),
+                       (dut.bias, fold_rounding(b, s)), (dut.shift, s), (dut.relu, relu)):
+            ctx.set(sig, v)
+    got = _back_to_back(dut, vectors, drive, dut.y)
     assert sorted(got) == [i + dut.latency for i in range(len(vectors))]
     for i, (a0, a1, m0, m1, b, s, relu) in enumerate(vectors):
         v = a0 * m0 + (a1 * m1 if n_acc == 2 else 0) + b          # exact Python integers
@@ -277,19 +287,11 @@ def test_pipelined_multiplier_is_exact_back_to_back(a_shape, b_shape, data):
     pairs += data.draw(st.lists(st.tuples(st.integers(alo, ahi), st.integers(blo, bhi)), min_size=10, max_size=10))
     mk = lambda w, s: signed(w) if s else unsigned(w)  # noqa: E731
     dut = PipelinedMultiplier(mk(*a_shape), mk(*b_shape))
-    got = {}
 
-    async def bench(ctx):
-        for t in range(len(pairs) + dut.latency + 2):
-            if t < len(pairs):
-                ctx.set(dut.a, pairs[t][0])
-                ctx.set(dut.b, pairs[t][1])
-            ctx.set(dut.i_valid, int(t < len(pairs)))
-            await ctx.tick()
-            if ctx.get(dut.o_valid):
-                got[t + 1] = ctx.get(dut.p)
-
-    simulate(dut, bench)
+    def drive(ctx, pair):
+        ctx.set(dut.a, pair[0])
+        ctx.set(dut.b, pair[1])
+    got = _back_to_back(dut, pairs, drive, dut.p)
     assert sorted(got) == [i + dut.latency for i in range(len(pairs))]
     for i, (a, b) in enumerate(pairs):
         assert got[i + dut.latency] == a * b, (a, b)
