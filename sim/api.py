@@ -126,10 +126,9 @@ def compile(model, out=None, rows=None, cols=None, board=None, **memory_kib):
         if network_engine_refusal(b):
             raise ConfigError(network_engine_refusal(b))
         memory, default_size = dict(b.engine_memory), (b.rows, b.cols)
-    for name, v in (("rows", rows), ("cols", cols)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"--{name} must be a positive integer, not {v!r}")
-    rows, cols = rows or default_size[0], cols or default_size[1]
+    from rootshift.sim.board import array_size
+
+    rows, cols = array_size(rows, cols, *default_size)
     im = _load(model)
     params = EngineParams(array=hardware_for(im, rows, cols), **(memory | given))
     try:

@@ -97,7 +97,7 @@ class Design:
             "model_sha256": program.model_sha256}, program)
 
 
-def _array_size(rows, cols, default_rows, default_cols):
+def array_size(rows, cols, default_rows, default_cols):
     """``rows``/``cols`` where given, else the defaults; 0 or a negative size is refused, never defaulted."""
     for name, v in (("rows", rows), ("cols", cols)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -134,7 +134,7 @@ def board_design(model_path, board, rows=None, cols=None, engine=None):
     from rootshift.sw import rsq
 
     engine = board_engine(board, engine)
-    rows, cols = _array_size(rows, cols, board.rows, board.cols)
+    rows, cols = array_size(rows, cols, board.rows, board.cols)
     im = rsq.load(model_path)
     if engine == "network":
         return Design.network(engine_program(im, board, rows, cols))
@@ -449,10 +449,10 @@ def _link_setup(build_dir, board, rows, cols):
         if board is not None and get_board(board).name != b.name:
             raise ConfigError(f"--board {board} contradicts the build in {build_dir}, which is for {b.name}: "
                               f"drop --board (the build's report names the board)")
-        rows, cols = _array_size(rows, cols, report["rows"], report["cols"])
+        rows, cols = array_size(rows, cols, report["rows"], report["cols"])
         return b, rows, cols, report.get("baud", b.baud), report.get("fmax_mhz"), report
     b = get_board(board or "icebreaker")
-    rows, cols = _array_size(rows, cols, b.rows, b.cols)
+    rows, cols = array_size(rows, cols, b.rows, b.cols)
     return b, rows, cols, b.baud, None, {}
 
 
