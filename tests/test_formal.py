@@ -107,11 +107,18 @@ def test_a_timeout_kills_every_process_of_the_tools_session():
     """sby's solvers sit in process groups of their own inside sby's session: a timeout must end them too."""
     import os
     import subprocess
+    import sys
     import time
 
     from rootshift.sim.formal.sby import _kill_session
 
-    p = subprocess.Popen(["bash", "-c", "(set -m; sleep 301 &); sleep 302"], start_new_session=True)
+    # A child that starts a grandchild in a process group of its own, as sby starts its solvers. Python's
+    # process_group=0 does this without a shell's job control (bash's `set -m` in a subshell flaked under load).
+    launcher = ("import subprocess, sys, time; "
+                "subprocess.Popen(['sleep', '301'], process_group=0); "
+                "sys.stdout.write('started\\n'); sys.stdout.flush(); time.sleep(302)")
+    p = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "started\n"
 
     def alive():
         out = []
@@ -129,7 +136,9 @@ def test_a_timeout_kills_every_process_of_the_tools_session():
     deadline = time.monotonic() + 10
     while len(alive()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(alive()) >= 2            # sleep 302 and the other group's sleep 301
+    assert len(alive()) >= 2            # the launcher and the other group's sleep 301
+    groups = {open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[2] for pid in alive()}
+    assert len(groups) >= 2, groups     # the grandchild really is in a process group of its own
     _kill_session(p.pid)
     p.wait(timeout=10)
     deadline = time.monotonic() + 10
