@@ -56,6 +56,15 @@ def test_ecp5_pll_is_exact_and_in_range(fin, fout):
     assert Fraction(fin, p["CLKI_DIV"]) >= Fraction(3125, 1000) and 400 <= fout * p["CLKOP_DIV"] <= 800
 
 
+def test_the_network_ulx3s_clock_is_exact_at_pll_and_uart():
+    """The 45F/85F engine clock: 60 MHz = 25 MHz / 5 * 12 (VCO 600 MHz), 20 clocks per 3 Mbaud bit."""
+    for name in ("ulx3s-45f", "ulx3s-85f"):
+        b = get_board(name)
+        assert (b.osc_mhz, b.clock_mhz, b.baud) == (25, 60, 3_000_000)
+        assert ecp5_pll_params(b.osc_mhz, b.clock_mhz) == {"CLKI_DIV": 5, "CLKFB_DIV": 12, "CLKOP_DIV": 10}
+        assert uart_divisor(b.clock_mhz * 1e6, b.baud) == 20
+
+
 @pytest.mark.parametrize("fin, fout", [(27, 54), (27, 36), (27, 72), (27, 18), (27, 30), (27, 81)])
 @pytest.mark.parametrize("device, pfd_max, vco", [("GW1NR-9C", 400, (400, 1200)), ("GW2A-18C", 500, (500, 1250))])
 def test_gowin_rpll_is_exact_and_in_range(fin, fout, device, pfd_max, vco):

@@ -69,7 +69,9 @@ NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262},
               # EngineParams(drain="serial", weight_memory="spram", desc_fetch="serial"), synth_ice40 -noabc
               "2x2 iCE40 configuration": {"LC": 16598, "DSP": 36, "BRAM": 114}},
-    "ecp5": {"4x4": {"LUT": 17171, "FF": 9240, "DSP": 68, "BRAM": 80, "fmax_mhz": 41.5},
+    # 4x4: the pipelined engine (bench/engine_cost.py after the Fmax work, commit 6934ed1; was 17,171 LUT, 80
+    # DP16KD, 41.5 MHz before it)
+    "ecp5": {"4x4": {"LUT": 21457, "FF": 17988, "DSP": 68, "BRAM": 85, "fmax_mhz": 75.3},
              # `rootshift build --board ulx3s-85f --rows 8 --cols 8` (the whole board top, seed 1, commit f710069)
              "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95}},
     "gowin": {"4x4": {"LUT": 28504, "FF": 11812, "BRAM": 86, "SSRAM": 270, "DSP": 68},
@@ -128,13 +130,17 @@ ICEBREAKER = Board(
 _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848, 108, 72), "85f": (83640, 208, 156)}
 
 
-# The network engine at 4x4 needs 68 MULT18 and 80 DP16KD (measured): the 45F and 85F carry it, the 12F/25F
+# The network engine at 4x4 needs 68 MULT18 and 85 DP16KD (measured): the 45F and 85F carry it, the 12F/25F
 # (28 MULT18, 56 DP16KD) keep the tile engine. At 8x8 it needs 116 MULT18 and 116 DP16KD, which the 85F has, and
 # takes 2.5x fewer cycles per image (the board build at commit f710069 closed at 36.95 MHz). The default stays
 # 4x4: the engine pipelined after f710069 stops YoWASP Yosys 0.70's ABC9 at 8x8 on ECP5 (an internal assertion,
 # ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
-# Its clock: the engine closed at 41.5 MHz (4x4) and 36.95 MHz (8x8 board build) on ECP5, and the UART needs a
-# near multiple of 3 MHz that the EHXPLLL makes exactly from 25 MHz: 30 MHz (25 / 5 * 6).
+# Its clock: the pipelined 4x4 engine closed at 75.3 MHz on ECP5 (bench/engine_cost.py; 41.5 MHz before the
+# Fmax work, when the board ran at 30 MHz), and the UART needs an exact multiple of 3 Mbaud that the EHXPLLL
+# makes exactly from 25 MHz: 60 MHz (25 / 5 * 12, 20 clocks per bit), the fastest such clock below 75.3 MHz with
+# margin for the board top around the engine (the next, 75 MHz, has none). 58,698 cycles per image at 60 MHz
+# take 0.98 ms (1,022 images/s), no longer than the 0.89 ms request plus 0.15 ms answer of the 3 Mbaud link
+# (313 bytes, 958 images/s): end to end max(compute, request) + answer = 884 images/s, 92 % of the link bound.
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
@@ -149,7 +155,7 @@ def _ulx3s(size):
            f"the 85F board build); the {size.upper()} has {dsp} MULT18, {bram} DP16KD, {lut:,} LUT")
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
-        osc_mhz=25, clock_mhz=30 if network else 45, baud=3_000_000, rows=4 if network and not big else 8,
+        osc_mhz=25, clock_mhz=60 if network else 45, baud=3_000_000, rows=4 if network and not big else 8,
         cols=4 if network and not big else 8, buffer_bytes=4096, link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
         programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"), programmer_apt="openfpgaloader",
