@@ -74,6 +74,12 @@ CONFIGS = {"fast": {}, "ice40": {"drain": "serial", "weight_memory": "spram", "d
 class ICE40Stand:
     """What the engine's SPRAM reads of an amaranth-boards iCE40 platform (``hw.engine.spram.is_ice40``)."""
     family = "iCE40"
+
+
+class ECP5Stand:
+    """What the engine's block RAMs read of an amaranth ECP5 platform (``hw.engine.bram_outreg.is_ecp5``):
+    a ``RegisteredMemory`` becomes DP16KD blocks with their output register, as in a board build."""
+    family = "ecp5"
 # the plan must pass the compiler; the memories the RTL builds are sized by the plan, not by these
 MEMORY = dict(weights_kib=1024, fine_kib=1024, codes_kib=1024, consts_kib=1024)
 
@@ -125,13 +131,15 @@ def over_limit(text):
 
 
 def verilog_for(component, name, family):
-    """Verilog of ``component``; on iCE40 elaborated for the iCE40 stand-in (SPRAM primitives)."""
+    """Verilog of ``component``, elaborated for the family's stand-in (iCE40: SPRAM primitives; ECP5: DP16KD
+    with the output register for the engine's ``RegisteredMemory`` s)."""
     import os
 
     from amaranth.back import verilog
 
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    return verilog.convert(component, name=name, platform=ICE40Stand() if family == "ice40" else None, emit_src=False)
+    return verilog.convert(component, name=name, platform={"ice40": ICE40Stand(), "ecp5": ECP5Stand()}.get(family),
+                           emit_src=False)
 
 
 def synth_flag(v, top, flag, json_out=None):
@@ -331,7 +339,8 @@ class UnitProbe(wiring.Component):
     """One engine unit alone for an Fmax probe (``--fmax-units``): every input from a flip-flop of a shift
     register fed by pin ``sin``, every output into a flip-flop, then a parallel-load shift register to pin
     ``sout``; the unit's memory reads (``reads``: data port -> (address port, depth)) are answered by
-    block RAMs as in the :class:`Engine`, so a path from a read port is timed as it is there.
+    block RAMs as in the :class:`Engine`, so a path from a read port is timed as it is there (a read whose
+    entry in ``registered`` is true by a ``RegisteredMemory``, as the engine builds it for the unit).
 
     Members
     -------
@@ -339,14 +348,16 @@ class UnitProbe(wiring.Component):
     sout : Out(1)
     """
 
-    def __init__(self, unit, reads=None):
-        self.unit, self.reads = unit, dict(reads or {})
+    def __init__(self, unit, reads=None, registered=()):
+        self.unit, self.reads, self.registered = unit, dict(reads or {}), set(registered)
         super().__init__({"sin": In(1), "load": In(1), "sout": Out(1)})
 
     def elaborate(self, platform):
         from amaranth.hdl import Value
         from amaranth.lib import data
         from amaranth.lib.memory import Memory
+
+        from rootshift.hw.engine.bram_outreg import RegisteredMemory
 
         m = Module()
         m.submodules.unit = u = self.unit
@@ -366,12 +377,17 @@ class UnitProbe(wiring.Component):
                      isinstance(dv.shape(), data.ArrayLayout) else [(dv, av)])
             for dd, aa in pairs:
                 dd, aa = Value.cast(dd), Value.cast(aa)
-                m.submodules[f"mem{n_mem}"] = mem = Memory(shape=len(dd), depth=depth, init=[])
-                n_mem += 1
-                rd, wr = mem.read_port(), mem.write_port()
                 fill = Cat(*[sr] * (-(-len(dd) // len(sr))))
-                m.d.comb += [rd.addr.eq(aa), dd.eq(rd.data), wr.addr.eq(sr), wr.data.eq(fill[:len(dd)]),
-                             wr.en.eq(self.load & sr[0])]
+                if dname in self.registered:
+                    m.submodules[f"mem{n_mem}"] = mem = RegisteredMemory(len(dd), depth)
+                    m.d.comb += [mem.raddr.eq(aa), dd.eq(mem.rdata), mem.waddr.eq(sr), mem.wdata.eq(fill[:len(dd)]),
+                                 mem.wen.eq(self.load & sr[0])]
+                else:
+                    m.submodules[f"mem{n_mem}"] = mem = Memory(shape=len(dd), depth=depth, init=[])
+                    rd, wr = mem.read_port(), mem.write_port()
+                    m.d.comb += [rd.addr.eq(aa), dd.eq(rd.data), wr.addr.eq(sr), wr.data.eq(fill[:len(dd)]),
+                                 wr.en.eq(self.load & sr[0])]
+                n_mem += 1
         q = Signal(sum(len(v) for v in outs))
         so = Signal.like(q)
         m.d.sync += [q.eq(Cat(*outs)), so.eq(Mux(self.load, q, so >> 1))]
@@ -380,8 +396,9 @@ class UnitProbe(wiring.Component):
 
 
 def probe_units(prog):
-    """``{name: (factory, reads)}``: the engine's units as the :class:`Engine` builds them for ``prog``,
-    with the memory reads they make there (data port -> (address port, depth))."""
+    """``{name: (factory, reads, registered)}``: the engine's units as the :class:`Engine` builds them for
+    ``prog``, with the memory reads they make there (data port -> (address port, depth)) and the data ports
+    the engine answers from a ``RegisteredMemory``."""
     from rootshift.hw.engine.address_gen import AddressGenerator
     from rootshift.hw.engine.adapter import AdapterUnit
     from rootshift.hw.engine.conv_unit import ConvUnit
@@ -402,9 +419,11 @@ def probe_units(prog):
     n_rq = max(2, sum(s["tiles_c"] for s in prog.steps if s["kind"] in ("conv", "linear")))
     max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
     slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
+    reg = Engine(prog).registered_reads()
     return {
-        "ConvUnit": (lambda: ConvUnit(p, prog.params.drain), {"code_data": ("code_addr", codes),
-                     "wgt_data": ("wgt_addr", depth["wgt"]), "const_data": ("const_addr", n_rq)}),
+        "ConvUnit": (lambda: ConvUnit(p, prog.params.drain, registered_reads=reg), {"code_data": ("code_addr", codes),
+                     "wgt_data": ("wgt_addr", depth["wgt"]), "const_data": ("const_addr", n_rq)},
+                     ("code_data", "wgt_data", "const_data") if reg else ()),
         "Requantizer": (lambda: Requantizer(p.acc_bits, p.n_acc, deep=True), {}),
         "ShadowArray": (lambda: ShadowArray(p), {}),
         "AddressGenerator": (lambda: AddressGenerator(p.rows, L), {}),
@@ -455,10 +474,10 @@ def fmax_units(im, names, freq, tmp):
     units = probe_units(prog)
     out = []
     for name in names or units:
-        make, reads = units[name]
+        make, reads, *registered = units[name]
         t0 = time.time()
         v = Path(tmp) / f"probe-{name}.v"
-        v.write_text(verilog_for(UnitProbe(make(), reads), "probe", "ecp5"))
+        v.write_text(verilog_for(UnitProbe(make(), reads, *registered), "probe", "ecp5"))
         net = Path(tmp) / f"probe-{name}.json"
         r = summarize_all(synth(v, "ecp5", top="probe", dsp=True, json_out=net)["cells"], "ecp5")
         r["unit"] = name

@@ -58,14 +58,17 @@ class Requantizer(wiring.Component):
     DEEP_LATENCY = 9     # the network engine's (``deep=True``)
     LIMB = 17            # an unsigned limb of a multiplier operand: 17 bits plus a sign fit an 18x18 DSP
 
-    def __init__(self, acc_bits, n_acc=1, deep=False):
+    def __init__(self, acc_bits, n_acc=1, deep=False, consts_registered=False):
         if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < 2:
             raise TypeError(f"Accumulator width must be an integer >= 2, not {acc_bits!r}")
         if n_acc not in (1, 2):
             raise TypeError(f"Accumulator count must be 1 or 2, not {n_acc!r}")
         if not isinstance(deep, bool):
             raise TypeError(f"deep must be True or False, not {deep!r}")
-        self.acc_bits, self.n_acc, self.deep = acc_bits, n_acc, deep
+        if not isinstance(consts_registered, bool) or (consts_registered and not deep):
+            raise TypeError(f"consts_registered must be True or False, and True only with deep=True, "
+                            f"not {consts_registered!r}")
+        self.acc_bits, self.n_acc, self.deep, self.consts_registered = acc_bits, n_acc, deep, consts_registered
         self.latency = self.DEEP_LATENCY if deep else self.LATENCY
         super().__init__({
             "acc0": In(signed(acc_bits)), "acc1": In(signed(acc_bits)),
@@ -161,7 +164,9 @@ class Requantizer(wiring.Component):
         """The network engine's pipeline (``deep=True``, ``DEEP_LATENCY`` = 9): no stage holds more than
         one carry chain, a DSP or a multiplexer tree, so it closes at ECP5 speeds:
 
-        0. every input registered (the requantization word comes from a block RAM's read port);
+        0. every input registered (the requantization word comes from a block RAM's read port); with
+           ``consts_registered=True`` ``m0``, ``m1`` and ``bias`` are not: they are taken a cycle after the
+           other inputs, from the caller's register (``RegisteredMemory``: the block RAM's output register);
         1. 18x18 partial products (DSPs); 2. the shift-0 and shift-34 products concatenated, the shift-17
            ones added; 3. ``x + (y << 17)`` per accumulator; 4. ``p0 + p1``; 5. ``+ bias`` (66 bits);
         6. arithmetic shift by ``S & 0x38``; 7. shift by ``S & 7``;
@@ -170,8 +175,12 @@ class Requantizer(wiring.Component):
         m = Module()
         pw = self.acc_bits + M_BITS
         W = max(pw + 1, BIAS_BITS) + 2
-        c0 = self._carry(m, 0, a0=self.acc0, a1=self.acc1, m0=self.m0, m1=self.m1, b=self.bias, s=self.shift,
-                         r=self.relu, v=self.i_valid)
+        if self.consts_registered:    # m0, m1, bias already come from a register (a block RAM's output register)
+            c0 = self._carry(m, 0, a0=self.acc0, a1=self.acc1, s=self.shift, r=self.relu, v=self.i_valid)
+            c0.update(m0=self.m0, m1=self.m1, b=self.bias)
+        else:
+            c0 = self._carry(m, 0, a0=self.acc0, a1=self.acc1, m0=self.m0, m1=self.m1, b=self.bias, s=self.shift,
+                             r=self.relu, v=self.i_valid)
         pairs = [self._limb_product(m, c0["a0"], c0["m0"], 0)]
         if self.n_acc == 2:
             pairs.append(self._limb_product(m, c0["a1"], c0["m1"], 1))

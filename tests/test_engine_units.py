@@ -311,3 +311,40 @@ def test_adapter_second_layer_waits_for_the_last_hidden_value(ch):
     got = adapter_hw(g, w1, b1, 16, w2, b2, 16)
     assert got["beta"] == int(C.adapter_beta_int(g[None, :], w1, b1, 16, w2, b2, 16)[0])
     assert got["cycles"] == adapter_cycles(ch, ch // 4)
+
+
+@pytest.mark.parametrize("acc_bits, n_acc", [(26, 2), (39, 1)])
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_deep_requantizer_with_registered_constants(acc_bits, n_acc, data):
+    """``consts_registered=True`` (the ConvUnit behind ``RegisteredMemory`` s): ``m0``, ``m1`` and ``bias``
+    arrive a cycle after the accumulators, shift and ReLU of the same input, and the results are those of
+    the plain deep requantizer, the same cycles."""
+    from rootshift.hw.requantizer import Requantizer, fold_rounding
+
+    amax = 2 ** (acc_bits - 1)
+    acc = st.integers(-amax, amax - 1)
+    m32 = st.integers(-(2**31), 2**31 - 1)
+    vectors = [(-amax, -amax, -(2**31), -(2**31), 2**62, 1, 0), (amax - 1, amax - 1, 2**31 - 1, 2**31 - 1, -(2**62), 63, 0)]
+    vectors += data.draw(st.lists(st.tuples(acc, acc, m32, m32, st.integers(-(2**61), 2**61), st.integers(0, 63),
+                                            st.integers(0, 1)), min_size=10, max_size=10))
+    dut = Requantizer(acc_bits, n_acc, deep=True, consts_registered=True)
+    feed = vectors + [(0, 0, 0, 0, 0, 0, 0)]      # one more cycle: it carries the last input's constants
+    prev = [None]
+
+    def drive(ctx, vec):
+        a0, a1, _, _, _, s, relu = vec
+        for sig, v in ((dut.acc0, a0), (dut.acc1, a1), (dut.shift, s), (dut.relu, relu)):
+            ctx.set(sig, v)
+        if prev[0] is not None:
+            _, _, m0, m1, b, s0, _ = prev[0]
+            for sig, v in ((dut.m0, m0), (dut.m1, m1), (dut.bias, fold_rounding(b, s0))):
+                ctx.set(sig, v)
+        prev[0] = vec
+    got = _back_to_back(dut, feed, drive, dut.y)
+    for i, (a0, a1, m0, m1, b, s, relu) in enumerate(vectors):
+        v = a0 * m0 + (a1 * m1 if n_acc == 2 else 0) + b
+        exp = min(max((v + (1 << (s - 1)) if s else v) >> s, 0 if relu else C.FINE_MIN), C.FINE_MAX)
+        assert got[i + dut.latency] == exp, (i, vectors[i])
+    with pytest.raises(TypeError, match="True only with deep=True"):
+        Requantizer(acc_bits, n_acc, consts_registered=True)

@@ -53,18 +53,29 @@ class ConvUnit(wiring.Component):
     code_addr : Out(ArrayLayout(unsigned(16), rows)); code_data : In(ArrayLayout(unsigned(cols*abits), rows))
     wgt_addr : Out(24); wgt_data : In(cols * wbits)
     const_addr : Out(16); const_data : In(cols * (n_acc*32 + 64))  -- per column M0, [M1], B
+
+    ``registered_reads``: the code, weight and constant words come from
+    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address,
+    the block RAM's output register on ECP5), so the unit's own operand register (``OPERAND_REG``) and the
+    requantizers' constant register are those; the cycles are the same. Default: one-cycle reads
+    (``lib.memory`` read ports), registered here.
     out_addr : Out(16); out_data : Out(cols * 32); out_en : Out(1)
     busy_cycles : Out(32)            -- cycles since start (the layer's cycle counter)
     """
 
-    def __init__(self, params: ArrayParams, drain="parallel"):
+    def __init__(self, params: ArrayParams, drain="parallel", registered_reads=False):
         from .params import DRAINS
 
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be ArrayParams, not {params!r}")
         if drain not in DRAINS:
             raise TypeError(f"drain must be one of {', '.join(DRAINS)}, not {drain!r}")
-        self.p, self.drain = params, drain
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        if registered_reads and drain != "parallel":
+            raise TypeError("registered_reads needs drain 'parallel' (the serial drain selects a column of the "
+                            "constant word before its register)")
+        self.p, self.drain, self.registered_reads = params, drain, registered_reads
         self.drain_cycles = params.rows * (params.cols if drain == "serial" else 1)
         super().__init__({
             "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "done": Out(1),
@@ -113,8 +124,11 @@ class ConvUnit(wiring.Component):
         ok_q, lane_q, valid_q, first_q = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
         code_q = [Signal(len(self.code_data[r]), name=f"code_q{r}") for r in range(p.rows)]
         w_q = Signal.like(self.wgt_data, name="w_q")
-        m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d), w_q.eq(self.wgt_data)]
-        m.d.sync += [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
+        m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d)]
+        if self.registered_reads:                # the memories' output registers are the operand register
+            m.d.comb += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
+        else:
+            m.d.sync += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
         a = []
         for r in range(p.rows):
             lanes = Array(code_q[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
@@ -155,7 +169,7 @@ class ConvUnit(wiring.Component):
     def _requantizer(self, m, name, acc0, acc1, word, valid):
         """One requantizer fed with ``acc0``/``acc1`` and a column's constant word ``M0, [M1], B``."""
         p, d = self.p, self.desc
-        m.submodules[name] = rq = Requantizer(p.acc_bits, p.n_acc, deep=True)
+        m.submodules[name] = rq = Requantizer(p.acc_bits, p.n_acc, deep=True, consts_registered=self.registered_reads)
         m.d.comb += [rq.acc0.eq(acc0), rq.m0.eq(word[0:M_BITS].as_signed()),
                      rq.bias.eq(word[p.n_acc * M_BITS:].as_signed()), rq.shift.eq(d.shift), rq.relu.eq(d.relu),
                      rq.i_valid.eq(valid)]

@@ -1,5 +1,7 @@
 """Engine: the whole network on chip. Pixels in, logits out; a sequencer walks the program's steps."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -13,6 +15,7 @@ from .desc import ConvDesc, QuantDesc, VecDesc, gap_shift
 from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW, FLAG_NOT_LOADED, MAGIC,  # noqa: F401
                         OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE, OP_STATUS, PROTOCOL_VERSION,
                         HostPort, LoadMem, PortConfig)
+from .bram_outreg import RegisteredMemory
 from .mult_setup import MultSetup
 from .quant_step import QuantStep, schemes_for
 from .desc_fetch import DescFetch, times_const
@@ -155,12 +158,20 @@ class Engine(wiring.Component):
                           "busy": Out(1)})
         self.pc = Signal(16)                       # the step being run (for debugging and test benches)
 
+    def registered_reads(self):
+        """Whether the ConvUnit's memories (code banks, weights, requantization words) are
+        :class:`RegisteredMemory` s (the block RAM's output register on ECP5): the block-RAM weights and a
+        requantizer per column (``drain="parallel"``), the ECP5 configuration."""
+        return self.prog.params.drain == "parallel" and self.prog.params.weight_memory == "bram"
+
     def elaborate(self, platform):
         m = Module()
         prog, a = self.prog, self.a
         L = a.cols
+        reg = self.registered_reads()
         mem = {}
         for lm, img in load_images(prog):          # the memories LOAD writes
+            init = img if self.baked else []
             if lm.name == "wgt" and prog.params.weight_memory == "spram":
                 m.submodules.wgt = mem["wgt"] = SPRAM(_padded(lm.width), lm.depth)
                 continue
@@ -169,20 +180,30 @@ class Engine(wiring.Component):
                 init = [(v >> (CHUNK * k)) & 0xFFFFFFFF for v in img for k in range(W)] if self.baked else []
                 m.submodules.desc = mem["desc"] = Memory(shape=CHUNK, depth=max(2, lm.depth * W), init=init)
                 continue
-            m.submodules[lm.name] = mem[lm.name] = Memory(shape=_padded(lm.width), depth=lm.depth,
-                                                          init=img if self.baked else [])
+            width = _padded(lm.width)
+            if lm.name == "desc" or (lm.name == "wgt" and reg):   # read into a register: the block RAM's own
+                mem[lm.name] = RegisteredMemory(width, lm.depth, init=init,
+                                                granularity=CHUNK if width > CHUNK else None)
+            else:
+                mem[lm.name] = Memory(shape=width, depth=lm.depth, init=init)
+            m.submodules[lm.name] = mem[lm.name]
         n_rq = max(2, sum(s["tiles_c"] for s in prog.steps if s["kind"] in ("conv", "linear")))
-        m.submodules.rq = mem["rq"] = Memory(shape=const_word_bits(a), depth=n_rq, init=[])
+        m.submodules.rq = mem["rq"] = (RegisteredMemory(const_word_bits(a), n_rq) if reg else
+                                       Memory(shape=const_word_bits(a), depth=n_rq, init=[]))
         m.submodules.fine = mem["fine"] = Memory(shape=32 * L, depth=memory_words(prog, "fine"), init=[])
         banks = []
+        codes = memory_words(prog, "codes")
         for r in range(a.rows):
-            m.submodules[f"bank{r}"] = bank = Memory(shape=L * a.abits, depth=memory_words(prog, "codes"), init=[])
+            m.submodules[f"bank{r}"] = bank = (RegisteredMemory(L * a.abits, codes) if reg else
+                                                Memory(shape=L * a.abits, depth=codes, init=[]))
             banks.append(bank)
+        if reg:       # the HostPort's debug read of bank 0 (a one-cycle read): a copy, written as every bank
+            m.submodules.bank_dbg = mem["bank_dbg"] = Memory(shape=L * a.abits, depth=codes, init=[])
         max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
         slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
         m.submodules.port = port = HostPort(port_config(prog, self.baked))
         m.submodules.seq = seq = Sequencer(len(prog.steps), slots, fetch_wait=True)
-        m.submodules.conv = conv = ConvUnit(a, prog.params.drain)
+        m.submodules.conv = conv = ConvUnit(a, prog.params.drain, registered_reads=reg)
         m.submodules.setup = setup = MultSetup(a)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
         m.submodules.vec = vec = VectorUnit(L)
@@ -211,12 +232,17 @@ class Engine(wiring.Component):
                              ram.wdata.eq(Cat([port.ld_data] * max(1, width // CHUNK))),
                              ram.wen.eq(Mux(sel, Cat(*[chunk_en[s * 16 // CHUNK] for s in range(ram.slices)]), 0))]
                 continue
-            if width > CHUNK:
+            if isinstance(mem[lm.name], RegisteredMemory):
+                ram = mem[lm.name]
+                wp = SimpleNamespace(addr=ram.waddr, data=ram.wdata, en=ram.wen)
+            elif width > CHUNK:
                 wp = mem[lm.name].write_port(granularity=CHUNK)
+            else:
+                wp = mem[lm.name].write_port()
+            if width > CHUNK:
                 m.d.comb += [wp.data.eq(Cat([port.ld_data] * (width // CHUNK))),
                              wp.en.eq(Mux(sel, Const(1, width // CHUNK) << port.ld_chunk, 0))]
             else:
-                wp = mem[lm.name].write_port()
                 m.d.comb += [wp.data.eq(port.ld_data), wp.en.eq(sel)]
             if lm.name == "wgt":
                 m.d.comb += unit_addr.eq(Mux(sel, port.ld_addr, self.units["conv"].wgt_addr))
@@ -227,8 +253,8 @@ class Engine(wiring.Component):
     def _wire(self, m, mem, banks, port, seq, conv, setup, quant, vec):
         a = self.a
         L = a.cols
-        desc_rd = mem["desc"].read_port()
         if self.prog.params.desc_fetch == "serial":
+            desc_rd = mem["desc"].read_port()
             m.submodules.fetch = fetch = DescFetch(desc_words(), mem["desc"].depth)
             m.d.comb += [desc_rd.addr.eq(fetch.rd_addr), fetch.rd_data.eq(desc_rd.data), fetch.pc.eq(seq.pc),
                          fetch.run.eq(seq.fetching), seq.desc_ready.eq(fetch.ready)]
@@ -236,10 +262,11 @@ class Engine(wiring.Component):
         else:
             # the read is registered before any unit sees it (a block RAM's output is too slow to feed the
             # units' adders and compares): FETCH lasts two cycles, the read and the register
-            desc_q, fetched = Signal(StepDesc.size), Signal()
-            m.d.sync += [desc_q.eq(desc_rd.data[:StepDesc.size]), fetched.eq(seq.fetching & ~fetched)]
-            m.d.comb += [desc_rd.addr.eq(seq.pc), seq.desc_ready.eq(fetched)]
-            d = data.View(StepDesc, desc_q)
+            # (RegisteredMemory: on ECP5 the block RAMs' output register is that register)
+            fetched = Signal()
+            m.d.sync += fetched.eq(seq.fetching & ~fetched)
+            m.d.comb += [mem["desc"].raddr.eq(seq.pc), seq.desc_ready.eq(fetched)]
+            d = data.View(StepDesc, mem["desc"].rdata[:StepDesc.size])
         m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
         m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec)]
         # the sequencer: step kinds, unit handshakes, betas
@@ -252,22 +279,34 @@ class Engine(wiring.Component):
         m.d.comb += [setup.m_addr.eq(d.m_addr), setup.c_addr.eq(d.u.conv.c_addr), setup.tiles_c.eq(d.u.conv.tiles_c),
                      setup.cout.eq(d.cout)]
         # ConvUnit: code banks (written by the host's pixels or the QuantStep), weights, requantization words
-        for r, bank in enumerate(banks):
-            rd, w = bank.read_port(), bank.write_port()
-            m.d.comb += [rd.addr.eq(conv.code_addr[r]), conv.code_data[r].eq(rd.data),
-                         w.addr.eq(Mux(port.pix_en, port.pix_addr, quant.code_addr)),
+        for r, bank in enumerate(banks + ([mem["bank_dbg"]] if "bank_dbg" in mem else [])):
+            if isinstance(bank, RegisteredMemory):
+                rd, w = SimpleNamespace(addr=bank.raddr, data=bank.rdata), SimpleNamespace(addr=bank.waddr,
+                                                                                           data=bank.wdata, en=bank.wen)
+            else:
+                rd, w = bank.read_port(), bank.write_port()
+            if r < len(banks):
+                m.d.comb += [rd.addr.eq(conv.code_addr[r]), conv.code_data[r].eq(rd.data)]
+            m.d.comb += [w.addr.eq(Mux(port.pix_en, port.pix_addr, quant.code_addr)),
                          w.data.eq(Mux(port.pix_en, port.pix_data, quant.code_data)),
                          w.en.eq(port.pix_en | quant.code_en)]
-        debug_code_rd = banks[0].read_port()
+        debug_code_rd = mem.get("bank_dbg", banks[0]).read_port()
         m.d.comb += [debug_code_rd.addr.eq(port.rd_addr), port.code_data.eq(debug_code_rd.data)]
         wgt_addr = Signal.like(conv.wgt_addr)
         if isinstance(mem["wgt"], SPRAM):
             m.d.comb += conv.wgt_data.eq(mem["wgt"].rdata)
+        elif isinstance(mem["wgt"], RegisteredMemory):
+            m.d.comb += [mem["wgt"].raddr.eq(wgt_addr), conv.wgt_data.eq(mem["wgt"].rdata)]
         else:
             wrd = mem["wgt"].read_port()
             m.d.comb += [wrd.addr.eq(wgt_addr), conv.wgt_data.eq(wrd.data)]
         self._load_ports(m, mem, port, wgt_addr)
-        rq_rd, rq_wr = mem["rq"].read_port(), mem["rq"].write_port()
+        if isinstance(mem["rq"], RegisteredMemory):
+            rq = mem["rq"]
+            rq_rd = SimpleNamespace(addr=rq.raddr, data=rq.rdata)
+            rq_wr = SimpleNamespace(addr=rq.waddr, data=rq.wdata, en=rq.wen)
+        else:
+            rq_rd, rq_wr = mem["rq"].read_port(), mem["rq"].write_port()
         m.d.comb += [rq_rd.addr.eq(conv.const_addr), conv.const_data.eq(rq_rd.data),
                      rq_wr.addr.eq(setup.rq_addr), rq_wr.data.eq(setup.rq_data), rq_wr.en.eq(setup.rq_en)]
         ch_rd = mem["chan"].read_port()
