@@ -329,8 +329,10 @@ def _e2e_why(r, t, ok, slow=False):
 
 def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
     cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    commit = B.provenance(get_board("icebreaker")).get("commit")
     lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
-             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min. Engine and array from each board's table "
+             f"Made by `{cmd.strip()}` in {wall / 60:.0f} min" + (f" (rootshift at commit {commit})" if commit else "")
+             + ". Engine and array from each board's table "
              "(hw/board/boards.py); bytes per image counted by the host's FramedLink while `run_board` drives the "
              "device model over a pseudo-terminal (logits checked: mismatches column); 3 Mbaud, 10 bits per byte. "
              "End to end: network engine `max(compute, request) + answer` (the next image's pixels overlap the "
@@ -367,6 +369,10 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
                              else "")
                           + f"), not rebuilt by this run; that build's engine spoke protocol v{v}"
                           + (f" (today's is v{ENGINE_PROTOCOL_VERSION})" if v != ENGINE_PROTOCOL_VERSION else "")
+                          + (f"; its cycles per image were {bld['cycles_per_image']:,}, this run's model counts "
+                             f"{next(r['cycles'] for r in rows if r['board'] == name):,.0f}"
+                             if bld.get("cycles_per_image") not in (None, next(r["cycles"] for r in rows if r["board"] == name))
+                             else "")
                           + (". Its program is not today's (the engine or compiler changed since: `rootshift run` "
                              "refuses it until it is rebuilt); the cycles per image and images/s are today's compiler's, "
                              "and the estimate is not compared with it" if stale else "") + "."]
@@ -444,8 +450,8 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
             ok2 = ratio >= TARGET_ULX3S_LINK_SHARE and not slow
             lines.append(f"* {r['board']} >= {TARGET_ULX3S_COMPUTE:,} images/s of device compute (Fmax / cycles): "
                          f"**{'met' if ok1 else 'NOT met'}** ({best:,.0f}/s). Limit, measured: {r['cycles']:,.0f} cycles "
-                         f"per image on the {r['array']} array at an Fmax of {r['fmax']} MHz ({r['fmax_from']}; the "
-                         "critical path is in the engine: docs/engine.md, \"Measured cost\"); 5,000/s needs about "
+                         f"per image on the {r['array']} array at an Fmax of {r['fmax']} MHz ({r['fmax_from']}; its "
+                         "critical path: docs/boards.md, \"Measured builds\"); 5,000/s needs about "
                          f"{TARGET_ULX3S_COMPUTE / best:.0f}x fewer cycles or that much more clock.")
             lines.append(f"* {r['board']} end to end within 80 % of the link bound: **{'met' if ok2 else 'NOT met'}** "
                          f"({t['images_per_s']:,.0f} of {t['link_bound']:,.0f} images/s, {100 * ratio:.0f} %). "
