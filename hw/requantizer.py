@@ -69,7 +69,7 @@ class Requantizer(wiring.Component):
             raise TypeError(f"consts_registered must be True or False, and True only with deep=True, "
                             f"not {consts_registered!r}")
         self.acc_bits, self.n_acc, self.deep, self.consts_registered = acc_bits, n_acc, deep, consts_registered
-        self.latency = self.DEEP_LATENCY if deep else self.LATENCY
+        self.latency = (self.DEEP_LATENCY + consts_registered) if deep else self.LATENCY
         super().__init__({
             "acc0": In(signed(acc_bits)), "acc1": In(signed(acc_bits)),
             "m0": In(signed(M_BITS)), "m1": In(signed(M_BITS)), "bias": In(signed(BIAS_BITS)),
@@ -165,8 +165,9 @@ class Requantizer(wiring.Component):
         one carry chain, a DSP or a multiplexer tree, so it closes at ECP5 speeds:
 
         0. every input registered (the requantization word comes from a block RAM's read port); with
-           ``consts_registered=True`` ``m0``, ``m1`` and ``bias`` are not: they are taken a cycle after the
-           other inputs, from the caller's register (``RegisteredMemory``: the block RAM's output register);
+           ``consts_registered=True`` ``m0``, ``m1`` and ``bias`` come a cycle after the other inputs (from a
+           ``RegisteredMemory``: the block RAM's output register, far from the DSPs), and those wait a stage
+           for them: ``latency`` = ``DEEP_LATENCY + 1``, every stage after it the same;
         1. 18x18 partial products (DSPs); 2. the shift-0 and shift-34 products concatenated, the shift-17
            ones added; 3. ``x + (y << 17)`` per accumulator; 4. ``p0 + p1``; 5. ``+ bias`` (66 bits);
         6. arithmetic shift by ``S & 0x38``; 7. shift by ``S & 7``;
@@ -175,9 +176,9 @@ class Requantizer(wiring.Component):
         m = Module()
         pw = self.acc_bits + M_BITS
         W = max(pw + 1, BIAS_BITS) + 2
-        if self.consts_registered:    # m0, m1, bias already come from a register (a block RAM's output register)
-            c0 = self._carry(m, 0, a0=self.acc0, a1=self.acc1, s=self.shift, r=self.relu, v=self.i_valid)
-            c0.update(m0=self.m0, m1=self.m1, b=self.bias)
+        if self.consts_registered:    # m0, m1, bias arrive a cycle after the rest: the rest waits a stage for them
+            pre = self._carry(m, "pre", a0=self.acc0, a1=self.acc1, s=self.shift, r=self.relu, v=self.i_valid)
+            c0 = self._carry(m, 0, m0=self.m0, m1=self.m1, b=self.bias, **pre)
         else:
             c0 = self._carry(m, 0, a0=self.acc0, a1=self.acc1, m0=self.m0, m1=self.m1, b=self.bias, s=self.shift,
                              r=self.relu, v=self.i_valid)

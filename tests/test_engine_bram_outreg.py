@@ -98,9 +98,11 @@ def run_pair(tmp, width, depth, init, granularity, cycles=3000, seed=1):
 
 def test_tiling_fewest_blocks_with_a_small_multiplexer():
     assert tiling(32, 19408) == (2, 8192, 16, 3)           # the digits 4x4 weight memory: 48 blocks, 3:1
-    assert tiling(32, 320) == (18, 1024, 2, 1)             # a code bank
+    assert tiling(32, 320) == (36, 512, 1, 1)              # a code bank: one x36 block
     assert tiling(64, 19408, 32) == (2, 8192, 32, 3)       # 32-bit write granules: no block straddles two
-    assert tiling(96, 900, 32) == (4, 4096, 24, 1)
+    assert tiling(96, 900, 32) == (18, 1024, 6, 1)            # two x18 blocks per granule, 4 bits unused
+    assert tiling(672, 24, 32) == (36, 512, 21, 1)             # the descriptor memory: a x36 block per granule
+    assert tiling(512, 87) == (36, 512, 15, 1)                 # the requantization words (4x4)
     assert tiling(1, 200_000)[3] == 13                     # past MAX_DOWN blocks: the fewest stacked
 
 
@@ -120,7 +122,10 @@ def test_bad_arguments():
 @pytest.mark.parametrize("width,depth,granularity,n_init", [
     (32, 19408, None, 19408),    # the weight memory's shape: x2 blocks, three stacked, baked init
     (64, 9000, 32, 500),         # 32-bit write granules (a LOAD chunk), two stacked
-    (32, 320, None, 0),          # a code bank: one x18 pair, no init
+    (96, 900, 32, 900),          # 32-bit granules in x18 blocks (two per granule, 4 bits unused)
+    (96, 500, 32, 500),          # x36 (pseudo dual port) blocks, a granule each, byte enables
+    (70, 1500, None, 1500),      # x36 blocks, three stacked, padded width
+    (32, 320, None, 0),          # a code bank: one x36 block, no init
     (13, 3000, None, 3000),      # x4 blocks, padded width
     (20, 700, None, 100),        # x18 blocks, padded width
     (9, 2048, None, 2048),       # x9 blocks, exactly full

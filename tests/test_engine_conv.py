@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from rootshift.hw.engine.bram_outreg import RegisteredMemory
 from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.conv_unit import ConvUnit, const_word_bits, hw_bias
 from rootshift.hw.engine.cycles import conv_unit_cycles
@@ -27,7 +28,8 @@ def pack(values, bits):
 
 
 class ConvTop(wiring.Component):
-    """Test harness: the unit with its code banks, weight memory and constant memory."""
+    """Test harness: the unit with its code banks, weight memory and constant memory (``RegisteredMemory``
+    s, as the engine's ECP5 configuration builds them, for a unit with ``registered_reads``)."""
 
     def __init__(self, unit, code_words, wgt_words, const_words):
         self.unit, self.init = unit, (code_words, wgt_words, const_words)
@@ -38,6 +40,15 @@ class ConvTop(wiring.Component):
         u, p = self.unit, self.unit.p
         m.submodules.unit = u
         codes, wgts, consts = self.init
+        if u.registered_reads:
+            for r in range(p.rows):
+                m.submodules[f"bank{r}"] = bank = RegisteredMemory(p.cols * p.abits, max(2, len(codes)), init=codes)
+                m.d.comb += [bank.raddr.eq(u.code_addr[r]), u.code_data[r].eq(bank.rdata)]
+            for name, words, width, addr, dat in (("wgt", wgts, p.cols * p.wbits, u.wgt_addr, u.wgt_data),
+                                                  ("const", consts, const_word_bits(p), u.const_addr, u.const_data)):
+                m.submodules[name] = mem = RegisteredMemory(width, max(2, len(words)), init=words)
+                m.d.comb += [mem.raddr.eq(addr), dat.eq(mem.rdata)]
+            return m
         for r in range(p.rows):
             m.submodules[f"bank{r}"] = bank = Memory(shape=p.cols * p.abits, depth=max(2, len(codes)), init=codes)
             rd = bank.read_port()
@@ -50,7 +61,7 @@ class ConvTop(wiring.Component):
         return m
 
 
-def run_unit(prog, eng, step):
+def run_unit(prog, eng, step, registered=False):
     """Simulate the unit on ``step`` with the reference engine's memories; returns ({addr: lanes}, cycles)."""
     p = prog.params.array
     codes = [pack(row, p.abits) for row in eng.codes]
@@ -66,7 +77,7 @@ def run_unit(prog, eng, step):
             b = hw_bias(int(step["bias"][ch]), step["shift"]) if ch < step["cout"] else 0
             word.append(pack(vals, M_BITS) | (b & ((1 << BIAS_BITS) - 1)) << (len(mults) * M_BITS))
         consts.append(pack(word, p.n_acc * M_BITS + BIAS_BITS))
-    unit = ConvUnit(p, prog.params.drain)
+    unit = ConvUnit(p, prog.params.drain, registered_reads=registered)
     top = ConvTop(unit, codes, wgts, consts)
     written, cycles = {}, [0]
 
@@ -93,19 +104,20 @@ def run_unit(prog, eng, step):
     return written, cycles[0]
 
 
-def check_program(prog, pixels, layers=None):
+def check_program(prog, pixels, layers=None, registered=False):
     eng = ReferenceEngine(prog)
     checked = 0
     for step in prog.steps:
         if step["kind"] in ("conv", "linear") and (layers is None or step["name"] in layers):
-            written, cycles = run_unit(prog, eng, step)
+            written, cycles = run_unit(prog, eng, step, registered)
             eng.step(step, pixels)
             t = prog.tensors[step["out"]]
             assert sorted(written) == list(range(t["addr"], t["addr"] + t["words"])), step["name"]
             for addr, lanes in written.items():
                 assert lanes == list(eng.fine[addr]), (step["name"], addr)
             # the cycle model is exact for the unit (docs/engine.md, "Cycle model")
-            assert cycles == conv_unit_cycles(step, prog.params.array.rows, prog.params.drain_cycles), step["name"]
+            assert cycles == conv_unit_cycles(step, prog.params.array.rows, prog.params.drain_cycles, registered), \
+                step["name"]
             checked += 1
         else:
             eng.step(step, pixels)
@@ -121,6 +133,20 @@ def test_conv_unit_runs_random_layers_exactly(seed, rows, cols):
     prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG))
     px = rng.integers(0, 256, im.meta["input_shape"])
     assert check_program(prog, px) == 5
+
+
+@pytest.mark.parametrize("seed,rows,cols", [(0, 3, 2), (2, 4, 2), (4, 3, 3)])
+def test_conv_unit_behind_registered_memories(seed, rows, cols):
+    """``registered_reads`` (the ECP5 configuration): codes, weights and requantization words from
+    ``RegisteredMemory`` s, one more cycle at the end (``DSP_OPERAND_REG``), every output word the same."""
+    rng = np.random.default_rng(seed)
+    mode = ["dual", "lut", "shift", "mult", "shift2"][seed % 5]
+    im = random_model(rng, mode, max_channels=5)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG))
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    assert check_program(prog, px, registered=True) == 5
+    with pytest.raises(TypeError, match="registered_reads needs drain 'parallel'"):
+        ConvUnit(prog.params.array, "serial", registered_reads=True)
 
 
 @pytest.mark.parametrize("seed,rows,cols", [(5, 2, 3), (6, 3, 2), (7, 4, 4)])

@@ -2,13 +2,16 @@
 from on-chip memories in amaranth.sim, against the reference executor's code memory and beta after the
 same step (the executor is bit-exact with the golden model: tests/test_compiler.py)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from rootshift.hw.engine.bram_outreg import RegisteredMemory
 from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.cycles import quant_step_cycles
 from rootshift.hw.engine.desc import QuantDesc, gap_shift
@@ -34,12 +37,13 @@ def adapter_images(prog):
     return w or [0], b or [0]
 
 
-def run_quant(prog, eng, step, schemes=("linear",)):
+def run_quant(prog, eng, step, schemes=("linear",), registered=False):
+    """``registered``: the unit's memories are ``RegisteredMemory`` s (the ECP5 configuration)."""
     p = prog.params.array
     lanes = prog.params.lanes
     fine = [[int(v) for v in row] for row in eng.fine]
     wimg, bimg = adapter_images(prog)
-    unit = QuantStep(lanes, p.abits, 64, schemes)
+    unit = QuantStep(lanes, p.abits, 64, schemes, registered_reads=registered)
 
     class Top(wiring.Component):
         def __init__(self):
@@ -49,16 +53,23 @@ def run_quant(prog, eng, step, schemes=("linear",)):
             m = Module()
             m.submodules.unit = unit
             init = [sum((v & 0xFFFFFFFF) << (32 * c) for c, v in enumerate(row)) for row in fine]
-            m.submodules.fine = fm = Memory(shape=32 * lanes, depth=max(2, len(init)), init=init)
-            rd = fm.read_port()
-            m.d.comb += rd.addr.eq(unit.fine_addr)
-            for c in range(lanes):
-                m.d.comb += unit.fine_data[c].eq(rd.data[32 * c:32 * (c + 1)].as_signed())
-            for name, img, shape, addr, dat in (("w", wimg, signed(16), unit.w_addr, unit.w_data),
-                                                ("b", bimg, signed(64), unit.b_addr, unit.b_data)):
-                m.submodules[name] = mem = Memory(shape=shape, depth=max(2, len(img)), init=img)
-                r = mem.read_port()
-                m.d.comb += [r.addr.eq(addr), dat.eq(r.data)]
+            mems = (("fine", init, 32 * lanes, unit.fine_addr, None),
+                    ("w", wimg, 16, unit.w_addr, unit.w_data), ("b", bimg, 64, unit.b_addr, unit.b_data))
+            for name, img, width, addr, dat in mems:
+                if registered:
+                    m.submodules[name] = mem = RegisteredMemory(width, max(2, len(img)),
+                                                                init=[v & ((1 << width) - 1) for v in img])
+                    r = SimpleNamespace(addr=mem.raddr, data=mem.rdata)
+                else:
+                    m.submodules[name] = mem = Memory(shape=width, depth=max(2, len(img)),
+                                                      init=[v & ((1 << width) - 1) for v in img])
+                    r = mem.read_port()
+                m.d.comb += r.addr.eq(addr)
+                if dat is None:
+                    for c in range(lanes):
+                        m.d.comb += unit.fine_data[c].eq(r.data[32 * c:32 * (c + 1)].as_signed())
+                else:
+                    m.d.comb += dat.eq(r.data.as_signed())
             return m
 
     written, res = {}, {}
@@ -87,9 +98,12 @@ def run_quant(prog, eng, step, schemes=("linear",)):
     return written, res
 
 
-@pytest.mark.parametrize("seed,cols,max_channels", [(1, 3, 12), (4, 2, 12), (1, 3, 10)])
-def test_quant_step_matches_the_reference(seed, cols, max_channels):
-    """ASQ with and without the hidden layer, LSQ, spatial tensors and the pooled vector."""
+@pytest.mark.parametrize("seed,cols,max_channels,registered", [(1, 3, 12, False), (4, 2, 12, False), (1, 3, 10, False),
+                                                                (1, 3, 12, True), (4, 2, 12, True)])
+def test_quant_step_matches_the_reference(seed, cols, max_channels, registered):
+    """ASQ with and without the hidden layer, LSQ, spatial tensors and the pooled vector; ``registered``:
+    behind ``RegisteredMemory`` s (the ECP5 configuration), ``DSP_OPERAND_REG`` more cycles per pass and
+    adapter layer, the same codes and beta."""
     rng = np.random.default_rng(seed)
     im = random_model(rng, "dual", in_shape=[2, 4, 8], max_channels=max_channels)
     prog = compile_model(im, EngineParams(fuzz_params_for(im, 2, cols), **BIG))
@@ -100,7 +114,7 @@ def test_quant_step_matches_the_reference(seed, cols, max_channels):
         t_in = prog.tensors.get(step.get("in")) if isinstance(step.get("in"), str) else None
         runnable = step["kind"] == "quant" and gap_shift(t_in["shape"][1] * t_in["shape"][2]) is not None
         if runnable:
-            written, res = run_quant(prog, eng, step)
+            written, res = run_quant(prog, eng, step, registered=registered)
         eng.step(step, px)
         if runnable:
             t = prog.tensors[step["out"]]
@@ -109,7 +123,7 @@ def test_quant_step_matches_the_reference(seed, cols, max_channels):
                 assert lanes == [int(v) for v in eng.codes[addr]], (step["name"], addr)
             beta = eng.beta.get(step["name"], 1 << 16)
             assert res["beta"] == beta
-            assert res["cycles"] == quant_step_cycles(step, t_in, prog.params.lanes), step["name"]
+            assert res["cycles"] == quant_step_cycles(step, t_in, prog.params.lanes, registered), step["name"]
             checked += 1
     assert checked >= 2
 

@@ -1,5 +1,7 @@
 """AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -7,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from rootshift.sw import contract as C
 
+from .bram_outreg import RegisteredMemory
 from .pipe_mult import PipelinedMultiplier, mult_latency
 
 ACC_BITS = 64          # contract: every adapter sum |W g + B| <= 2^62 - 1 (rsq refuses others)
@@ -33,16 +36,24 @@ class AdapterUnit(wiring.Component):
     b_addr : Out(16); b_data : In(signed(64))    -- adapter biases
     beta : Out(63)                               -- valid while ``done`` and after, until the next start
     done : Out(1); busy : Out(1)
+
+    ``registered_reads``: ``g_data``, ``w_data`` and ``b_data`` come from
+    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address),
+    the hidden values too, and the operands are registered again next to the multiplier's DSPs: one more
+    cycle per layer (``DSP_OPERAND_REG`` in hw/engine/cycles.py).
     """
 
     # operands, their register, the product (PipelinedMultiplier), the sum, the rounding add, the two shift
     # stages, the clamp; plus one DONE cycle per run
     LAYER_TAIL = 7 + mult_latency(16, H_BITS)
 
-    def __init__(self, max_hidden):
+    def __init__(self, max_hidden, registered_reads=False):
         if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
             raise TypeError(f"max_hidden must be a positive integer, not {max_hidden!r}")
-        self.max_hidden = max_hidden
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        self.max_hidden, self.registered_reads = max_hidden, registered_reads
+        self.layer_tail = self.LAYER_TAIL + (1 if registered_reads else 0)
         super().__init__({
             "channels": In(16), "hidden": In(16), "f1": In(6), "f2": In(6), "start": In(1),
             "g_addr": Out(16), "g_data": In(signed(32)), "w_addr": Out(24), "w_data": In(signed(16)),
@@ -51,8 +62,13 @@ class AdapterUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
-        h_rd, h_wr = hmem.read_port(), hmem.write_port()
+        if self.registered_reads:
+            m.submodules.hmem = hmem = RegisteredMemory(H_BITS, max(2, self.max_hidden))
+            h_rd = SimpleNamespace(addr=hmem.raddr, data=hmem.rdata.as_signed())
+            h_wr = SimpleNamespace(addr=hmem.waddr, data=hmem.wdata, en=hmem.wen)
+        else:
+            m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
+            h_rd, h_wr = hmem.read_port(), hmem.write_port()
         layer2 = Signal()               # which layer is issuing
         j, c, w_cnt = Signal(16), Signal(16), Signal(24)
         n_out, n_in = Signal(16), Signal(16)          # outputs and terms per output of this layer
@@ -63,6 +79,10 @@ class AdapterUnit(wiring.Component):
         # stage B: operands arrive
         vb, fb, lb, l2b, jb = Signal(), Signal(), Signal(), Signal(), Signal(16)
         m.d.sync += [vb.eq(issuing), fb.eq(first_a), lb.eq(last_a), l2b.eq(layer2), jb.eq(j)]
+        if self.registered_reads:       # the operands a cycle later: the controls wait for them
+            v2, f2, lst2, l22b, j2b = Signal(), Signal(), Signal(), Signal(), Signal(16)
+            m.d.sync += [v2.eq(vb), f2.eq(fb), lst2.eq(lb), l22b.eq(l2b), j2b.eq(jb)]
+            vb, fb, lb, l2b, jb = v2, f2, lst2, l22b, j2b
         use_h = l2b & (self.hidden != 0)
         x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(16)), Signal(signed(64))
         ctl_q = Signal(19)

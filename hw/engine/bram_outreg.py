@@ -11,8 +11,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 # DP16KD port configurations (data bits per word, words): 18,432 bits of which the 1/2/4-bit widths
-# use the 16,384 data bits (the ninth bit of every byte is the 9/18-bit widths' parity, unused there)
-MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024))
+# use the 16,384 data bits (the ninth bit of every byte is the 9/18-bit widths' parity, unused there);
+# 36 bits is the pseudo-dual-port mode (Yosys's PDPW16KD): both ports' data pins make one write and one
+# read word, the low half out of port A's output register, the high half out of port B's
+MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 MAX_DOWN = 4          # blocks stacked in depth at most: the read word is a MAX_DOWN:1 multiplexer (one LUT level)
 
 
@@ -22,21 +24,38 @@ def is_ecp5(platform):
     return str(getattr(platform, "family", "")).lower() == "ecp5"
 
 
+def _across(width, granularity, bits):
+    """Blocks side by side: each write granule (``granularity`` bits, or the whole word) in its own
+    blocks, so a block never straddles two write enables."""
+    g = granularity if granularity and granularity < width else width
+    return (width // g) * -(-g // bits)
+
+
 def tiling(width, depth, granularity=None):
     """``(bits, words, across, down)``: the DP16KD mode and how many blocks side by side and stacked.
     The fewest blocks with at most ``MAX_DOWN`` stacked (ties: fewer stacked, so a smaller multiplexer);
     where a write enable covers ``granularity`` bits a block must not straddle two of them."""
-    fits = [(b, w) for b, w in MODES if granularity is None or granularity >= width or granularity % b == 0]
-    cands = [(-(-width // b) * -(-depth // w), -(-depth // w), b, w) for b, w in fits]
+    cands = [(_across(width, granularity, b) * -(-depth // w), -(-depth // w), b, w) for b, w in MODES]
     ok = [c for c in cands if c[1] <= MAX_DOWN] or sorted(cands, key=lambda c: (c[1], c[0]))[:1]
     blocks, down, b, w = min(ok)
-    return b, w, -(-width // b), down
+    return b, w, _across(width, granularity, b), down
+
+
+def columns(width, granularity, bits):
+    """Per block column: ``(granule, [source bit or None] * bits)``, the word's bits it holds."""
+    g = granularity if granularity and granularity < width else width
+    per = -(-g // bits)
+    out = []
+    for t in range(_across(width, granularity, bits)):
+        k, off = divmod(t, per)
+        out.append((k, [k * g + off * bits + j if off * bits + j < g else None for j in range(bits)]))
+    return out
 
 
 def _bit_pos(bits, word, k):
     """Where bit ``k`` of ``word`` sits in the block's 18,432-bit array (the INITVAL order: 1,024 rows of
     18 bits). 9/18-bit words fill it densely; 1/2/4-bit words fill the 8 data bits of each 9-bit byte."""
-    if bits in (9, 18):
+    if bits in (9, 18, 36):
         return word * bits + k
     a = word * bits + k
     return (a // 8) * 9 + a % 8
@@ -121,9 +140,8 @@ class RegisteredMemory(wiring.Component):
 
     def _dp16kd(self, m):
         bits, words, across, down = tiling(self.width, self.depth, self.granularity)
-        shift = {1: 0, 2: 1, 4: 2, 9: 3, 18: 4}[bits]      # the word address sits at AD[13:shift]
+        shift = {1: 0, 2: 1, 4: 2, 9: 3, 18: 4, 36: 5}[bits]      # the word address sits at AD[13:shift]
         lo = (words - 1).bit_length()
-        wdata = Cat(self.wdata, Const(0, across * bits - self.width))
         wsel, rsel = self.waddr[lo:], self.raddr[lo:]
         # the select follows the read as the blocks' read latch and output register do: not reset (a reset
         # zeroes every output register, whichever block is selected, and leaves the latch)
@@ -135,27 +153,41 @@ class RegisteredMemory(wiring.Component):
         for b in range(down):
             row_we = (wsel == b) if len(wsel) else Const(1)
             outs = []
-            for t in range(across):
-                g = (t * bits) // self.granularity if self.granularity else 0
+            for t, (g, src) in enumerate(columns(self.width, self.granularity, bits)):
                 we = row_we & self.wen[g]
-                img = [(v >> (t * bits)) & ((1 << bits) - 1) for v in self.init[b * words:(b + 1) * words]]
-                do = Signal(18, name=f"do_{b}_{t}")
-                ada = Cat(Const(0b11 if bits == 18 else 0, shift), self.waddr, Const(0, 14))[:14]   # 0b11: byte enables
-                adb = Cat(Const(0, shift), self.raddr, Const(0, 14))[:14]
-                pins = {f"i_DIA{k}": (wdata[t * bits + k] if k < bits else Const(0)) for k in range(18)}
-                pins.update({f"i_ADA{k}": ada[k] for k in range(14)})
-                pins.update({f"i_ADB{k}": adb[k] for k in range(14)})
-                pins.update({f"i_DIB{k}": Const(0) for k in range(18)})
-                pins.update({f"o_DOB{k}": do[k] for k in range(18)})
-                m.submodules[f"bram_{b}_{t}"] = Instance(
-                    "DP16KD",
-                    p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits, p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
-                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
-                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="AUTO", **initvals(bits, img),
-                    i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=we, i_RSTA=Const(0),
-                    i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
-                    i_CLKB=ClockSignal(), i_CEB=Const(1), i_OCEB=Const(1), i_WEB=Const(0), i_RSTB=ResetSignal(),
-                    i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0), **pins)
-                outs.append(do[:bits])
-            rows.append(Cat(*outs)[:self.width])
+                img = [sum((v >> i & 1) << j for j, i in enumerate(src) if i is not None)
+                       for v in self.init[b * words:(b + 1) * words]]
+                m.submodules[f"bram_{b}_{t}"], do = self._block(bits, shift, src, we, img)
+                outs += [(i, do[j]) for j, i in enumerate(src) if i is not None]
+            rows.append(Cat(*[v for _, v in sorted(outs, key=lambda o: o[0])]))
         m.d.comb += self.rdata.eq(Array(rows)[rsel_qq] if down > 1 else rows[0])
+
+    def _block(self, bits, shift, src, we, img):
+        """One DP16KD: port A writes ``src``'s bits of ``wdata`` when ``we``, port B reads, through the output
+        register. 1..18 bits: true dual port, 0b11 on AD[1:0] at 18 bits (the byte enables). 36 bits: the
+        pseudo-dual-port wiring Yosys uses for PDPW16KD (the write word on DIA and DIB, AD[3:0] of port A
+        its byte enables, the read word on DOA and DOB), both output registers on."""
+        wide = bits == 36
+        do = Signal(36 if wide else 18, name="do")
+        din = [self.wdata[i] if i is not None else Const(0) for i in src] + [Const(0)] * (36 - len(src))
+        be = we.replicate(4) if wide else Const(0b11 if bits == 18 else 0, 2)
+        ada = Cat(be, Const(0, 14))[:shift] if wide or bits == 18 else Const(0, shift)
+        ada = Cat(ada, self.waddr, Const(0, 14))[:14]
+        adb = Cat(Const(0, shift), self.raddr, Const(0, 14))[:14]
+        pins = {f"i_DIA{k}": din[k] for k in range(18)}
+        pins.update({f"i_DIB{k}": din[18 + k] if wide else Const(0) for k in range(18)})
+        pins.update({f"i_ADA{k}": ada[k] for k in range(14)})
+        pins.update({f"i_ADB{k}": adb[k] for k in range(14)})
+        pins.update({f"o_DOB{k}": do[18 + k if wide else k] for k in range(18)})
+        if wide:
+            pins.update({f"o_DOA{k}": do[k] for k in range(18)})
+        inst = Instance(
+            "DP16KD",
+            p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits, p_REGMODE_A="OUTREG" if wide else "NOREG",
+            p_REGMODE_B="OUTREG", p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000",
+            p_CSDECODE_B="0b000", p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="AUTO", **initvals(bits, img),
+            i_CLKA=ClockSignal(), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=Const(1) if wide else we, i_RSTA=Const(0),
+            i_CSA0=Const(0), i_CSA1=Const(0), i_CSA2=Const(0),
+            i_CLKB=ClockSignal(), i_CEB=Const(1), i_OCEB=Const(1), i_WEB=Const(0), i_RSTB=ResetSignal(),
+            i_CSB0=Const(0), i_CSB1=Const(0), i_CSB2=Const(0), **pins)
+        return inst, do

@@ -56,9 +56,10 @@ class ConvUnit(wiring.Component):
 
     ``registered_reads``: the code, weight and constant words come from
     :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address,
-    the block RAM's output register on ECP5), so the unit's own operand register (``OPERAND_REG``) and the
-    requantizers' constant register are those; the cycles are the same. Default: one-cycle reads
-    (``lib.memory`` read ports), registered here.
+    the block RAM's output register on ECP5), so the unit's own operand register (``OPERAND_REG``) is
+    theirs; the constant word, which feeds the requantizers' DSPs, is registered once more near them
+    (``Requantizer(consts_registered=True)``: ``DSP_OPERAND_REG``, one more cycle at a layer's end).
+    Default: one-cycle reads (``lib.memory`` read ports), registered here.
     out_addr : Out(16); out_data : Out(cols * 32); out_en : Out(1)
     busy_cycles : Out(32)            -- cycles since start (the layer's cycle counter)
     """
@@ -77,6 +78,8 @@ class ConvUnit(wiring.Component):
                             "constant word before its register)")
         self.p, self.drain, self.registered_reads = params, drain, registered_reads
         self.drain_cycles = params.rows * (params.cols if drain == "serial" else 1)
+        # the requantizers' latency: one more stage behind registered constants (hw/engine/cycles.py, DSP_OPERAND_REG)
+        self.rq_latency = Requantizer.DEEP_LATENCY + (1 if registered_reads else 0)
         super().__init__({
             "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "done": Out(1),
             "code_addr": Out(data.ArrayLayout(unsigned(ADDR_BITS), params.rows)),
@@ -193,7 +196,7 @@ class ConvUnit(wiring.Component):
             rq = self._requantizer(m, f"rq_{c}", arr.out0[c], arr.out1[c], self.const_data[c * cw:(c + 1) * cw],
                                    (dr_n != 0) & dr_live[0])
             ys.append(rq.y)
-        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.DEEP_LATENCY)]
+        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(self.rq_latency)]
         m.d.sync += addr_pipe[0].eq(dr_addr)
         for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
             m.d.sync += a1.eq(a0)
@@ -235,7 +238,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + OPERAND_REG + self.drain_cycles + Requantizer.DEEP_LATENCY + 1   # from the (issue-registered) done
+        flush = 3 + OPERAND_REG + self.drain_cycles + self.rq_latency + 1   # from the (issue-registered) done
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

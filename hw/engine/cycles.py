@@ -28,6 +28,18 @@ UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/t
 
 
 DESC_REG = 1         # the parallel descriptor's read is registered before the units see it (FETCH: 2 cycles)
+# ECP5 configuration (registered_reads): a block-RAM word that feeds multipliers (the requantization word,
+# the per-channel constants, the fine values into QuantLanes) passes the block RAM's output register
+# (hw/engine/bram_outreg.py) and then the unit's own register next to its DSPs: one more cycle for a
+# layer's requantizers, its MultSetup and a quant step's pass
+DSP_OPERAND_REG = 1
+
+
+def registered_reads(params):
+    """Whether the engine for ``params`` (EngineParams) reads its block RAMs through ``RegisteredMemory``
+    (the ECP5 configuration: a requantizer per column and the weights in block RAM; docs/engine.md,
+    "Measured cost"); the iCE40 configuration (serial drain, SPRAM weights) does not."""
+    return params.drain == "parallel" and params.weight_memory == "bram"
 
 
 def fetch_cycles(params):
@@ -43,40 +55,43 @@ def _pow2(n):
     return n > 0 and n & (n - 1) == 0
 
 
-def conv_unit_cycles(step, rows, drain=None):
+def conv_unit_cycles(step, rows, drain=None, registered=False):
     """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
     placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
     last tile's capture, drain (``drain`` cycles: ``rows``, or ``rows * cols`` with one shared
-    requantizer) and requantizer pipeline."""
+    requantizer) and requantizer pipeline (``registered``: ``DSP_OPERAND_REG`` more)."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
     tail = ISSUE_REG + READ_LATENCY + OPERAND_REG + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
+    tail += DSP_OPERAND_REG if registered else 0
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
-def adapter_cycles(channels, hidden):
+def adapter_cycles(channels, hidden, registered=False):
     """The AdapterUnit from ``start`` to ``done`` (hw/engine/adapter.py), exactly: one term per cycle,
     ``LAYER_TAIL`` per layer, one DONE cycle."""
     from .adapter import AdapterUnit
 
     terms = hidden * channels + hidden if hidden else channels
-    return terms + AdapterUnit.LAYER_TAIL * (2 if hidden else 1) + 1
+    tail = AdapterUnit.LAYER_TAIL + (DSP_OPERAND_REG if registered else 0)
+    return terms + tail * (2 if hidden else 1) + 1
 
 
-def quant_step_cycles(step, tensor, lanes):
+def quant_step_cycles(step, tensor, lanes, registered=False):
     """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
     ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass; a
-    shift quant op only the pass."""
+    shift quant op only the pass (``registered``: ``DSP_OPERAND_REG`` more)."""
     from .divider import StepDivider
     from .quant_lanes import QuantLanes
 
     ad = step["adapter"]
     c, h, w = tensor["shape"]
+    extra = DSP_OPERAND_REG if registered else 0
     if step.get("scheme") == "shift":     # start -> PASS: no divider, no adapter
-        return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
-    cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL
+        return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
+    cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     if ad:
-        cyc += tensor["groups"] * (h * w + GAP_WAIT + lanes) + adapter_cycles(c, ad["hidden"])
+        cyc += tensor["groups"] * (h * w + GAP_WAIT + lanes) + adapter_cycles(c, ad["hidden"], registered)
     return cyc
 
 
@@ -87,16 +102,18 @@ def step_cycles(step, tensors, params):
     a = params.array
     kind = step["kind"]
     seq = SEQ_CYCLES + fetch_cycles(params)
+    reg = registered_reads(params)
     if kind == "input":
         return {"cycles": seq, "macs": 0, "io": tensors[step["out"]]["words"]}
     if kind in ("conv", "linear"):
-        setup = step["tiles_c"] * a.cols + SETUP_TAIL           # MultSetup: one channel per cycle
+        setup = step["tiles_c"] * a.cols + SETUP_TAIL + (DSP_OPERAND_REG if reg else 0)   # one channel per cycle
         macs = step["ho"] * step["wo"] * step["cout"] * step["k"]
-        return {"cycles": seq + setup + conv_unit_cycles(step, a.rows, params.drain_cycles), "macs": macs, "io": 0}
+        return {"cycles": seq + setup + conv_unit_cycles(step, a.rows, params.drain_cycles, reg), "macs": macs,
+                "io": 0}
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":
-        cyc = seq + quant_step_cycles(step, src, params.lanes)
+        cyc = seq + quant_step_cycles(step, src, params.lanes, reg)
         ad = step["adapter"]
         if ad and not _pow2(ad["gap_n"]):      # not in RTL: the GAP divides by powers of two only
             cyc += src["shape"][0] * DIV_CYCLES

@@ -77,6 +77,20 @@ def images(program):
     return desc, chan, aw or [0], ab or [0]
 
 
+def _rd(mem):
+    """A read port of a ``Memory`` (one cycle), or a ``RegisteredMemory``'s (two cycles): ``addr``, ``data``."""
+    if isinstance(mem, RegisteredMemory):
+        return SimpleNamespace(addr=mem.raddr, data=mem.rdata)
+    return mem.read_port()
+
+
+def _wr(mem):
+    """A write port of a ``Memory`` or a ``RegisteredMemory``: ``addr``, ``data``, ``en``."""
+    if isinstance(mem, RegisteredMemory):
+        return SimpleNamespace(addr=mem.waddr, data=mem.wdata, en=mem.wen)
+    return mem.write_port()
+
+
 def _padded(width):
     """Memory width: wider than one LOAD chunk -> a whole number of chunks (a write port of 32-bit granularity)."""
     return width if width <= CHUNK else -(-width // CHUNK) * CHUNK
@@ -159,10 +173,12 @@ class Engine(wiring.Component):
         self.pc = Signal(16)                       # the step being run (for debugging and test benches)
 
     def registered_reads(self):
-        """Whether the ConvUnit's memories (code banks, weights, requantization words) are
-        :class:`RegisteredMemory` s (the block RAM's output register on ECP5): the block-RAM weights and a
-        requantizer per column (``drain="parallel"``), the ECP5 configuration."""
-        return self.prog.params.drain == "parallel" and self.prog.params.weight_memory == "bram"
+        """Whether the block RAMs that units read into registers (code banks, weights, requantization words,
+        per-channel constants, the fine memory, bank 0's debug copy) are :class:`RegisteredMemory` s (the
+        block RAM's output register on ECP5): the ECP5 configuration (``cycles.registered_reads``)."""
+        from .cycles import registered_reads
+
+        return registered_reads(self.prog.params)
 
     def elaborate(self, platform):
         m = Module()
@@ -181,7 +197,7 @@ class Engine(wiring.Component):
                 m.submodules.desc = mem["desc"] = Memory(shape=CHUNK, depth=max(2, lm.depth * W), init=init)
                 continue
             width = _padded(lm.width)
-            if lm.name == "desc" or (lm.name == "wgt" and reg):   # read into a register: the block RAM's own
+            if lm.name == "desc" or (lm.name in ("wgt", "chan", "aw", "ab") and reg):   # read into a register: the block RAM's own
                 mem[lm.name] = RegisteredMemory(width, lm.depth, init=init,
                                                 granularity=CHUNK if width > CHUNK else None)
             else:
@@ -190,23 +206,28 @@ class Engine(wiring.Component):
         n_rq = max(2, sum(s["tiles_c"] for s in prog.steps if s["kind"] in ("conv", "linear")))
         m.submodules.rq = mem["rq"] = (RegisteredMemory(const_word_bits(a), n_rq) if reg else
                                        Memory(shape=const_word_bits(a), depth=n_rq, init=[]))
-        m.submodules.fine = mem["fine"] = Memory(shape=32 * L, depth=memory_words(prog, "fine"), init=[])
+        fine = memory_words(prog, "fine")
+        if reg:       # two read ports: two copies, written alike (a DP16KD's second port is its write port)
+            m.submodules.fine = mem["fine"] = RegisteredMemory(32 * L, fine)
+            m.submodules.fine_b = mem["fine_b"] = RegisteredMemory(32 * L, fine)
+        else:
+            m.submodules.fine = mem["fine"] = Memory(shape=32 * L, depth=fine, init=[])
         banks = []
         codes = memory_words(prog, "codes")
         for r in range(a.rows):
             m.submodules[f"bank{r}"] = bank = (RegisteredMemory(L * a.abits, codes) if reg else
                                                 Memory(shape=L * a.abits, depth=codes, init=[]))
             banks.append(bank)
-        if reg:       # the HostPort's debug read of bank 0 (a one-cycle read): a copy, written as every bank
-            m.submodules.bank_dbg = mem["bank_dbg"] = Memory(shape=L * a.abits, depth=codes, init=[])
+        if reg:       # the HostPort's debug read of bank 0: a copy, written as every bank
+            m.submodules.bank_dbg = mem["bank_dbg"] = RegisteredMemory(L * a.abits, codes)
         max_ch = max([s["desc"]["channels"] for s in prog.steps if s["kind"] == "quant"] + [4])
         slots = max(1, sum(1 for s in prog.steps if s["kind"] == "quant" and s["adapter"]))
-        m.submodules.port = port = HostPort(port_config(prog, self.baked))
+        m.submodules.port = port = HostPort(port_config(prog, self.baked), registered_reads=reg)
         m.submodules.seq = seq = Sequencer(len(prog.steps), slots, fetch_wait=True)
         m.submodules.conv = conv = ConvUnit(a, prog.params.drain, registered_reads=reg)
-        m.submodules.setup = setup = MultSetup(a)
-        m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a))
-        m.submodules.vec = vec = VectorUnit(L)
+        m.submodules.setup = setup = MultSetup(a, registered_reads=reg)
+        m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a), registered_reads=reg)
+        m.submodules.vec = vec = VectorUnit(L, registered_reads=reg)
         self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec}
         wiring.connect(m, wiring.flipped(self.i_stream), port.i_stream)
         wiring.connect(m, wiring.flipped(self.o_stream), port.o_stream)
@@ -233,8 +254,7 @@ class Engine(wiring.Component):
                              ram.wen.eq(Mux(sel, Cat(*[chunk_en[s * 16 // CHUNK] for s in range(ram.slices)]), 0))]
                 continue
             if isinstance(mem[lm.name], RegisteredMemory):
-                ram = mem[lm.name]
-                wp = SimpleNamespace(addr=ram.waddr, data=ram.wdata, en=ram.wen)
+                wp = _wr(mem[lm.name])
             elif width > CHUNK:
                 wp = mem[lm.name].write_port(granularity=CHUNK)
             else:
@@ -280,48 +300,42 @@ class Engine(wiring.Component):
                      setup.cout.eq(d.cout)]
         # ConvUnit: code banks (written by the host's pixels or the QuantStep), weights, requantization words
         for r, bank in enumerate(banks + ([mem["bank_dbg"]] if "bank_dbg" in mem else [])):
-            if isinstance(bank, RegisteredMemory):
-                rd, w = SimpleNamespace(addr=bank.raddr, data=bank.rdata), SimpleNamespace(addr=bank.waddr,
-                                                                                           data=bank.wdata, en=bank.wen)
-            else:
-                rd, w = bank.read_port(), bank.write_port()
+            rd, w = _rd(bank), _wr(bank)
             if r < len(banks):
                 m.d.comb += [rd.addr.eq(conv.code_addr[r]), conv.code_data[r].eq(rd.data)]
             m.d.comb += [w.addr.eq(Mux(port.pix_en, port.pix_addr, quant.code_addr)),
                          w.data.eq(Mux(port.pix_en, port.pix_data, quant.code_data)),
                          w.en.eq(port.pix_en | quant.code_en)]
-        debug_code_rd = mem.get("bank_dbg", banks[0]).read_port()
+        debug_code_rd = _rd(mem.get("bank_dbg", banks[0]))
         m.d.comb += [debug_code_rd.addr.eq(port.rd_addr), port.code_data.eq(debug_code_rd.data)]
         wgt_addr = Signal.like(conv.wgt_addr)
         if isinstance(mem["wgt"], SPRAM):
             m.d.comb += conv.wgt_data.eq(mem["wgt"].rdata)
-        elif isinstance(mem["wgt"], RegisteredMemory):
-            m.d.comb += [mem["wgt"].raddr.eq(wgt_addr), conv.wgt_data.eq(mem["wgt"].rdata)]
         else:
-            wrd = mem["wgt"].read_port()
+            wrd = _rd(mem["wgt"])
             m.d.comb += [wrd.addr.eq(wgt_addr), conv.wgt_data.eq(wrd.data)]
         self._load_ports(m, mem, port, wgt_addr)
-        if isinstance(mem["rq"], RegisteredMemory):
-            rq = mem["rq"]
-            rq_rd = SimpleNamespace(addr=rq.raddr, data=rq.rdata)
-            rq_wr = SimpleNamespace(addr=rq.waddr, data=rq.wdata, en=rq.wen)
-        else:
-            rq_rd, rq_wr = mem["rq"].read_port(), mem["rq"].write_port()
+        rq_rd, rq_wr = _rd(mem["rq"]), _wr(mem["rq"])
         m.d.comb += [rq_rd.addr.eq(conv.const_addr), conv.const_data.eq(rq_rd.data),
                      rq_wr.addr.eq(setup.rq_addr), rq_wr.data.eq(setup.rq_data), rq_wr.en.eq(setup.rq_en)]
-        ch_rd = mem["chan"].read_port()
+        ch_rd = _rd(mem["chan"])
         m.d.comb += [ch_rd.addr.eq(setup.ch_addr), setup.ch_data.eq(ch_rd.data)]
         # QuantStep: adapter constants (stored unsigned, two's complement)
         for name, addr, dat in (("aw", quant.w_addr, quant.w_data), ("ab", quant.b_addr, quant.b_data)):
-            rd = mem[name].read_port()
+            rd = _rd(mem[name])
             m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data.as_signed())]
         # fine memory: port A (QuantStep, VectorUnit a, debug/logits), port B (VectorUnit b), one write
-        fa, fb, fw = mem["fine"].read_port(), mem["fine"].read_port(), mem["fine"].write_port()
+        fa, fw = _rd(mem["fine"]), _wr(mem["fine"])
+        if "fine_b" in mem:
+            fb, fw_b = _rd(mem["fine_b"]), _wr(mem["fine_b"])
+        else:
+            fb, fw_b = _rd(mem["fine"]), None
         for c in range(L):
             m.d.comb += [quant.fine_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
                          vec.a_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
                          vec.b_data[c].eq(fb.data[32 * c:32 * (c + 1)].as_signed())]
         m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr, port.rd_addr))),
                      port.fine_data.eq(fa.data), fb.addr.eq(vec.b_addr)]
-        m.d.comb += [fw.addr.eq(Mux(conv.out_en, conv.out_addr, vec.out_addr)),
-                     fw.data.eq(Mux(conv.out_en, conv.out_data, vec.out_data)), fw.en.eq(conv.out_en | vec.out_en)]
+        for w in (fw, fw_b) if fw_b is not None else (fw,):
+            m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, vec.out_addr)),
+                         w.data.eq(Mux(conv.out_en, conv.out_data, vec.out_data)), w.en.eq(conv.out_en | vec.out_en)]

@@ -98,12 +98,18 @@ class HostPort(wiring.Component):
     ld_sel : Out(4); ld_addr : Out(24); ld_chunk : Out(range(max chunks)); ld_data : Out(32); ld_en : Out(1)
     loaded : Out(len(mems))                              -- which memories hold a whole program image
     flags : Out(8); state_idle : Out(1)                  -- for STATUS and the formal harness
+
+    ``registered_reads``: ``fine_data``/``code_data`` come from
+    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after ``rd_addr``),
+    whose output register is then the port's read register; the words and cycles are the same.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, registered_reads=False):
         if not isinstance(cfg, PortConfig):
             raise ConfigError(f"cfg must be a PortConfig, not {cfg!r}")
-        self.cfg = cfg
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        self.cfg, self.registered_reads = cfg, registered_reads
         self.max_chunks = max(m.chunks for m in cfg.mems)
         super().__init__({
             "i_stream": In(stream.Signature(cfg.data_bits)), "o_stream": Out(stream.Signature(32)),
@@ -138,7 +144,8 @@ class HostPort(wiring.Component):
                      self.rd_addr.eq(addr), self.ld_sel.eq(sel), self.ld_data.eq(ist.payload[:CHUNK])]
         # the read words registered before the lane multiplexer (block RAM outputs): a read takes two cycles
         fine_q, code_q = Signal.like(self.fine_data), Signal.like(self.code_data)
-        m.d.sync += [fine_q.eq(self.fine_data), code_q.eq(self.code_data)]
+        dom = m.d.comb if self.registered_reads else m.d.sync
+        dom += [fine_q.eq(self.fine_data), code_q.eq(self.code_data)]
         word_lanes = Array(fine_q[32 * c:32 * (c + 1)] for c in range(L))
         code_lanes = Array(code_q[cfg.abits * c:cfg.abits * (c + 1)] for c in range(L))
         n_mems = len(cfg.mems)

@@ -25,12 +25,18 @@ class MultSetup(wiring.Component):
     rq_addr : Out(16); rq_data : Out(cols * (n_acc*32 + 64)); rq_en : Out(1)
     overflow : Out(1)                                    -- sticky until the next start
     busy, done : Out(1)
+
+    ``registered_reads``: ``ch_data`` comes from a :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory`
+    (the word two cycles after ``ch_addr``, from the block RAM's output register on ECP5), and is registered
+    again next to the multipliers' DSPs: one more cycle (``DSP_OPERAND_REG`` in hw/engine/cycles.py).
     """
 
-    def __init__(self, params: ArrayParams):
+    def __init__(self, params: ArrayParams, registered_reads=False):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be ArrayParams, not {params!r}")
-        self.p = params
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        self.p, self.registered_reads = params, registered_reads
         cw = params.n_acc * M_BITS + BIAS_BITS
         super().__init__({
             "m_addr": In(16), "c_addr": In(16), "cout": In(16), "tiles_c": In(16), "beta": In(63), "start": In(1),
@@ -47,10 +53,15 @@ class MultSetup(wiring.Component):
             m.submodules[f"bm{i}"] = bm
         ch, total = Signal(16), Signal(24)
         issue, v1 = Signal(), Signal()
+        extra = 1 if self.registered_reads else 0    # the read word a cycle later
         bias_pipe = [Signal(BIAS_BITS, name=f"bias_{i}") for i in range(BetaMultiplier.LATENCY)]
-        real_pipe = [Signal(name=f"real_{i}") for i in range(BetaMultiplier.LATENCY + 1)]
+        real_pipe = [Signal(name=f"real_{i}") for i in range(BetaMultiplier.LATENCY + 1 + extra)]
         m.d.comb += self.ch_addr.eq(self.m_addr + ch)
         m.d.sync += [v1.eq(issue), real_pipe[0].eq(issue & (ch < self.cout))]
+        if extra:                                    # the data-valid of the word on ch_data
+            v2 = Signal()
+            m.d.sync += v2.eq(v1)
+            v1 = v2
         for i, bm in enumerate(mults):
             m.d.comb += [bm.m_base.eq(self.ch_data[i * M_BITS:i * M_BITS + C.M_BASE_BITS].as_signed()),
                          bm.beta.eq(self.beta), bm.i_valid.eq(v1)]

@@ -1,5 +1,7 @@
 """QuantStep: one quant op on chip: GAP, the ASQ adapter, the step divider, and the quantization pass."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -8,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from rootshift.sw import contract as C
 
 from .adapter import AdapterUnit
+from .bram_outreg import RegisteredMemory
 from .desc import QuantDesc
 from .divider import StepDivider
 from .quant_lanes import SCHEMES, QuantLanes, check_schemes
@@ -37,13 +40,22 @@ class QuantStep(wiring.Component):
     code_addr : Out(16); code_data : Out(lanes * abits); code_en : Out(1)
     w_addr : Out(24); w_data : In(signed(16)); b_addr : Out(16); b_data : In(signed(64))  -- adapter constants
     beta : Out(63); r : Out(31)   -- the sample's beta_fx and R, for the following layers and debug
+
+    ``registered_reads``: ``fine_data`` (and the adapter's ``w_data``, ``b_data``, its GAP vector and hidden
+    values: :class:`AdapterUnit`) come from :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s
+    (the word two cycles after its address),
+    whose output register is then the GAP's read register (the same cycles); :class:`QuantLanes` registers
+    it again next to its DSPs: the pass's codes come a cycle later (``DSP_OPERAND_REG``, hw/engine/cycles.py).
     """
 
-    def __init__(self, lanes, abits, max_channels, schemes=SCHEMES):
+    def __init__(self, lanes, abits, max_channels, schemes=SCHEMES, registered_reads=False):
         for name, v in (("lanes", lanes), ("max_channels", max_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TypeError(f"{name} must be a positive integer, not {v!r}")
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
         self.lanes, self.abits, self.max_channels = lanes, abits, max_channels
+        self.registered_reads = registered_reads
         self.schemes = check_schemes(schemes)
         super().__init__({
             "desc": In(QuantDesc), "start": In(1), "busy": Out(1), "done": Out(1),
@@ -60,10 +72,15 @@ class QuantStep(wiring.Component):
         m.d.comb += [q.r.eq(self.r), q.qmax.eq(d.qmax), q.shift.eq(d.shift_act), q.t.eq(d.t), q.n.eq(d.n)]
         ad = dv = g_wr = None
         if "linear" in self.schemes:
-            m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4))
+            m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4), self.registered_reads)
             m.submodules.divider = dv = StepDivider()
-            m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
-            g_rd, g_wr = gmem.read_port(), gmem.write_port()
+            if self.registered_reads:
+                m.submodules.gmem = gmem = RegisteredMemory(32, max(2, self.max_channels))
+                g_rd = SimpleNamespace(addr=gmem.raddr, data=gmem.rdata.as_signed())
+                g_wr = SimpleNamespace(addr=gmem.waddr, data=gmem.wdata, en=gmem.wen)
+            else:
+                m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
+                g_rd, g_wr = gmem.read_port(), gmem.write_port()
             m.d.comb += [g_rd.addr.eq(ad.g_addr), ad.g_data.eq(g_rd.data),
                          self.w_addr.eq(d.aw_addr + ad.w_addr), ad.w_data.eq(self.w_data),
                          self.b_addr.eq(d.ab_addr + ad.b_addr), ad.b_data.eq(self.b_data),
@@ -82,7 +99,9 @@ class QuantStep(wiring.Component):
         sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)] if linear else []
         acc_v, acc_q = Signal(), Signal()    # a fine word for the GAP is on the read port / in x_q
         x_q = [Signal(signed(32), name=f"gx{c}") for c in range(L)] if linear else []
-        m.d.sync += [acc_v.eq(0), acc_q.eq(acc_v)] + [x.eq(self.fine_data[c]) for c, x in enumerate(x_q)]
+        m.d.sync += [acc_v.eq(0), acc_q.eq(acc_v)]
+        dom = m.d.comb if self.registered_reads else m.d.sync     # the GAP's read register
+        dom += [x.eq(self.fine_data[c]) for c, x in enumerate(x_q)]
         m.d.comb += self.fine_addr.eq(rd_addr)
         with m.If(acc_q):
             for c, s in enumerate(sums):
@@ -90,8 +109,14 @@ class QuantStep(wiring.Component):
         # the quantization pass: read (t), QuantLanes (t+1 .. t+LATENCY), write
         pass_v = Signal()
         m.d.sync += pass_v.eq(0)
-        m.d.comb += q.i_valid.eq(pass_v)
-        waddr = [Signal(16, name=f"code_addr_{i}") for i in range(QuantLanes.LATENCY + 1)]
+        extra = 1 if self.registered_reads else 0      # the read word a cycle later
+        if extra:
+            pass_q = Signal()
+            m.d.sync += pass_q.eq(pass_v)
+            m.d.comb += q.i_valid.eq(pass_q)
+        else:
+            m.d.comb += q.i_valid.eq(pass_v)
+        waddr = [Signal(16, name=f"code_addr_{i}") for i in range(QuantLanes.LATENCY + 1 + extra)]
         m.d.sync += waddr[0].eq(d.out_addr + idx)
         for a, b in zip(waddr, waddr[1:]):
             m.d.sync += b.eq(a)
@@ -107,7 +132,7 @@ class QuantStep(wiring.Component):
             for c in range(1, L):
                 sel = Mux(lane == c, sums[c], sel)
             m.d.comb += [g_wr.addr.eq(g_addr), g_wr.data.eq(g_data), g_wr.en.eq(g_en)]
-        tail = Signal(range(QuantLanes.LATENCY + 3))
+        tail = Signal(range(QuantLanes.LATENCY + 3 + extra))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -167,7 +192,7 @@ class QuantStep(wiring.Component):
             with m.State("FLUSH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += tail.eq(tail + 1)
-                with m.If(tail == QuantLanes.LATENCY + 1):
+                with m.If(tail == QuantLanes.LATENCY + 1 + extra):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 

@@ -22,12 +22,18 @@ class VectorUnit(wiring.Component):
     desc : In(VecDesc); start : In(1); busy, done : Out(1)
     a_addr, b_addr : Out(16); a_data, b_data : In(ArrayLayout(signed(32), lanes))
     out_addr : Out(16); out_data : Out(lanes * 32); out_en : Out(1)
+
+    ``registered_reads``: ``a_data``/``b_data`` come from
+    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address),
+    whose output register is then the unit's read register; the cycles are the same.
     """
 
-    def __init__(self, lanes):
+    def __init__(self, lanes, registered_reads=False):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
-        self.lanes = lanes
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        self.lanes, self.registered_reads = lanes, registered_reads
         lay = data.ArrayLayout(signed(32), lanes)
         super().__init__({
             "desc": In(VecDesc), "start": In(1), "busy": Out(1), "done": Out(1),
@@ -45,7 +51,8 @@ class VectorUnit(wiring.Component):
         # leaves from registers: read (t) -> data (t+1) -> a_q, b_q (t+2) -> out (t+3)
         a_q = [Signal(signed(32), name=f"a_q{c}") for c in range(L)]
         b_q = [Signal(signed(32), name=f"b_q{c}") for c in range(L)]
-        m.d.sync += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
+        dom = m.d.comb if self.registered_reads else m.d.sync
+        dom += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
         add_v, sum_v = Signal(), Signal()                 # data on the read ports
         add_q, sum_q = Signal(), Signal()                 # in a_q / b_q
         addr_v, addr_q = Signal(16), Signal(16)

@@ -3,9 +3,12 @@
 // datasheet's description (Lattice TN1264) for what RegisteredMemory uses: port A writes, port B reads,
 // widths 1/2/4/9/18, WRITEMODE NORMAL, REGMODE NOREG or OUTREG, synchronous RST of the output
 // register, chip selects tied to 0, the INITVAL_xx image. Address pins carry a bit address: the word is
-// AD[13:s] with s = 0, 1, 2, 3, 4 for 1, 2, 4, 9, 18 bits. 1/2/4-bit words use the 8 data bits of each
-// 9-bit byte; 9/18-bit words fill the 18,432 bits densely (INITVAL: 1,024 rows of 18 bits, each in a
-// 20-bit field). A read of the word port A writes in the same cycle reads X (a collision).
+// AD[13:s] with s = 0, 1, 2, 3, 4, 5 for 1, 2, 4, 9, 18, 36 bits. 1/2/4-bit words use the 8 data bits of
+// each 9-bit byte; 9/18/36-bit words fill the 18,432 bits densely (INITVAL: 1,024 rows of 18 bits, each in
+// a 20-bit field). 36 bits is the pseudo-dual-port mode (PDPW16KD): the write word is {DIB, DIA} with
+// byte enables AD[3:0] of port A, the read word {DOB, DOA}, both halves registered on port B's clock
+// enable and reset (REGMODE_A selects the low half's register). A read of the word port A writes in the
+// same cycle reads X (a collision).
 // The model's own mapping is checked against Yosys's INITVAL for inferred memories (the same test).
 module DP16KD (
   input DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
@@ -56,34 +59,40 @@ module DP16KD (
   wire [13:0] ada = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0};
   wire [13:0] adb = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0};
   wire [17:0] dia = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+  wire [17:0] dib = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
+  wire [35:0] din = DATA_WIDTH_A == 36 ? {dib, dia} : {18'd0, dia};
 
   function integer sh(input integer w);
-    sh = w == 1 ? 0 : w == 2 ? 1 : w == 4 ? 2 : w == 9 ? 3 : 4;
+    sh = w == 1 ? 0 : w == 2 ? 1 : w == 4 ? 2 : w == 9 ? 3 : w == 18 ? 4 : 5;
   endfunction
   // bit k of word `word` at width w: its place in mem
   function integer pos(input integer w, input integer word, input integer k);
-    pos = (w == 9 || w == 18) ? word * w + k : ((word * w + k) / 8) * 9 + (word * w + k) % 8;
+    pos = (w >= 9) ? word * w + k : ((word * w + k) / 8) * 9 + (word * w + k) % 8;
   endfunction
 
   wire [13:0] worda = ada >> sh(DATA_WIDTH_A);
   wire [13:0] wordb = adb >> sh(DATA_WIDTH_B);
-  reg [17:0] latb = 0, outb = 0;
+  wire [3:0] be = {ADA3, ADA2, ADA1, ADA0};
+  reg [35:0] latb = 0, outb = 0;
   integer k;
   always @(posedge CLKA) begin
     if (CEA && WEA)
       for (k = 0; k < DATA_WIDTH_A; k = k + 1)
-        if (DATA_WIDTH_A != 18 || (k < 9 ? ADA0 : ADA1))
-          mem[pos(DATA_WIDTH_A, worda, k)] <= dia[k];
+        if (DATA_WIDTH_A == 36 ? be[k / 9] : DATA_WIDTH_A != 18 || (k < 9 ? ADA0 : ADA1))
+          mem[pos(DATA_WIDTH_A, worda, k)] <= din[k];
   end
+  wire writing = CEA && WEA && (DATA_WIDTH_A != 36 || be != 0);
   always @(posedge CLKB) begin
     if (CEB)
-      for (k = 0; k < 18; k = k + 1)
+      for (k = 0; k < 36; k = k + 1)
         latb[k] <= k >= DATA_WIDTH_B ? 1'b0 :
-                   (CEA && WEA && DATA_WIDTH_A == DATA_WIDTH_B && worda == wordb) ? 1'bx : mem[pos(DATA_WIDTH_B, wordb, k)];
+                   (writing && DATA_WIDTH_A == DATA_WIDTH_B && worda == wordb) ? 1'bx : mem[pos(DATA_WIDTH_B, wordb, k)];
     if (RSTB) outb <= 0;
     else if (OCEB) outb <= latb;
   end
-  wire [17:0] dob = REGMODE_B == "OUTREG" ? outb : latb;
+  wire [17:0] doa = DATA_WIDTH_B != 36 ? 18'd0 : REGMODE_A == "OUTREG" ? outb[17:0] : latb[17:0];
+  wire [17:0] dob = DATA_WIDTH_B != 36 ? (REGMODE_B == "OUTREG" ? outb[17:0] : latb[17:0])
+                                       : (REGMODE_B == "OUTREG" ? outb[35:18] : latb[35:18]);
   assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = dob;
-  assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = 18'd0;
+  assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = doa;
 endmodule
