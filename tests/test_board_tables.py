@@ -56,13 +56,14 @@ def test_ecp5_pll_is_exact_and_in_range(fin, fout):
     assert Fraction(fin, p["CLKI_DIV"]) >= Fraction(3125, 1000) and 400 <= fout * p["CLKOP_DIV"] <= 800
 
 
-def test_the_network_ulx3s_clock_is_exact_at_pll_and_uart():
-    """The 45F/85F engine clock: 60 MHz = 25 MHz / 5 * 12 (VCO 600 MHz), 20 clocks per 3 Mbaud bit."""
-    for name in ("ulx3s-45f", "ulx3s-85f"):
+def test_the_ulx3s_clocks_are_exact_at_pll_and_uart():
+    """The 85F's network engine at 60 MHz = 25 MHz / 5 * 12 (VCO 600 MHz), 20 clocks per 3 Mbaud bit; the
+    tile-engine sizes at 45 MHz = 25 / 5 * 9 (VCO 585 MHz), 15 clocks per bit."""
+    for name, mhz, fb, op, div in [("ulx3s-85f", 60, 12, 10, 20), ("ulx3s-45f", 45, 9, 13, 15), ("ulx3s-12f", 45, 9, 13, 15)]:
         b = get_board(name)
-        assert (b.osc_mhz, b.clock_mhz, b.baud) == (25, 60, 3_000_000)
-        assert ecp5_pll_params(b.osc_mhz, b.clock_mhz) == {"CLKI_DIV": 5, "CLKFB_DIV": 12, "CLKOP_DIV": 10}
-        assert uart_divisor(b.clock_mhz * 1e6, b.baud) == 20
+        assert (b.osc_mhz, b.clock_mhz, b.baud) == (25, mhz, 3_000_000)
+        assert ecp5_pll_params(b.osc_mhz, b.clock_mhz) == {"CLKI_DIV": 5, "CLKFB_DIV": fb, "CLKOP_DIV": op}
+        assert uart_divisor(b.clock_mhz * 1e6, b.baud) == div
 
 
 @pytest.mark.parametrize("fin, fout", [(27, 54), (27, 36), (27, 72), (27, 18), (27, 30), (27, 81)])
@@ -149,12 +150,15 @@ def test_each_board_table_names_its_engine_and_why():
     from rootshift.hw.board.boards import NETWORK_ENGINE_MEASURED, network_engine_refusal
 
     assert get_board("icebreaker").engine == "tile" and "18,834 of 5,280 LC" in get_board("icebreaker").engine_why
-    for name in ("ulx3s-45f", "ulx3s-85f"):
-        b = get_board(name)
-        need = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"]
-        assert b.engine == "network" and network_engine_refusal(b) is None
-        assert all(need[k] <= b.capacity[k] for k in ("LUT", "DSP", "BRAM"))
-        assert b.clock_mhz < need["fmax_mhz"] and b.engine_memory
+    need = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"]
+    b = get_board("ulx3s-85f")
+    assert b.engine == "network" and network_engine_refusal(b) is None
+    assert all(need[k] <= b.capacity[k] for k in ("LUT", "DSP", "BRAM"))
+    assert b.clock_mhz < need["fmax_mhz"] and b.engine_memory
+    # the table decides from the measurement: the 45F's 108 DP16KD are fewer than the engine's
+    b = get_board("ulx3s-45f")
+    assert (b.engine == "network") == all(need[k] <= b.capacity[k] for k in ("LUT", "DSP", "BRAM"))
+    assert b.engine == "tile" and f"BRAM {need['BRAM']} of 108" in network_engine_refusal(b) and not b.engine_memory
     for name in ("ulx3s-12f", "ulx3s-25f"):
         assert get_board(name).engine == "tile" and "68 of 28" in network_engine_refusal(get_board(name))
 

