@@ -16,6 +16,7 @@ from .shadow_array import ShadowArray
 
 ADDR_BITS = 16
 OPERAND_REG = 1      # the code and weight words registered between the block RAMs and the array
+OUTREG_STAGE = 1     # registered_reads: the block RAMs' output register before that one (hw/engine/cycles.py)
 
 
 def hw_bias(bias, shift):
@@ -56,9 +57,11 @@ class ConvUnit(wiring.Component):
 
     ``registered_reads``: the code, weight and constant words come from
     :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address,
-    the block RAM's output register on ECP5), so the unit's own operand register (``OPERAND_REG``) is
-    theirs; the constant word, which feeds the requantizers' DSPs, is registered once more near them
-    (``Requantizer(consts_registered=True)``: ``DSP_OPERAND_REG``, one more cycle at a layer's end).
+    the block RAM's output register on ECP5), and are registered again in the fabric: the operand
+    register (``OPERAND_REG``) after the output register (``OUTREG_STAGE``), because a weight word fans
+    out to the whole array and a block RAM sits far from it; the constant word, which feeds the
+    requantizers' DSPs, likewise (``Requantizer(consts_registered=True)``, ``DSP_OPERAND_REG``): two more
+    cycles at a layer's end.
     Default: one-cycle reads (``lib.memory`` read ports), registered here.
     out_addr : Out(16); out_data : Out(cols * 32); out_en : Out(1)
     busy_cycles : Out(32)            -- cycles since start (the layer's cycle counter)
@@ -80,6 +83,8 @@ class ConvUnit(wiring.Component):
         self.drain_cycles = params.rows * (params.cols if drain == "serial" else 1)
         # the requantizers' latency: one more stage behind registered constants (hw/engine/cycles.py, DSP_OPERAND_REG)
         self.rq_latency = Requantizer.DEEP_LATENCY + (1 if registered_reads else 0)
+        # memory answer -> array: the operand register, after the block RAMs' output register if any
+        self.operand_stages = OPERAND_REG + (OUTREG_STAGE if registered_reads else 0)
         super().__init__({
             "desc": In(ConvDesc), "start": In(1), "busy": Out(1), "done": Out(1),
             "code_addr": Out(data.ArrayLayout(unsigned(ADDR_BITS), params.rows)),
@@ -124,14 +129,15 @@ class ConvUnit(wiring.Component):
         ok_d, lane_d = Signal(p.rows), Signal.like(ag.lane)
         valid_d, first_d = Signal(), Signal()
         m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid), first_d.eq(ag.valid & ag.first)]
+        if self.registered_reads:        # the words a cycle later (the output register): the controls wait
+            ok_o, lane_o, valid_o, first_o = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
+            m.d.sync += [ok_o.eq(ok_d), lane_o.eq(lane_d), valid_o.eq(valid_d), first_o.eq(first_d)]
+            ok_d, lane_d, valid_d, first_d = ok_o, lane_o, valid_o, first_o
         ok_q, lane_q, valid_q, first_q = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
         code_q = [Signal(len(self.code_data[r]), name=f"code_q{r}") for r in range(p.rows)]
         w_q = Signal.like(self.wgt_data, name="w_q")
         m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d)]
-        if self.registered_reads:                # the memories' output registers are the operand register
-            m.d.comb += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
-        else:
-            m.d.sync += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
+        m.d.sync += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
         a = []
         for r in range(p.rows):
             lanes = Array(code_q[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
@@ -146,7 +152,7 @@ class ConvUnit(wiring.Component):
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
         pend_addr, pend_tc, pend_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
         # issue -> data -> presented -> +1 -> capture
-        last_pipe = [Signal(name=f"last_{i}") for i in range(3 + OPERAND_REG)]
+        last_pipe = [Signal(name=f"last_{i}") for i in range(3 + self.operand_stages)]
         m.d.sync += last_pipe[0].eq(ag.valid & ag.last)
         m.d.sync += [b.eq(a) for a, b in zip(last_pipe, last_pipe[1:])]
         capture = last_pipe[-1]
@@ -155,7 +161,7 @@ class ConvUnit(wiring.Component):
         # the tile's bookkeeping moves with its last slice through the operand register, so it is taken
         # three cycles before its capture, as without that register (a next tile may end that soon)
         last_at, tc_at, live_at = ag.valid & ag.last, ag.tile_c, ag.live
-        for i in range(OPERAND_REG):
+        for i in range(self.operand_stages):
             tc_d, live_d = Signal.like(ag.tile_c, name=f"tc_d{i}"), Signal.like(ag.live, name=f"live_d{i}")
             m.d.sync += [tc_d.eq(tc_at), live_d.eq(live_at)]
             last_at, tc_at, live_at = last_pipe[i], tc_d, live_d
@@ -238,7 +244,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + OPERAND_REG + self.drain_cycles + self.rq_latency + 1   # from the (issue-registered) done
+        flush = 3 + self.operand_stages + self.drain_cycles + self.rq_latency + 1   # from the (issue-registered) done
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

@@ -10,7 +10,7 @@ named constant so the RTL's cycle counters can be checked against it step by ste
 from ..pe import PE_LATENCY
 from ..requantizer import Requantizer
 from .beta_mult import BetaMultiplier
-from .conv_unit import OPERAND_REG
+from .conv_unit import OPERAND_REG, OUTREG_STAGE
 from .desc import tile_gap
 
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
@@ -28,7 +28,11 @@ UNIT_TAIL = 2        # the ConvUnit: the last write, and the done cycle (tests/t
 
 
 DESC_REG = 1         # the parallel descriptor's read is registered before the units see it (FETCH: 2 cycles)
-# ECP5 configuration (registered_reads): a block-RAM word that feeds multipliers (the requantization word,
+DESC_OUTREG = 1      # registered_reads: the descriptor word passes the block RAM's output register first
+# ECP5 configuration (registered_reads): words that fan out far (the weight and code words into the array,
+# the descriptor into every unit, the fine words into the VectorUnit's adders and the GAP's sums) pass the
+# block RAM's output register and then the unit's own register: conv_unit.OUTREG_STAGE, DESC_OUTREG.
+# A block-RAM word that feeds multipliers (the requantization word,
 # the per-channel constants, the fine values into QuantLanes) passes the block RAM's output register
 # (hw/engine/bram_outreg.py) and then the unit's own register next to its DSPs: one more cycle for a
 # layer's requantizers, its MultSetup and a quant step's pass
@@ -48,7 +52,9 @@ def fetch_cycles(params):
     the register)."""
     from .engine import desc_words
 
-    return desc_words() if params.desc_fetch == "serial" else DESC_REG
+    if params.desc_fetch == "serial":
+        return desc_words()
+    return DESC_REG + (DESC_OUTREG if registered_reads(params) else 0)
 
 
 def _pow2(n):
@@ -59,11 +65,11 @@ def conv_unit_cycles(step, rows, drain=None, registered=False):
     """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
     placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
     last tile's capture, drain (``drain`` cycles: ``rows``, or ``rows * cols`` with one shared
-    requantizer) and requantizer pipeline (``registered``: ``DSP_OPERAND_REG`` more)."""
+    requantizer) and requantizer pipeline (``registered``: ``OUTREG_STAGE + DSP_OPERAND_REG`` more)."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
     tail = ISSUE_REG + READ_LATENCY + OPERAND_REG + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
-    tail += DSP_OPERAND_REG if registered else 0
+    tail += DSP_OPERAND_REG + OUTREG_STAGE if registered else 0
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
@@ -80,7 +86,8 @@ def adapter_cycles(channels, hidden, registered=False):
 def quant_step_cycles(step, tensor, lanes, registered=False):
     """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
     ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass; a
-    shift quant op only the pass (``registered``: ``DSP_OPERAND_REG`` more)."""
+    shift quant op only the pass (``registered``: ``DSP_OPERAND_REG`` more per pass and adapter layer,
+    ``OUTREG_STAGE`` per GAP group)."""
     from .divider import StepDivider
     from .quant_lanes import QuantLanes
 
@@ -91,7 +98,8 @@ def quant_step_cycles(step, tensor, lanes, registered=False):
         return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     if ad:
-        cyc += tensor["groups"] * (h * w + GAP_WAIT + lanes) + adapter_cycles(c, ad["hidden"], registered)
+        gap_wait = GAP_WAIT + (OUTREG_STAGE if registered else 0)
+        cyc += tensor["groups"] * (h * w + gap_wait + lanes) + adapter_cycles(c, ad["hidden"], registered)
     return cyc
 
 
@@ -119,10 +127,11 @@ def step_cycles(step, tensors, params):
             cyc += src["shape"][0] * DIV_CYCLES
         return {"cycles": cyc, "macs": 0, "io": 0}
     if kind == "add_relu":
-        return {"cycles": seq + words + VEC_TAIL + VEC_PIPE, "macs": 0, "io": 0}
+        return {"cycles": seq + words + VEC_TAIL + VEC_PIPE + (OUTREG_STAGE if reg else 0), "macs": 0, "io": 0}
     if kind == "avgpool":
         div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES     # not in RTL
-        return {"cycles": seq + words + AVG_GROUP * src["groups"] + VEC_TAIL + div, "macs": 0, "io": 0}
+        group = AVG_GROUP + (OUTREG_STAGE if reg else 0)
+        return {"cycles": seq + words + group * src["groups"] + VEC_TAIL + div, "macs": 0, "io": 0}
     if kind == "maxpool":                                                 # not in RTL: an estimate
         out = tensors[step["out"]]["words"]
         return {"cycles": seq + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}

@@ -197,7 +197,8 @@ class Engine(wiring.Component):
                 m.submodules.desc = mem["desc"] = Memory(shape=CHUNK, depth=max(2, lm.depth * W), init=init)
                 continue
             width = _padded(lm.width)
-            if lm.name == "desc" or (lm.name in ("wgt", "chan", "aw", "ab") and reg):   # read into a register: the block RAM's own
+            # read into a register: on ECP5 the block RAM's own output register
+            if lm.name == "desc" or (lm.name in ("wgt", "chan", "aw", "ab") and reg):
                 mem[lm.name] = RegisteredMemory(width, lm.depth, init=init,
                                                 granularity=CHUNK if width > CHUNK else None)
             else:
@@ -282,11 +283,19 @@ class Engine(wiring.Component):
         else:
             # the read is registered before any unit sees it (a block RAM's output is too slow to feed the
             # units' adders and compares): FETCH lasts two cycles, the read and the register
-            # (RegisteredMemory: on ECP5 the block RAMs' output register is that register)
-            fetched = Signal()
-            m.d.sync += fetched.eq(seq.fetching & ~fetched)
+            # (RegisteredMemory: on ECP5 the block RAMs' output register is that register; in the ECP5
+            # configuration the word is registered once more in the fabric, as it fans out to every unit:
+            # FETCH three cycles, cycles.DESC_OUTREG)
+            rdata = mem["desc"].rdata[:StepDesc.size]
+            if self.registered_reads():
+                desc_q, f1, fetched = Signal(StepDesc.size), Signal(), Signal()
+                m.d.sync += [desc_q.eq(rdata), f1.eq(seq.fetching & ~f1 & ~fetched), fetched.eq(f1)]
+                rdata = desc_q
+            else:
+                fetched = Signal()
+                m.d.sync += fetched.eq(seq.fetching & ~fetched)
             m.d.comb += [mem["desc"].raddr.eq(seq.pc), seq.desc_ready.eq(fetched)]
-            d = data.View(StepDesc, mem["desc"].rdata[:StepDesc.size])
+            d = data.View(StepDesc, rdata)
         m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
         m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec)]
         # the sequencer: step kinds, unit handshakes, betas

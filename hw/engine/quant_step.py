@@ -44,8 +44,9 @@ class QuantStep(wiring.Component):
     ``registered_reads``: ``fine_data`` (and the adapter's ``w_data``, ``b_data``, its GAP vector and hidden
     values: :class:`AdapterUnit`) come from :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s
     (the word two cycles after its address),
-    whose output register is then the GAP's read register (the same cycles); :class:`QuantLanes` registers
-    it again next to its DSPs: the pass's codes come a cycle later (``DSP_OPERAND_REG``, hw/engine/cycles.py).
+    and registered again next to the GAP's sums (one more cycle per channel group, ``OUTREG_STAGE``) and
+    in :class:`QuantLanes` next to its DSPs (the pass's codes a cycle later, ``DSP_OPERAND_REG``;
+    hw/engine/cycles.py).
     """
 
     def __init__(self, lanes, abits, max_channels, schemes=SCHEMES, registered_reads=False):
@@ -99,9 +100,12 @@ class QuantStep(wiring.Component):
         sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)] if linear else []
         acc_v, acc_q = Signal(), Signal()    # a fine word for the GAP is on the read port / in x_q
         x_q = [Signal(signed(32), name=f"gx{c}") for c in range(L)] if linear else []
-        m.d.sync += [acc_v.eq(0), acc_q.eq(acc_v)]
-        dom = m.d.comb if self.registered_reads else m.d.sync     # the GAP's read register
-        dom += [x.eq(self.fine_data[c]) for c, x in enumerate(x_q)]
+        # with registered reads the word reaches the port a cycle later (acc_o), then x_q next to the sums
+        acc_o = Signal() if self.registered_reads else acc_v
+        if self.registered_reads:
+            m.d.sync += acc_o.eq(acc_v)
+        m.d.sync += [acc_v.eq(0), acc_q.eq(acc_o)]
+        m.d.sync += [x.eq(self.fine_data[c]) for c, x in enumerate(x_q)]
         m.d.comb += self.fine_addr.eq(rd_addr)
         with m.If(acc_q):
             for c, s in enumerate(sums):
@@ -159,7 +163,7 @@ class QuantStep(wiring.Component):
                 with m.State("GAP_WRITE"):
                     # two cycles after the last read its word is summed; then lanes cycles write g[grp*L + lane]
                     m.d.comb += self.busy.eq(1)
-                    with m.If(~acc_v & ~acc_q):
+                    with m.If(~acc_v & ~acc_o & ~acc_q):
                         ch = grp * L + lane
                         m.d.sync += [g_addr.eq(ch), g_data.eq((sel >> d.gap_shift)[:32]), g_en.eq(ch < d.channels)]
                         m.d.sync += lane.eq(lane + 1)

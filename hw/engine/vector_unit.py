@@ -24,8 +24,9 @@ class VectorUnit(wiring.Component):
     out_addr : Out(16); out_data : Out(lanes * 32); out_en : Out(1)
 
     ``registered_reads``: ``a_data``/``b_data`` come from
-    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address),
-    whose output register is then the unit's read register; the cycles are the same.
+    :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address,
+    the block RAM's output register on ECP5) and are registered again here, next to the adders: one
+    more cycle per ``add_relu`` and per average-pool channel group (``OUTREG_STAGE``, hw/engine/cycles.py).
     """
 
     def __init__(self, lanes, registered_reads=False):
@@ -51,13 +52,16 @@ class VectorUnit(wiring.Component):
         # leaves from registers: read (t) -> data (t+1) -> a_q, b_q (t+2) -> out (t+3)
         a_q = [Signal(signed(32), name=f"a_q{c}") for c in range(L)]
         b_q = [Signal(signed(32), name=f"b_q{c}") for c in range(L)]
-        dom = m.d.comb if self.registered_reads else m.d.sync
-        dom += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
-        add_v, sum_v = Signal(), Signal()                 # data on the read ports
+        m.d.sync += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
+        add_v, sum_v = Signal(), Signal()                 # data on the read ports (read at t: t+1)
         add_q, sum_q = Signal(), Signal()                 # in a_q / b_q
         addr_v, addr_q = Signal(16), Signal(16)
-        m.d.sync += [add_v.eq(0), sum_v.eq(0), add_q.eq(add_v), sum_q.eq(sum_v), addr_q.eq(addr_v),
-                     addr_v.eq(d.out_addr + idx)]
+        m.d.sync += [add_v.eq(0), sum_v.eq(0), addr_v.eq(d.out_addr + idx)]
+        # with registered reads the words reach the ports a cycle later: add_o, sum_o, addr_o wait for them
+        add_o, sum_o, addr_o = (Signal(), Signal(), Signal(16)) if self.registered_reads else (add_v, sum_v, addr_v)
+        if self.registered_reads:
+            m.d.sync += [add_o.eq(add_v), sum_o.eq(sum_v), addr_o.eq(addr_v)]
+        m.d.sync += [add_q.eq(add_o), sum_q.eq(sum_o), addr_q.eq(addr_o)]
         out_en, out_addr, out_data = Signal(), Signal(16), Signal(L * 32)
         m.d.comb += [self.out_en.eq(out_en), self.out_addr.eq(out_addr), self.out_data.eq(out_data)]
         m.d.sync += out_en.eq(0)
@@ -102,7 +106,7 @@ class VectorUnit(wiring.Component):
                     m.next = "AVG_WRITE"
             with m.State("AVG_WRITE"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~sum_v & ~sum_q):
+                with m.If(~sum_v & ~sum_o & ~sum_q):
                     m.d.comb += write_avg.eq(1)
                     m.d.sync += [grp.eq(grp + 1), pos.eq(0), ra.eq(d.a_addr + grp + 1)]
                     m.d.sync += [s.eq(half) for s in sums]
@@ -112,7 +116,7 @@ class VectorUnit(wiring.Component):
                         m.next = "SUM"
             with m.State("FLUSH"):                        # until the last word is written
                 m.d.comb += self.busy.eq(1)
-                with m.If(~add_v & ~add_q):
+                with m.If(~add_v & ~add_o & ~add_q):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
