@@ -238,7 +238,9 @@ class Engine(wiring.Component):
     def _load_ports(self, m, mem, port, unit_addr):
         """One write port per loaded memory, fed by the HostPort's LOAD chunks. The weight memory's read
         and write ports share one address (``unit_addr`` except while loading), so it can be a
-        single-port SPRAM."""
+        single-port SPRAM. A :class:`RegisteredMemory` (the ECP5 configuration) has its own read address
+        and takes the LOAD write a cycle later, from registers: the chunk's address, data and enables reach
+        every block RAM of the memory from flip-flops (no unit reads a memory while it is loaded)."""
         for i, (lm, _) in enumerate(load_images(self.prog)):
             width = _padded(lm.width)
             sel = port.ld_en & (port.ld_sel == i)
@@ -255,7 +257,11 @@ class Engine(wiring.Component):
                              ram.wen.eq(Mux(sel, Cat(*[chunk_en[s * 16 // CHUNK] for s in range(ram.slices)]), 0))]
                 continue
             if isinstance(mem[lm.name], RegisteredMemory):
-                wp = _wr(mem[lm.name])
+                ram = mem[lm.name]
+                wp = SimpleNamespace(addr=Signal.like(ram.waddr, name=f"{lm.name}_ld_addr"),
+                                     data=Signal.like(ram.wdata, name=f"{lm.name}_ld_data"),
+                                     en=Signal.like(ram.wen, name=f"{lm.name}_ld_en"))
+                m.d.sync += [ram.waddr.eq(wp.addr), ram.wdata.eq(wp.data), ram.wen.eq(wp.en)]
             elif width > CHUNK:
                 wp = mem[lm.name].write_port(granularity=CHUNK)
             else:
@@ -265,7 +271,7 @@ class Engine(wiring.Component):
                              wp.en.eq(Mux(sel, Const(1, width // CHUNK) << port.ld_chunk, 0))]
             else:
                 m.d.comb += [wp.data.eq(port.ld_data), wp.en.eq(sel)]
-            if lm.name == "wgt":
+            if lm.name == "wgt" and not isinstance(mem[lm.name], RegisteredMemory):
                 m.d.comb += unit_addr.eq(Mux(sel, port.ld_addr, self.units["conv"].wgt_addr))
                 m.d.comb += wp.addr.eq(unit_addr)
             else:
@@ -320,9 +326,10 @@ class Engine(wiring.Component):
         wgt_addr = Signal.like(conv.wgt_addr)
         if isinstance(mem["wgt"], SPRAM):
             m.d.comb += conv.wgt_data.eq(mem["wgt"].rdata)
-        else:
+        else:       # a RegisteredMemory reads at the unit's own (registered) address
             wrd = _rd(mem["wgt"])
-            m.d.comb += [wrd.addr.eq(wgt_addr), conv.wgt_data.eq(wrd.data)]
+            rd_addr = conv.wgt_addr if isinstance(mem["wgt"], RegisteredMemory) else wgt_addr
+            m.d.comb += [wrd.addr.eq(rd_addr), conv.wgt_data.eq(wrd.data)]
         self._load_ports(m, mem, port, wgt_addr)
         rq_rd, rq_wr = _rd(mem["rq"]), _wr(mem["rq"])
         m.d.comb += [rq_rd.addr.eq(conv.const_addr), conv.const_data.eq(rq_rd.data),
