@@ -141,12 +141,12 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
 # engine alone closes at 90.9 MHz on ECP5 (bf20f2f; 75.3 at 6934ed1, 41.5 before the Fmax work, when the board
-# ran at 30 MHz), but inside the board top the builds closed at 63.84 MHz (27223e0) and 67.51 MHz (a7b3add),
-# limited by the board core's UART -> deframer -> engine reset path (docs/boards.md): 60 MHz (25 / 5 * 12,
+# ran at 30 MHz), but inside the board top the builds closed at 63.84 (27223e0), 67.51 (a7b3add) and
+# 68.55 MHz (4fea53c), limited by the board core's UART -> deframer -> engine reset path (docs/boards.md): 60 MHz (25 / 5 * 12,
 # 20 clocks per bit) is the fastest such clock below that, the next (75 MHz) is above it. 58,870 cycles per
 # image at 60 MHz take 0.98 ms (1,019 images/s), about the 0.89 ms request plus 0.15 ms answer of the 3 Mbaud
 # link (313 bytes, 958 images/s): end to end max(compute, request) + answer, about 880 images/s, 92 % of the
-# link bound (docs/results.md "boards", measured on the build of a7b3add).
+# link bound (docs/results.md "boards", measured on the build of 4fea53c: 881 images/s).
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
