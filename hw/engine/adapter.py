@@ -1,7 +1,5 @@
 """AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -64,8 +62,7 @@ class AdapterUnit(wiring.Component):
         m = Module()
         if self.registered_reads:
             m.submodules.hmem = hmem = RegisteredMemory(H_BITS, max(2, self.max_hidden))
-            h_rd = SimpleNamespace(addr=hmem.raddr, data=hmem.rdata.as_signed())
-            h_wr = SimpleNamespace(addr=hmem.waddr, data=hmem.wdata, en=hmem.wen)
+            h_rd, h_wr = hmem.read_port(signed=True), hmem.write_port()
         else:
             m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
             h_rd, h_wr = hmem.read_port(), hmem.write_port()

@@ -5,6 +5,8 @@ NOREG clock-to-out is 5.83 ns in nextpnr's ECP5 model against 0.96 ns with OUTRE
 PDPW16KD feeding an adder, docs/engine.md "Measured cost"). Everywhere else (amaranth.sim, Verilator,
 iCE40, Gowin) it is a ``lib.memory`` plus a register, the same cycle for cycle."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Signal, ResetSignal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -122,6 +124,16 @@ class RegisteredMemory(wiring.Component):
         super().__init__({"raddr": In(range(max(2, depth))), "rdata": Out(width),
                           "waddr": In(range(max(2, depth))), "wdata": In(width),
                           "wen": In(width // self.granularity if self.granularity else 1)})
+
+    def read_port(self, signed=False):
+        """The read port under ``lib.memory``'s names (``addr``, ``data``), so a unit wires a ``Memory`` and
+        a ``RegisteredMemory`` alike (the word is two cycles late here). There is one read port: every call
+        returns it. ``signed``: ``data`` as a signed value (``rdata`` is unsigned)."""
+        return SimpleNamespace(addr=self.raddr, data=self.rdata.as_signed() if signed else self.rdata)
+
+    def write_port(self):
+        """The write port under ``lib.memory``'s names (``addr``, ``data``, ``en``); there is one."""
+        return SimpleNamespace(addr=self.waddr, data=self.wdata, en=self.wen)
 
     def elaborate(self, platform):
         m = Module()

@@ -77,20 +77,6 @@ def images(program):
     return desc, chan, aw or [0], ab or [0]
 
 
-def _rd(mem):
-    """A read port of a ``Memory`` (one cycle), or a ``RegisteredMemory``'s (two cycles): ``addr``, ``data``."""
-    if isinstance(mem, RegisteredMemory):
-        return SimpleNamespace(addr=mem.raddr, data=mem.rdata)
-    return mem.read_port()
-
-
-def _wr(mem):
-    """A write port of a ``Memory`` or a ``RegisteredMemory``: ``addr``, ``data``, ``en``."""
-    if isinstance(mem, RegisteredMemory):
-        return SimpleNamespace(addr=mem.waddr, data=mem.wdata, en=mem.wen)
-    return mem.write_port()
-
-
 def _padded(width):
     """Memory width: wider than one LOAD chunk -> a whole number of chunks (a write port of 32-bit granularity)."""
     return width if width <= CHUNK else -(-width // CHUNK) * CHUNK
@@ -315,37 +301,37 @@ class Engine(wiring.Component):
                      setup.cout.eq(d.cout)]
         # ConvUnit: code banks (written by the host's pixels or the QuantStep), weights, requantization words
         for r, bank in enumerate(banks + ([mem["bank_dbg"]] if "bank_dbg" in mem else [])):
-            rd, w = _rd(bank), _wr(bank)
+            rd, w = bank.read_port(), bank.write_port()
             if r < len(banks):
                 m.d.comb += [rd.addr.eq(conv.code_addr[r]), conv.code_data[r].eq(rd.data)]
             m.d.comb += [w.addr.eq(Mux(port.pix_en, port.pix_addr, quant.code_addr)),
                          w.data.eq(Mux(port.pix_en, port.pix_data, quant.code_data)),
                          w.en.eq(port.pix_en | quant.code_en)]
-        debug_code_rd = _rd(mem.get("bank_dbg", banks[0]))
+        debug_code_rd = mem.get("bank_dbg", banks[0]).read_port()
         m.d.comb += [debug_code_rd.addr.eq(port.rd_addr), port.code_data.eq(debug_code_rd.data)]
         wgt_addr = Signal.like(conv.wgt_addr)
         if isinstance(mem["wgt"], SPRAM):
             m.d.comb += conv.wgt_data.eq(mem["wgt"].rdata)
         else:       # a RegisteredMemory reads at the unit's own (registered) address
-            wrd = _rd(mem["wgt"])
+            wrd = mem["wgt"].read_port()
             rd_addr = conv.wgt_addr if isinstance(mem["wgt"], RegisteredMemory) else wgt_addr
             m.d.comb += [wrd.addr.eq(rd_addr), conv.wgt_data.eq(wrd.data)]
         self._load_ports(m, mem, port, wgt_addr)
-        rq_rd, rq_wr = _rd(mem["rq"]), _wr(mem["rq"])
+        rq_rd, rq_wr = mem["rq"].read_port(), mem["rq"].write_port()
         m.d.comb += [rq_rd.addr.eq(conv.const_addr), conv.const_data.eq(rq_rd.data),
                      rq_wr.addr.eq(setup.rq_addr), rq_wr.data.eq(setup.rq_data), rq_wr.en.eq(setup.rq_en)]
-        ch_rd = _rd(mem["chan"])
+        ch_rd = mem["chan"].read_port()
         m.d.comb += [ch_rd.addr.eq(setup.ch_addr), setup.ch_data.eq(ch_rd.data)]
         # QuantStep: adapter constants (stored unsigned, two's complement)
         for name, addr, dat in (("aw", quant.w_addr, quant.w_data), ("ab", quant.b_addr, quant.b_data)):
-            rd = _rd(mem[name])
+            rd = mem[name].read_port()
             m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data.as_signed())]
         # fine memory: port A (QuantStep, VectorUnit a, debug/logits), port B (VectorUnit b), one write
-        fa, fw = _rd(mem["fine"]), _wr(mem["fine"])
+        fa, fw = mem["fine"].read_port(), mem["fine"].write_port()
         if "fine_b" in mem:
-            fb, fw_b = _rd(mem["fine_b"]), _wr(mem["fine_b"])
+            fb, fw_b = mem["fine_b"].read_port(), mem["fine_b"].write_port()
         else:
-            fb, fw_b = _rd(mem["fine"]), None
+            fb, fw_b = mem["fine"].read_port(), None
         for c in range(L):
             m.d.comb += [quant.fine_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
                          vec.a_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),

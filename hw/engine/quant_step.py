@@ -1,7 +1,5 @@
 """QuantStep: one quant op on chip: GAP, the ASQ adapter, the step divider, and the quantization pass."""
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -77,8 +75,7 @@ class QuantStep(wiring.Component):
             m.submodules.divider = dv = StepDivider()
             if self.registered_reads:
                 m.submodules.gmem = gmem = RegisteredMemory(32, max(2, self.max_channels))
-                g_rd = SimpleNamespace(addr=gmem.raddr, data=gmem.rdata.as_signed())
-                g_wr = SimpleNamespace(addr=gmem.waddr, data=gmem.wdata, en=gmem.wen)
+                g_rd, g_wr = gmem.read_port(signed=True), gmem.write_port()
             else:
                 m.submodules.gmem = gmem = Memory(shape=signed(32), depth=max(2, self.max_channels), init=[])
                 g_rd, g_wr = gmem.read_port(), gmem.write_port()
