@@ -50,14 +50,26 @@ def rows(model, name):
 
 
 def main(argv=None):
-    from rootshift.sw import rsq
+    """Exit 0; 2 with one line naming the problem (a missing or bad model file)."""
+    import argparse
 
-    argv = sys.argv[1:] if argv is None else argv
-    models = [(rsq.load(p), p) for p in argv] or [(random_resnet20(), "resnet20-32x32-random")]
-    for im, name in models:
+    from rootshift.sw import rsq
+    from rootshift.sw.errors import RootshiftError
+
+    ap = argparse.ArgumentParser(prog="python -m rootshift.sim.engine_bench", description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", metavar="model.rsq",
+                    help="exported models (default: ResNet-20, 32x32x3, random weights)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        models = [(rsq.load(p), p) for p in args.models]
+    except (RootshiftError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for im, name in models or [(random_resnet20(), "resnet20-32x32-random")]:
         for row in rows(im, name):
             print(json.dumps(row))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

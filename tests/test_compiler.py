@@ -175,6 +175,33 @@ def test_engine_bench_rows():
         assert set(r["memory"]) == {"weights", "fine", "codes", "consts"}
 
 
+def test_engine_bench_names_a_bad_model_file(tmp_path, capsys):
+    """``python -m rootshift.sim.engine_bench`` answers a missing or corrupt model with one line and exit
+    2, before any work (it was a traceback)."""
+    from rootshift.sim.engine_bench import main
+
+    bad = tmp_path / "bad.rsq"
+    bad.write_bytes(b"not a model")
+    for path, words in ((tmp_path / "none.rsq", "does not exist"), (bad, "bad.rsq")):
+        assert main([str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and "Traceback" not in err
+
+
+def test_stem_k_slices_skip_the_padded_lanes():
+    """k_eff = kh * kw * cin: a 1-channel stem on 4 lanes issues 9 k-slices per tile, and its weight image
+    holds 9 words per column tile, not 36 (program version 2)."""
+    from rootshift.hw.engine.program import PROGRAM_VERSION
+
+    im = random_model(np.random.default_rng(0), "dual", in_shape=[1, 6, 6], max_channels=4, maxpool=False)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, 4, 4), **BIG))
+    for s in prog.steps:
+        if s["kind"] in ("conv", "linear"):
+            assert s["k_eff"] == s["kh"] * s["kw"] * s["cin"] == s["k"]
+            assert s["wgt_words"] == s["tiles_c"] * s["k_eff"]
+    assert PROGRAM_VERSION == 2 and prog.version == 2
+
+
 def test_activation_addresses_are_checked():
     """A plan past the engine's 16-bit activation addresses is refused, naming the buffer."""
 

@@ -16,7 +16,7 @@ def make_step(cin, h, w, kh, kw, stride, pad, cout, rows, cols):
     ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
     groups = -(-cin // cols)
     return {"cin": cin, "h": h, "w": w, "kh": kh, "kw": kw, "stride": stride, "pad": pad, "ho": ho, "wo": wo,
-            "groups": groups, "k_eff": kh * kw * groups * cols, "tiles_c": -(-cout // cols),
+            "groups": groups, "k_eff": kh * kw * cin, "tiles_c": -(-cout // cols),
             "tiles_p": -(-ho * wo // rows), "cout": cout}
 
 
@@ -51,6 +51,7 @@ def check(step, rows, lanes):
     seen, cycles = run_generator(step, rows, lanes)
     word, lane, valid = conv_addresses(step, None, lanes)
     n_pos, k_eff = word.shape
+    assert k_eff == step["kh"] * step["kw"] * step["cin"]      # no padded lane is visited
     expect = [(tp, tc, k) for tp in range(step["tiles_p"]) for tc in range(step["tiles_c"]) for k in range(k_eff)]
     assert len(seen) == len(expect)
     for (tp, tc, k), (gtp, gtc, waddr, glane, addrs, ok, live, first, last, pos0) in zip(expect, seen):
@@ -73,6 +74,10 @@ def check(step, rows, lanes):
     (5, 4, 4, 1, 1, 2, 0, 4, 4, 3),    # 1x1 shortcut, stride 2
     (4, 2, 2, 2, 2, 1, 0, 3, 8, 2),    # a linear layer as a conv covering the input; rows > positions
     (1, 6, 5, 3, 3, 1, 0, 2, 1, 2),    # one row: no setup
+    (1, 8, 8, 3, 3, 1, 1, 16, 4, 4),   # the digits stem: cin 1 of 4 lanes, 9 k-slices per tile, not 36
+    (3, 5, 6, 3, 3, 2, 1, 4, 4, 4),    # RGB: 3 of 4 lanes
+    (6, 4, 5, 3, 3, 1, 1, 5, 2, 4),    # the tap's second word holds 2 real lanes of 4
+    (1, 3, 3, 1, 1, 1, 0, 3, 2, 2),    # k_eff = 1: a tile's first k-slice is its last
 ])
 def test_address_generator_matches_im2col(case):
     cin, h, w, kh, kw, s, pad, cout, rows, lanes = case

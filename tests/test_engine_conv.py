@@ -165,6 +165,24 @@ def test_serial_drain_runs_random_layers_exactly(seed, rows, cols):
     assert check_program(prog, px) == 5
 
 
+@pytest.mark.parametrize("drain,registered", [("parallel", False), ("parallel", True), ("serial", False)])
+@pytest.mark.parametrize("kind", ["1x1", "3x3"])
+def test_a_stem_with_fewer_channels_than_lanes_skips_the_padded_lanes(kind, drain, registered):
+    """A 1-channel stem on 4 lanes issues ``kh * kw`` k-slices per tile, not ``kh * kw * lanes``; the
+    1x1 case has ``k_eff = 1``, so a tile's first k-slice is also its last (clear and capture of the same
+    term)."""
+    for seed in range(100):   # the first model whose stem has the kernel wanted
+        rng = np.random.default_rng(seed)
+        im = random_model(rng, "dual", in_shape=[1, 5, 6], max_channels=5, maxpool=False)
+        if next(o for o in im.ops if o.get("name") == "conv1")["kernel"][0] == int(kind[0]):
+            break
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, 3, 4), drain=drain, **BIG))
+    stem = next(s for s in prog.steps if s["name"] == "conv1")
+    assert (stem["cin"], stem["k_eff"]) == (1, int(kind[0]) ** 2)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    assert check_program(prog, px, layers=["conv1", "b.conv1"], registered=registered) == 2
+
+
 def test_drain_is_checked():
     with pytest.raises(ConfigError, match="drain must be one of parallel, serial, not 'wide'"):
         EngineParams(drain="wide")

@@ -8,9 +8,12 @@ from .desc import ConvDesc
 
 
 class AddressGenerator(wiring.Component):
-    """Visits a layer tile by tile (``tile_p`` outer, ``tile_c`` inner, then k over ``(i, j, g, lane)``)
+    """Visits a layer tile by tile (``tile_p`` outer, ``tile_c`` inner, then k over ``(i, j, c)``: the
+    ``cin`` real channels of each kernel tap, channel ``c`` in word ``g = c // lanes``, lane ``c % lanes``)
     and gives, every issue cycle, each array row's input word address, whether the row's operand is real
-    (inside the image, a real channel, a real output position) and the lane to take from the word.
+    (inside the image, a real output position) and the lane to take from the word. The padded lanes of a
+    tap's last word are skipped, not visited with code 0: a stem with ``cin = 1`` issues ``kh * kw``
+    k-slices per tile, not ``kh * kw * lanes`` (``k_eff = kh * kw * cin``).
     After each tile's last k-slice it inserts ``desc.gap`` bubble cycles (``desc.tile_gap``): the PEs'
     ``clear`` for the next tile must not coincide with the last term's accumulation (``PE_LATENCY = 2``),
     and the shadow registers' drain must end before the next capture.
@@ -55,7 +58,7 @@ class AddressGenerator(wiring.Component):
         bx = [Signal(signed(24), name=f"bx{r}") for r in range(R)]
         ab = [Signal(signed(32), name=f"ab{r}") for r in range(R)]
         pos = [Signal(24, name=f"pos{r}") for r in range(R)]
-        i, j, g = Signal(16), Signal(16), Signal(16)
+        i, j = Signal(16), Signal(16)
         lane, cpos = Signal(range(max(2, self.lanes))), Signal(17)
         off, waddr = Signal(signed(32)), Signal(32)
         tp, tc, setup, bubble = Signal(16), Signal(16), Signal(range(R + 1)), Signal(16)
@@ -66,22 +69,22 @@ class AddressGenerator(wiring.Component):
         for r in range(R):    # see _advance_rows
             m.d.sync += [k["ox2"][r].eq(ox[r] + d.adv_x), k["wrap"][r].eq(ox[r] + d.adv_x >= d.wo)]
 
-        last = (lane == self.lanes - 1) & (g == k["groups_m1"]) & (j == k["kw_m1"]) & (i == k["kh_m1"])
+        tap_end = cpos == k["cin_m1"]                      # the tap's last real channel
+        last = tap_end & (j == k["kw_m1"]) & (i == k["kh_m1"])
         m.d.comb += [self.lane.eq(lane), self.waddr.eq(waddr), self.first.eq(first), self.last.eq(last),
                      self.tile_p.eq(tp), self.tile_c.eq(tc), self.pos0.eq(pos[0])]
         for r in range(R):
             y, x = by[r] + i, bx[r] + j
             m.d.comb += [self.addr[r].eq(ab[r] + off),
                          self.live[r].eq(pos[r] < d.npos),
-                         self.ok[r].eq((y >= 0) & (y < d.h) & (x >= 0) & (x < d.w) & (cpos < d.cin) &
-                                       (pos[r] < d.npos))]
+                         self.ok[r].eq((y >= 0) & (y < d.h) & (x >= 0) & (x < d.w) & (pos[r] < d.npos))]
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     for r in range(R):
                         m.d.sync += [ox[r].eq(0), by[r].eq(-d.pad), bx[r].eq(-d.pad), ab[r].eq(d.ab0), pos[r].eq(0)]
-                    m.d.sync += [i.eq(0), j.eq(0), g.eq(0), lane.eq(0), cpos.eq(0), off.eq(0), waddr.eq(0),
+                    m.d.sync += [i.eq(0), j.eq(0), lane.eq(0), cpos.eq(0), off.eq(0), waddr.eq(0),
                                  tp.eq(0), tc.eq(0), setup.eq(1), first.eq(1)]
                     m.next = "SETUP" if R > 1 else "RUN"
             if R > 1:
@@ -97,10 +100,10 @@ class AddressGenerator(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.valid.eq(1)]
                 m.d.sync += [waddr.eq(waddr + 1), first.eq(0), lane.eq(lane + 1), cpos.eq(cpos + 1)]
-                with m.If(lane == self.lanes - 1):
-                    m.d.sync += [lane.eq(0), off.eq(off + 1), g.eq(g + 1)]
-                    with m.If(g == k["groups_m1"]):
-                        m.d.sync += [g.eq(0), cpos.eq(0), j.eq(j + 1)]
+                with m.If((lane == self.lanes - 1) | tap_end):     # the word's last lane: next word
+                    m.d.sync += [lane.eq(0), off.eq(off + 1)]
+                    with m.If(tap_end):
+                        m.d.sync += [cpos.eq(0), j.eq(j + 1)]
                         with m.If(j == k["kw_m1"]):
                             m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1)]
                             with m.If(i == k["kh_m1"]):
@@ -131,7 +134,7 @@ class AddressGenerator(wiring.Component):
         """Sums and compare operands of descriptor fields, registered at ``start`` (the descriptor is held
         while busy): every compare below is against a register, and no update adds two fields at once."""
         k = {}
-        for name, value in (("groups_m1", d.groups - 1), ("kw_m1", d.kw - 1), ("kh_m1", d.kh - 1),
+        for name, value in (("cin_m1", d.cin - 1), ("kw_m1", d.kw - 1), ("kh_m1", d.kh - 1),
                             ("tiles_c_m1", d.tiles_c - 1), ("tiles_p_m1", d.tiles_p - 1), ("wo_m1", d.wo - 1),
                             ("by_wrap", d.adv_by + d.stride), ("bx_wrap", d.adv_bx - d.wo_s),
                             ("ab_wrap", d.ab_adv + d.ab_wrap)):

@@ -234,7 +234,7 @@ class _Builder:
         self.steps.append(step)
 
     def layer(self, op):
-        name, a, lanes = op["name"], self.a, self.ep.lanes
+        name, a = op["name"], self.a
         src = self.resolve(op["in"])
         t = self.tensors[src]
         if t["kind"] != "codes":
@@ -263,13 +263,13 @@ class _Builder:
         if np.abs(bias).max(initial=0) >= BIAS_LIMIT >> d:
             raise _refuse(name, "bias", f"|B| * 2^{d} = {int(np.abs(bias).max())} * 2^{d}", "2^62")
         groups, cout = t["groups"], op["cout"]
-        k_eff = kh * kw * groups * lanes
+        k_eff = kh * kw * c_in      # k-slices per tile: the padded lanes of a tap's last word are skipped
         tiles_c = -(-cout // a.cols)
         if k_eff >= FIELD_LIMIT or tiles_c >= FIELD_LIMIT:
-            raise _refuse(name, "padded K", k_eff, FIELD_LIMIT - 1)
-        zero = a.format.zero_field if a.format and a.format.has_zero else 0   # padding: its activations are 0
-        img = np.full((tiles_c * a.cols, kh, kw, groups * lanes), zero, np.int64)
-        img[:cout, :, :, :c_in] = hw.reshape(cout, c_in, kh, kw).transpose(0, 2, 3, 1)
+            raise _refuse(name, "K", k_eff, FIELD_LIMIT - 1)
+        zero = a.format.zero_field if a.format and a.format.has_zero else 0   # columns past cout: weight 0
+        img = np.full((tiles_c * a.cols, kh, kw, c_in), zero, np.int64)
+        img[:cout] = hw.reshape(cout, c_in, kh, kw).transpose(0, 2, 3, 1)
         lanes_img = img.reshape(tiles_c, a.cols, k_eff).transpose(0, 2, 1).reshape(-1, a.cols)
         nb = (a.cols * a.wbits + 7) // 8
         self.wimg.append(_pack_words(lanes_img, a.wbits, nb))

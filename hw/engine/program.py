@@ -27,7 +27,7 @@ from rootshift.sw.errors import FormatError
 from .params import EngineParams
 
 MAGIC = b"RSPROGRM"
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2    # 2: k-slices over the real channels only (k_eff = kh * kw * cin), weight images without padded lanes
 HEAD = struct.Struct("<8sHHIQ")
 EXIT_TRUNCATED, EXIT_CHECKSUM, EXIT_VERSION, EXIT_INVALID = 3, 4, 5, 6
 STEP_KINDS = ("input", "quant", "conv", "linear", "add_relu", "maxpool", "avgpool")

@@ -18,17 +18,19 @@ FLAG_M_OVERFLOW = 1 << 2   # a per-sample multiplier did not fit 32 bits (the en
 
 
 def conv_addresses(step, tensor, lanes):
-    """im2col by address generation: for every output position ``p`` and padded k-slice ``k`` (order
-    ``(i, j, g, lane)``), the input word address (relative to the tensor's base), its lane, and whether
-    it is inside the image (padding reads as code 0). Returns (word (P, K_eff), lane (K_eff,), valid)."""
+    """im2col by address generation: for every output position ``p`` and k-slice ``k`` (order
+    ``(i, j, c)`` over the ``cin`` real channels: word ``g = c // lanes``, lane ``c % lanes``), the input
+    word address (relative to the tensor's base), its lane, and whether it is inside the image (padding
+    reads as code 0). Returns (word (P, K_eff), lane (K_eff,), valid), ``K_eff = kh * kw * cin``."""
     ho, wo, s, pad = step["ho"], step["wo"], step["stride"], step["pad"]
     kh, kw, g_n, w = step["kh"], step["kw"], step["groups"], step["w"]
     oy, ox = np.divmod(np.arange(ho * wo), wo)
-    i, j, g, lane = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(g_n), np.arange(lanes), indexing="ij")
-    i, j, g, lane = (v.reshape(-1) for v in (i, j, g, lane))
+    i, j, c = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(step["cin"]), indexing="ij")
+    i, j, c = (v.reshape(-1) for v in (i, j, c))
+    g, lane = np.divmod(c, lanes)
     y = oy[:, None] * s + i[None, :] - pad
     x = ox[:, None] * s + j[None, :] - pad
-    valid = (y >= 0) & (y < step["h"]) & (x >= 0) & (x < w) & ((g * lanes + lane) < step["cin"])[None, :]
+    valid = (y >= 0) & (y < step["h"]) & (x >= 0) & (x < w)
     word = np.where(valid, (y * w + x) * g_n + g[None, :], 0)
     return word, lane, valid
 
