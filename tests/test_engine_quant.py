@@ -98,25 +98,29 @@ def run_quant(prog, eng, step, schemes=("linear",), registered=False):
     return written, res
 
 
-@pytest.mark.parametrize("seed,cols,max_channels,registered", [(1, 3, 12, False), (4, 2, 12, False), (1, 3, 10, False),
-                                                                (1, 3, 12, True), (4, 2, 12, True)])
-def test_quant_step_matches_the_reference(seed, cols, max_channels, registered):
+@pytest.mark.parametrize("seed,cols,max_channels,registered,in_shape", [
+    (1, 3, 12, False, [2, 4, 8]), (4, 2, 12, False, [2, 4, 8]), (1, 3, 10, False, [2, 4, 8]),
+    (1, 3, 12, True, [2, 4, 8]), (4, 2, 12, True, [2, 4, 8]),
+    (3, 3, 12, False, [2, 5, 7]), (6, 2, 9, True, [3, 7, 7])])
+def test_quant_step_matches_the_reference(seed, cols, max_channels, registered, in_shape):
     """ASQ with and without the hidden layer, LSQ, spatial tensors and the pooled vector; ``registered``:
     behind ``RegisteredMemory`` s (the ECP5 configuration), ``DSP_OPERAND_REG`` more cycles per pass and
-    adapter layer, the same codes and beta."""
+    adapter layer, the same codes and beta. ``in_shape`` 5x7 and 7x7: GAPs over ``H*W`` not a power of two
+    (35, 49, 15, 16, ...) through the GapDivider, ``GAP_DIV + GapDivider.CYCLES`` per lane."""
     rng = np.random.default_rng(seed)
-    im = random_model(rng, "dual", in_shape=[2, 4, 8], max_channels=max_channels)
+    im = random_model(rng, "dual", in_shape=in_shape, max_channels=max_channels)
     prog = compile_model(im, EngineParams(fuzz_params_for(im, 2, cols), **BIG))
     px = rng.integers(0, 256, im.meta["input_shape"])
     eng = ReferenceEngine(prog)
-    checked = 0
+    checked, divided = 0, 0
     for step in prog.steps:
         t_in = prog.tensors.get(step.get("in")) if isinstance(step.get("in"), str) else None
-        runnable = step["kind"] == "quant" and gap_shift(t_in["shape"][1] * t_in["shape"][2]) is not None
+        runnable = step["kind"] == "quant"
         if runnable:
             written, res = run_quant(prog, eng, step, registered=registered)
         eng.step(step, px)
         if runnable:
+            divided += bool(step["adapter"]) and gap_shift(t_in["shape"][1] * t_in["shape"][2]) is None
             t = prog.tensors[step["out"]]
             assert sorted(written) == list(range(t["addr"], t["addr"] + t["words"])), step["name"]
             for addr, lanes in written.items():
@@ -126,6 +130,7 @@ def test_quant_step_matches_the_reference(seed, cols, max_channels, registered):
             assert res["cycles"] == quant_step_cycles(step, t_in, prog.params.lanes, registered), step["name"]
             checked += 1
     assert checked >= 2
+    assert divided >= (1 if gap_shift(in_shape[1] * in_shape[2]) is None else 0)
 
 
 @pytest.mark.parametrize("seed,cols,schemes", [(2, 3, ("shift",)), (5, 2, ("linear", "shift"))])

@@ -18,11 +18,11 @@ from rootshift.sw.errors import ConfigError
 BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
 
-def rtl_model(seed, mode, rows, cols, drain="parallel", desc_fetch="parallel"):
-    """The first random model from ``seed`` on that the RTL engine runs (powers of two for the pools)."""
+def rtl_model(seed, mode, rows, cols, drain="parallel", desc_fetch="parallel", hw=(4, 8)):
+    """The first random model from ``seed`` on that the RTL engine runs (no max pool), on ``hw`` pixels."""
     for s in range(seed, seed + 200):
         rng = np.random.default_rng(s)
-        im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), 4, 8], max_channels=10, maxpool=False)
+        im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), *hw], max_channels=10, maxpool=False)
         prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=desc_fetch,
                                                       **BIG), debug=True)
         try:
@@ -37,14 +37,19 @@ def run_engine(prog, pixels):
     return engine_image(prog, pixels)
 
 
-@pytest.mark.parametrize("seed,mode,rows,cols,drain,fetch", [
-    (0, "dual", 2, 2, "parallel", "parallel"), (10, "lut", 3, 2, "parallel", "parallel"),
-    (20, "mult", 2, 3, "parallel", "parallel"), (30, "dual", 2, 2, "serial", "serial"),
-    (40, "mult", 3, 2, "serial", "parallel"), (50, "lut", 2, 3, "parallel", "serial")])
-def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols, drain, fetch):
+@pytest.mark.parametrize("seed,mode,rows,cols,drain,fetch,hw", [
+    (0, "dual", 2, 2, "parallel", "parallel", (4, 8)), (10, "lut", 3, 2, "parallel", "parallel", (4, 8)),
+    (20, "mult", 2, 3, "parallel", "parallel", (4, 8)), (30, "dual", 2, 2, "serial", "serial", (4, 8)),
+    (40, "mult", 3, 2, "serial", "parallel", (4, 8)), (50, "lut", 2, 3, "parallel", "serial", (4, 8)),
+    (60, "dual", 2, 2, "parallel", "parallel", (5, 7)), (70, "mult", 2, 3, "serial", "parallel", (7, 7))])
+def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols, drain, fetch, hw):
     """``drain="serial"``: one requantizer shared by the columns; ``desc_fetch="serial"``: the descriptors
-    in 32-bit words (the iCE40 build's choices)."""
-    im, prog, rng = rtl_model(seed, mode, rows, cols, drain, fetch)
+    in 32-bit words (the iCE40 build's choices). ``hw`` 5x7, 7x7: GAPs and average pools over
+    ``H*W`` not a power of two (the GapDivider), in the ECP5 (``registered_reads``) and iCE40 configurations."""
+    im, prog, rng = rtl_model(seed, mode, rows, cols, drain, fetch, hw)
+    if hw != (4, 8):
+        pools = [s["desc"] for s in prog.steps if s["kind"] == "avgpool" or (s["kind"] == "quant" and s["adapter"])]
+        assert any(d.get("div") or d.get("gap_div") for d in pools)
     px = rng.integers(0, 256, im.meta["input_shape"])
     res = run_engine(prog, px)
     assert res["logits"] == golden.run(im, px[None]).reshape(-1).tolist()

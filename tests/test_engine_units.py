@@ -1,5 +1,6 @@
 """The engine's arithmetic units in amaranth.sim against sw.contract (docs/arithmetic.md): QuantLanes,
-StepDivider, BetaMultiplier. Hypothesis draws operands; worst cases are always included."""
+StepDivider, GapDivider, BetaMultiplier, the VectorUnit's average pool. Hypothesis draws operands; worst
+cases are always included."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from rootshift.hw.engine.beta_mult import BetaMultiplier
 from rootshift.hw.engine.divider import StepDivider
+from rootshift.hw.engine.gap_divider import GapDivider
 from rootshift.hw.engine.quant_lanes import QuantLanes
 from rootshift.sw import contract as C
 
@@ -108,6 +110,76 @@ def test_step_divider_matches_the_contract(pairs):
     want = [int(C.step_multiplier(k, np.array([b]))[0]) for k, b in pairs]
     assert got == want
     assert set(cycles) == {StepDivider.CYCLES}
+
+
+def gap_divide_hw(pairs, dut=None):
+    """``GapDivider`` on ``(sum, n)`` pairs, back to back; the quotients and the start-to-done cycles."""
+    dut = dut or GapDivider()
+    out, cycles = [], []
+
+    async def bench(ctx):
+        for a, n in pairs:
+            ctx.set(dut.sum, a)
+            ctx.set(dut.n, n)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            k = 1
+            while not ctx.get(dut.done):
+                assert ctx.get(dut.busy)
+                await ctx.tick()
+                k += 1
+            out.append(ctx.get(dut.q))
+            cycles.append(k)
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return out, cycles
+
+
+N_MAX = 2**24 - 1      # the descriptor's 24-bit positions
+
+
+def _mean_sum(n, frac):
+    """A sum of ``n`` fine values (any integer in ``[n FINE_MIN, n FINE_MAX]`` is one), at ``frac`` of the way."""
+    lo, hi = n * C.FINE_MIN, n * C.FINE_MAX
+    return lo + int((hi - lo) * frac)
+
+
+GAP_WORST = [(N_MAX * C.FINE_MAX, N_MAX), (N_MAX * C.FINE_MIN, N_MAX), (C.FINE_MAX, 1), (C.FINE_MIN, 1), (0, 1),
+             (-1, 1), (49 * C.FINE_MAX, 49), (49 * C.FINE_MIN, 49), (784 * C.FINE_MIN, 784), (784 * C.FINE_MAX, 784),
+             (392, 784), (-392, 784), (-393, 784), (391, 784), (24, 49), (25, 49), (-24, 49), (-25, 49), (-74, 49),
+             (1, 3), (-1, 3), (2, 3), (-2, 3), (3 * C.FINE_MAX - 1, 3), (3 * C.FINE_MIN + 1, 3), (-1, 2), (-3, 2), (3, 2),
+             (2**23 * C.FINE_MIN, 2**23), (2**23 * C.FINE_MAX, 2**23), (-(2**22), 2**23), (2**22 - 1, 2**23),
+             ((N_MAX - 1) * C.FINE_MIN, N_MAX - 1), (N_MAX * C.FINE_MAX - N_MAX // 2 - 1, N_MAX),
+             (N_MAX * C.FINE_MIN + N_MAX // 2, N_MAX)]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(1, 1024), st.integers(1, N_MAX), st.sampled_from([49, 196, 784, 3, 7])),
+                          st.floats(0, 1)), min_size=1, max_size=4))
+def test_gap_divider_matches_the_contract(draws):
+    """``rdiv(sum, n)`` exactly for any count (powers of two, 49, 784, 3, up to ``2^24 - 1``) and sums of
+    either sign up to the contract's bound (``|sum| <= 2^55``), in ``GapDivider.CYCLES`` each."""
+    pairs = GAP_WORST + [(_mean_sum(n, f), n) for n, f in draws]
+    got, cycles = gap_divide_hw(pairs)
+    want = [int(C.rdiv(a, n)) for a, n in pairs]
+    assert got == want
+    assert set(cycles) == {GapDivider().CYCLES} == {GapDivider.cycles(32)} == {33}
+    assert all(abs(a) <= 2**55 for a, _ in pairs)
+
+
+def test_gap_divider_other_widths_and_validation():
+    """Narrow widths (8-bit values, 4-bit counts): every sum of every count exhaustively."""
+    dut = GapDivider(12, 4, 8)
+    pairs = [(a, n) for n in range(1, 16) for a in range(n * -128, n * 127 + 1, max(1, n // 3))]
+    got, cycles = gap_divide_hw(pairs, dut)
+    assert got == [int(C.rdiv(a, n)) for a, n in pairs]
+    assert set(cycles) == {dut.CYCLES} == {9}
+    with pytest.raises(TypeError, match="Count width must be an integer of at least 2 bits, not 0"):
+        GapDivider(56, 0, 32)
+    with pytest.raises(ValueError, match="Sum width must hold n values of 32 bits with n of 24 bits: at least 56 bits, not 55"):
+        GapDivider(55, 24, 32)
 
 
 def beta_hw(items):
@@ -348,3 +420,91 @@ def test_deep_requantizer_with_registered_constants(acc_bits, n_acc, data):
         assert got[i + dut.latency] == exp, (i, vectors[i])
     with pytest.raises(TypeError, match="True only with deep=True"):
         Requantizer(acc_bits, n_acc, consts_registered=True)
+
+
+def avgpool_hw(x, lanes, registered):
+    """The VectorUnit's global average pool over ``x`` (C, H, W) fine values, laid out as the compiler
+    does (word ``pos * groups + g``, lane ``c % lanes``); the output words and the start-to-done cycles."""
+    from types import SimpleNamespace
+
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+
+    from rootshift.hw.engine.bram_outreg import RegisteredMemory
+    from rootshift.hw.engine.desc import VecDesc, gap_shift
+    from rootshift.hw.engine.vector_unit import VectorUnit
+
+    c, h, w = x.shape
+    groups = -(-c // lanes)
+    xp = np.zeros((groups * lanes, h * w), np.int64)
+    xp[:c] = x.reshape(c, -1)
+    words = [[int(xp[g * lanes + j, p]) for j in range(lanes)] for p in range(h * w) for g in range(groups)]
+    init = [sum((v & 0xFFFFFFFF) << (32 * j) for j, v in enumerate(row)) for row in words]
+    out_addr = len(words)
+    unit = VectorUnit(lanes, registered_reads=registered)
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.unit = unit
+            if registered:
+                m.submodules.fine = mem = RegisteredMemory(32 * lanes, len(init) + groups, init=init)
+                r = SimpleNamespace(addr=mem.raddr, data=mem.rdata)
+            else:
+                m.submodules.fine = mem = Memory(shape=32 * lanes, depth=len(init) + groups, init=init)
+                r = mem.read_port()
+            m.d.comb += r.addr.eq(unit.a_addr)
+            for j in range(lanes):
+                m.d.comb += unit.a_data[j].eq(r.data[32 * j:32 * (j + 1)].as_signed())
+            return m
+
+    n = h * w
+    desc = {"avg": 1, "a_addr": 0, "b_addr": 0, "out_addr": out_addr, "words": len(words), "positions": n,
+            "groups": groups, "shift": gap_shift(n) or 0, "div": int(gap_shift(n) is None)}
+    got, res = {}, {}
+
+    async def bench(ctx):
+        ctx.set(unit.desc, VecDesc.const(desc))
+        ctx.set(unit.start, 1)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+        k = 1
+        while not ctx.get(unit.done):
+            if ctx.get(unit.out_en):
+                v = ctx.get(unit.out_data)
+                got[ctx.get(unit.out_addr) - out_addr] = [((v >> (32 * j)) & 0xFFFFFFFF) for j in range(lanes)]
+            await ctx.tick()
+            k += 1
+            assert k < 100_000
+        res["cycles"] = k
+
+    simulate(Top(), bench)
+    pooled = [[v - (1 << 32) if v >> 31 else v for v in got[g]][j] for g in sorted(got) for j in range(lanes)][:c]
+    return pooled, sorted(got), len(words), groups, res["cycles"]
+
+
+@pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("c,h,w,lanes", [(5, 7, 7, 2), (3, 5, 7, 3), (4, 1, 3, 4), (2, 4, 4, 2), (1, 1, 1, 1)])
+def test_vector_unit_average_pool_matches_the_contract(c, h, w, lanes, registered):
+    """``rdiv(sum_hw X, H*W)`` per channel over any ``H*W`` (49, 35, 3: the GapDivider, lane by lane; 16, 1:
+    the rounding shift), with saturated, negative and tie values; cycles == ``cycles.avgpool_cycles``."""
+    from rootshift.hw.engine.cycles import avgpool_cycles
+
+    rng = np.random.default_rng(c * 100 + h * 10 + w)
+    x = rng.integers(C.FINE_MIN, C.FINE_MAX + 1, (c, h, w))
+    x[0] = C.FINE_MAX                                  # the largest sum
+    if c > 1:
+        x[1] = C.FINE_MIN                              # the most negative sum
+    if c > 2:
+        x[2] = -1                                      # a negative mean of -1
+        x[2].flat[: (h * w) // 2] = 0                  # a negative tie when H*W is even
+    if c > 3:
+        x[3] = rng.integers(-3, 4, (h, w))             # near zero, of either sign
+    got, addrs, words, groups, cycles = avgpool_hw(x, lanes, registered)
+    assert got == [int(v) for v in C.rdiv(x.reshape(c, -1).sum(-1), h * w)]
+    assert addrs == list(range(groups))
+    assert cycles == avgpool_cycles(words, groups, h * w, lanes, registered)

@@ -20,7 +20,7 @@ VEC_PIPE = 2         # VectorUnit add_relu: the read words and the written word 
 AVG_GROUP = 3        # VectorUnit avgpool, per channel group: the last sum through the read register, the write
 READ_LATENCY = 1     # synchronous memory read
 WRITE_LATENCY = 1
-DIV_CYCLES = 65      # StepDivider.CYCLES: one quotient bit per cycle (R = rdiv(K_s, beta))
+GAP_DIV = 1          # QuantStep / VectorUnit, per lane of a non-power-of-two GAP or pool: the GapDivider's start
 QUANT_TAIL = -1      # measured against the QuantStep (tests/test_engine_quant.py)
 ISSUE_REG = 1        # the ConvUnit's register between the address generator and the memories
 GAP_WAIT = 2         # QuantStep GAP, per channel group: the last word through the read register into the sums
@@ -61,6 +61,13 @@ def _pow2(n):
     return n > 0 and n & (n - 1) == 0
 
 
+def gap_div_cycles():
+    """The :class:`~rootshift.hw.engine.gap_divider.GapDivider`'s ``start`` to ``done`` for fine values."""
+    from .gap_divider import GapDivider
+
+    return GapDivider.cycles(32)
+
+
 def conv_unit_cycles(step, rows, drain=None, registered=False):
     """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
     placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
@@ -85,7 +92,8 @@ def adapter_cycles(channels, hidden, registered=False):
 
 def quant_step_cycles(step, tensor, lanes, registered=False):
     """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
-    ``H*W`` reads, a cycle for the last sum, ``lanes`` writes), the adapter, the divider, and the pass; a
+    ``H*W`` reads, a cycle for the last sum, ``lanes`` writes; ``H*W`` not a power of two: each lane
+    ``GAP_DIV + GapDivider.CYCLES``), the adapter, the step divider, and the pass; a
     shift quant op only the pass (``registered``: ``DSP_OPERAND_REG`` more per pass and adapter layer,
     ``OUTREG_STAGE`` per GAP group)."""
     from .divider import StepDivider
@@ -94,13 +102,25 @@ def quant_step_cycles(step, tensor, lanes, registered=False):
     ad = step["adapter"]
     c, h, w = tensor["shape"]
     extra = DSP_OPERAND_REG if registered else 0
+    per_lane = 1 if _pow2(h * w) else GAP_DIV + gap_div_cycles()   # a rounding shift, or the GapDivider
     if step.get("scheme") == "shift":     # start -> PASS: no divider, no adapter
         return 1 + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     if ad:
         gap_wait = GAP_WAIT + (OUTREG_STAGE if registered else 0)
-        cyc += tensor["groups"] * (h * w + gap_wait + lanes) + adapter_cycles(c, ad["hidden"], registered)
+        cyc += tensor["groups"] * (h * w + gap_wait + lanes * per_lane) + adapter_cycles(c, ad["hidden"], registered)
     return cyc
+
+
+def avgpool_cycles(words, groups, n, lanes, registered=False):
+    """The VectorUnit's global average pool from ``start`` to ``done`` (hw/engine/vector_unit.py): one
+    read per word, ``AVG_GROUP`` per channel group (``registered``: ``OUTREG_STAGE`` more); ``n = H*W``
+    not a power of two: ``lanes`` divisions of ``GAP_DIV + GapDivider.CYCLES`` before the group's
+    write."""
+    group = AVG_GROUP + (OUTREG_STAGE if registered else 0)
+    if not _pow2(n):
+        group += lanes * (GAP_DIV + gap_div_cycles())
+    return words + group * groups + VEC_TAIL
 
 
 def step_cycles(step, tensors, params):
@@ -121,17 +141,11 @@ def step_cycles(step, tensors, params):
     src = tensors[step.get("in")] if isinstance(step.get("in"), str) else tensors[step["in"][0]]
     words = src["words"]
     if kind == "quant":
-        cyc = seq + quant_step_cycles(step, src, params.lanes, reg)
-        ad = step["adapter"]
-        if ad and not _pow2(ad["gap_n"]):      # not in RTL: the GAP divides by powers of two only
-            cyc += src["shape"][0] * DIV_CYCLES
-        return {"cycles": cyc, "macs": 0, "io": 0}
+        return {"cycles": seq + quant_step_cycles(step, src, params.lanes, reg), "macs": 0, "io": 0}
     if kind == "add_relu":
         return {"cycles": seq + words + VEC_TAIL + VEC_PIPE + (OUTREG_STAGE if reg else 0), "macs": 0, "io": 0}
     if kind == "avgpool":
-        div = 0 if _pow2(step["n"]) else src["shape"][0] * DIV_CYCLES     # not in RTL
-        group = AVG_GROUP + (OUTREG_STAGE if reg else 0)
-        return {"cycles": seq + words + group * src["groups"] + VEC_TAIL + div, "macs": 0, "io": 0}
+        return {"cycles": seq + avgpool_cycles(words, src["groups"], step["n"], params.lanes, reg), "macs": 0, "io": 0}
     if kind == "maxpool":                                                 # not in RTL: an estimate
         out = tensors[step["out"]]["words"]
         return {"cycles": seq + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}

@@ -57,7 +57,7 @@ def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0, drain=None):
 
 QUANT_FIELDS = [
     ("in_addr", 16, False), ("out_addr", 16, False), ("words", 24, False), ("positions", 24, False),
-    ("groups", 16, False), ("channels", 16, False), ("gap_shift", 6, False), ("asq", 1, False),
+    ("groups", 16, False), ("channels", 16, False), ("gap_shift", 6, False), ("gap_div", 1, False), ("asq", 1, False),
     ("hidden", 16, False), ("f1", 6, False), ("f2", 6, False), ("k_step", 62, False), ("qmax", 8, False),
     ("aw_addr", 24, False), ("ab_addr", 16, False),
     # shift activations (docs/arithmetic.md, "Quantizing a fine value to a shift code"): T = log2_alpha + 16, n
@@ -68,15 +68,17 @@ QuantDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b
 
 
 def quant_fields(step, tensor, in_addr=0, out_addr=0, aw_addr=0, ab_addr=0):
-    """The descriptor fields of a quant step; ``gap_shift`` is ``log2(H*W)`` (the RTL's GAP divides by a
-    power of two only; :func:`gap_shift` returns None otherwise). A ``shift`` step (shift activations) sets
-    ``shift_act``, ``t = log2_alpha + 16`` and ``n = max_exponent``."""
+    """The descriptor fields of a quant step. The adapter's GAP ``rdiv(sum, H*W)`` (``H*W`` = ``positions``)
+    is a rounding shift by ``gap_shift = log2(H*W)`` for a power of two, else ``gap_div`` (``gap_shift`` 0)
+    has the :class:`~rootshift.hw.engine.gap_divider.GapDivider` divide by ``positions``. A ``shift`` step
+    (shift activations) sets ``shift_act``, ``t = log2_alpha + 16`` and ``n = max_exponent``."""
     c, h, w = tensor["shape"]
     ad = step["adapter"]
     shift = step.get("scheme") == "shift"
     return {"shift_act": int(shift), "t": step["log2_alpha"] + 16 if shift else 0, "n": step["max_exponent"] if shift else 0,
             "in_addr": in_addr, "out_addr": out_addr, "words": tensor["words"], "positions": h * w,
-            "groups": tensor["groups"], "channels": c, "gap_shift": gap_shift(h * w) or 0, "asq": int(bool(ad)),
+            "groups": tensor["groups"], "channels": c, "gap_shift": gap_shift(h * w) or 0,
+            "gap_div": int(bool(ad) and gap_shift(h * w) is None), "asq": int(bool(ad)),
             "hidden": ad["hidden"] if ad else 0, "f1": ad["f1"] if ad else 0, "f2": ad["f2"] if ad else 0,
             "k_step": step["k_step"], "qmax": 2 ** step["bits"] - 1, "aw_addr": aw_addr, "ab_addr": ab_addr}
 
@@ -88,18 +90,21 @@ def gap_shift(n):
 
 VEC_FIELDS = [
     ("avg", 1, False), ("a_addr", 16, False), ("b_addr", 16, False), ("out_addr", 16, False),
-    ("words", 24, False), ("positions", 24, False), ("groups", 16, False), ("shift", 6, False),
+    ("words", 24, False), ("positions", 24, False), ("groups", 16, False), ("shift", 6, False), ("div", 1, False),
 ]
 
 VecDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in VEC_FIELDS})
 
 
 def vec_fields(step, tensors):
-    """Descriptor fields of an ``add_relu`` or (global) ``avgpool`` step."""
+    """Descriptor fields of an ``add_relu`` or (global) ``avgpool`` step; the pool's ``rdiv(sum, H*W)``
+    (``H*W`` = ``positions``) is a rounding shift by ``shift`` for a power of two, else ``div`` (the
+    :class:`~rootshift.hw.engine.gap_divider.GapDivider`)."""
     if step["kind"] == "add_relu":
         a, b = (tensors[n] for n in step["in"])
         return {"avg": 0, "a_addr": a["addr"], "b_addr": b["addr"], "out_addr": tensors[step["out"]]["addr"],
-                "words": a["words"], "positions": 0, "groups": a["groups"], "shift": 0}
+                "words": a["words"], "positions": 0, "groups": a["groups"], "shift": 0, "div": 0}
     src = tensors[step["in"]]
     return {"avg": 1, "a_addr": src["addr"], "b_addr": 0, "out_addr": tensors[step["out"]]["addr"],
-            "words": src["words"], "positions": step["n"], "groups": src["groups"], "shift": gap_shift(step["n"]) or 0}
+            "words": src["words"], "positions": step["n"], "groups": src["groups"], "shift": gap_shift(step["n"]) or 0,
+            "div": int(gap_shift(step["n"]) is None)}

@@ -38,10 +38,22 @@ def rtl_check(program):
     for s in program.steps:
         if s["kind"] == "maxpool":
             raise ConfigError(f"layer {s['name']}: maxpool is not in the RTL engine yet")
-        if s["kind"] == "quant" and s["adapter"] and gap_shift(s["adapter"]["gap_n"]) is None:
-            raise ConfigError(f"layer {s['name']}: the RTL GAP needs H*W a power of two, not {s['adapter']['gap_n']}")
-        if s["kind"] == "avgpool" and gap_shift(s["n"]) is None:
-            raise ConfigError(f"layer {s['name']}: the RTL average pool needs H*W a power of two, not {s['n']}")
+        # a GAP or pool over H*W not a power of two runs through the GapDivider (desc gap_div / div)
+        if s["kind"] == "quant" and s["adapter"]:
+            _check_count(s, s["adapter"]["gap_n"], s["desc"], "gap_shift", "gap_div")
+        if s["kind"] == "avgpool":
+            _check_count(s, s["n"], s["desc"], "shift", "div")
+
+
+def _check_count(step, n, desc, shift_field, div_field):
+    """The descriptor divides by ``n`` as the contract does: ``positions == n``, and a rounding shift by
+    ``log2(n)`` or the divider (a program whose descriptor says otherwise would compute a wrong mean)."""
+    sh = gap_shift(n)
+    want = {"positions": n, shift_field: sh or 0, div_field: int(sh is None)}
+    got = {k: desc.get(k) for k in want}
+    if got != want:
+        raise ConfigError(f"layer {step['name']}: the descriptor's average over H*W = {n} is {got}, not {want} "
+                          f"(a program from an older compiler: compile it again)")
 
 
 def images(program):

@@ -11,6 +11,7 @@ from .adapter import AdapterUnit
 from .bram_outreg import RegisteredMemory
 from .desc import QuantDesc
 from .divider import StepDivider
+from .gap_divider import GapDivider
 from .quant_lanes import SCHEMES, QuantLanes, check_schemes
 
 SUM_BITS = 56      # a channel's sum over up to 2^24 positions of 32-bit fine values
@@ -21,7 +22,9 @@ class QuantStep(wiring.Component):
     quantization" and "The ASQ adapter in integers"):
 
     1. ``GAP`` (ASQ only): group by group, the words of a channel group are summed per lane, and
-       ``g[c] = rdiv(sum, H*W)`` (a rounding shift: ``H*W`` is a power of two) goes into a channel memory;
+       ``g[c] = rdiv(sum, H*W)`` goes into a channel memory: a rounding shift (one cycle per lane) when
+       ``H*W`` is a power of two, else lane by lane through :class:`GapDivider` (``desc.gap_div``:
+       ``GapDivider.CYCLES + 1`` cycles per lane);
     2. ``ADAPT``: :class:`AdapterUnit` gives ``beta_fx`` (``2^16`` for LSQ);
     3. ``DIVIDE``: :class:`StepDivider` gives ``R = min(rdiv(K_s, beta), 2^31 - 1)``;
     4. ``PASS``: every fine word through :class:`QuantLanes` into a code word at the same offset.
@@ -69,10 +72,12 @@ class QuantStep(wiring.Component):
         d, L = self.desc, self.lanes
         m.submodules.quant = q = QuantLanes(L, self.abits, self.schemes)
         m.d.comb += [q.r.eq(self.r), q.qmax.eq(d.qmax), q.shift.eq(d.shift_act), q.t.eq(d.t), q.n.eq(d.n)]
-        ad = dv = g_wr = None
+        ad = dv = gdv = g_wr = None
         if "linear" in self.schemes:
             m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4), self.registered_reads)
             m.submodules.divider = dv = StepDivider()
+            m.submodules.gap_divider = gdv = GapDivider(SUM_BITS, 24, 32)     # 24: the descriptor's positions
+            m.d.comb += gdv.n.eq(d.positions)
             if self.registered_reads:
                 m.submodules.gmem = gmem = RegisteredMemory(32, max(2, self.max_channels))
                 g_rd, g_wr = gmem.read_port(signed=True), gmem.write_port()
@@ -86,10 +91,10 @@ class QuantStep(wiring.Component):
                          dv.k_step.eq(d.k_step), dv.beta.eq(self.beta)]
         for c in range(L):
             m.d.comb += q.x[c].eq(self.fine_data[c])
-        self._sequence(m, ad, dv, q, g_wr)
+        self._sequence(m, ad, dv, gdv, q, g_wr)
         return m
 
-    def _sequence(self, m, ad, dv, q, g_wr):
+    def _sequence(self, m, ad, dv, gdv, q, g_wr):
         d, L = self.desc, self.lanes
         pos, grp, lane, idx = Signal(24), Signal(16), Signal(range(max(2, L))), Signal(24)
         rd_addr = Signal(16)
@@ -132,7 +137,24 @@ class QuantStep(wiring.Component):
             sel = sums[0]
             for c in range(1, L):
                 sel = Mux(lane == c, sums[c], sel)
-            m.d.comb += [g_wr.addr.eq(g_addr), g_wr.data.eq(g_data), g_wr.en.eq(g_en)]
+            m.d.comb += [g_wr.addr.eq(g_addr), g_wr.data.eq(g_data), g_wr.en.eq(g_en), gdv.sum.eq(sel)]
+
+        def write_g(value):
+            """g[grp*L + lane] = value (from registers), then the next lane, group, or the adapter."""
+            ch = grp * L + lane
+            m.d.sync += [g_addr.eq(ch), g_data.eq(value), g_en.eq(ch < d.channels)]
+            m.d.sync += lane.eq(lane + 1)
+            with m.If(lane == L - 1):
+                m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
+                m.d.sync += [s.eq(half) for s in sums]
+                with m.If(grp == d.groups - 1):
+                    m.d.comb += ad.start.eq(1)
+                    m.next = "ADAPT"
+                with m.Else():
+                    m.next = "GAP"
+            with m.Else():
+                m.next = "GAP_WRITE"
+
         tail = Signal(range(QuantLanes.LATENCY + 3 + extra))
         with m.FSM():
             with m.State("IDLE"):
@@ -159,19 +181,18 @@ class QuantStep(wiring.Component):
                         m.next = "GAP_WRITE"
                 with m.State("GAP_WRITE"):
                     # two cycles after the last read its word is summed; then lanes cycles write g[grp*L + lane]
+                    # (gap_div: the lane's sum goes to the GapDivider, and g is written when it is done)
                     m.d.comb += self.busy.eq(1)
                     with m.If(~acc_v & ~acc_o & ~acc_q):
-                        ch = grp * L + lane
-                        m.d.sync += [g_addr.eq(ch), g_data.eq((sel >> d.gap_shift)[:32]), g_en.eq(ch < d.channels)]
-                        m.d.sync += lane.eq(lane + 1)
-                        with m.If(lane == L - 1):
-                            m.d.sync += [lane.eq(0), pos.eq(0), grp.eq(grp + 1), rd_addr.eq(d.in_addr + grp + 1)]
-                            m.d.sync += [s.eq(half) for s in sums]
-                            with m.If(grp == d.groups - 1):
-                                m.d.comb += ad.start.eq(1)
-                                m.next = "ADAPT"
-                            with m.Else():
-                                m.next = "GAP"
+                        with m.If(d.gap_div):
+                            m.d.comb += gdv.start.eq(1)
+                            m.next = "GAP_DIVIDING"
+                        with m.Else():
+                            write_g((sel >> d.gap_shift)[:32])
+                with m.State("GAP_DIVIDING"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(gdv.done):
+                        write_g(gdv.q)
                 with m.State("ADAPT"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(ad.done):

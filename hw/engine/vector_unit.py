@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from rootshift.sw import contract as C
 
 from .desc import VecDesc
+from .gap_divider import GapDivider
 
 SUM_BITS = 56
 
@@ -14,8 +15,9 @@ SUM_BITS = 56
 class VectorUnit(wiring.Component):
     """``add_relu``: ``clamp(a + b, 0, 2^31 - 1)`` lane by lane, one word per cycle (two read ports).
     ``avgpool`` (global): per channel group, the sum over ``H*W`` positions per lane, then
-    ``rdiv(sum, H*W)`` as a rounding shift (``H*W`` a power of two), one output word per group
-    (docs/arithmetic.md, "Other ops").
+    ``rdiv(sum, H*W)``, one output word per group (docs/arithmetic.md, "Other ops"): a rounding shift
+    when ``H*W`` is a power of two, else lane by lane through :class:`GapDivider` (``desc.div``:
+    ``lanes * (GapDivider.CYCLES + 1)`` more cycles per group).
 
     Members
     -------
@@ -81,10 +83,27 @@ class VectorUnit(wiring.Component):
         with m.If(write_avg):
             m.d.sync += [out_en.eq(1), out_addr.eq(d.out_addr + grp),
                          out_data.eq(Cat(*[(sums[c] >> d.shift)[:32] for c in range(L)]))]
+        # desc.div: lane 0's sum to the divider, then the sums rotate down with the quotient entering at the
+        # top; after ``lanes`` divisions each lane holds its mean, written as a shift by 0 (no lane mux, no
+        # second source for out_data)
+        m.submodules.divider = dv = GapDivider(SUM_BITS, 24, 32)     # 24: the descriptor's positions
+        lane = Signal(range(L + 1))
+        m.d.comb += [dv.sum.eq(sums[0]), dv.n.eq(d.positions)]
+        with m.If(dv.done):
+            m.d.sync += [sums[c].eq(sums[c + 1]) for c in range(L - 1)] + [sums[L - 1].eq(dv.q), lane.eq(lane + 1)]
+
+        def next_group():
+            m.d.sync += [grp.eq(grp + 1), pos.eq(0), ra.eq(d.a_addr + grp + 1)]
+            m.d.sync += [s.eq(half) for s in sums]
+            with m.If(grp == d.groups - 1):
+                m.next = "FLUSH"
+            with m.Else():
+                m.next = "SUM"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [idx.eq(0), pos.eq(0), grp.eq(0), ra.eq(d.a_addr), rb.eq(d.b_addr),
+                    m.d.sync += [idx.eq(0), pos.eq(0), grp.eq(0), ra.eq(d.a_addr), rb.eq(d.b_addr), lane.eq(0),
                                  half.eq((1 << d.shift) >> 1)]
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
@@ -107,13 +126,17 @@ class VectorUnit(wiring.Component):
             with m.State("AVG_WRITE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~sum_v & ~sum_o & ~sum_q):
-                    m.d.comb += write_avg.eq(1)
-                    m.d.sync += [grp.eq(grp + 1), pos.eq(0), ra.eq(d.a_addr + grp + 1)]
-                    m.d.sync += [s.eq(half) for s in sums]
-                    with m.If(grp == d.groups - 1):
-                        m.next = "FLUSH"
+                    with m.If(d.div & (lane != L)):
+                        m.d.comb += dv.start.eq(1)
+                        m.next = "AVG_DIVIDING"
                     with m.Else():
-                        m.next = "SUM"
+                        m.d.comb += write_avg.eq(1)
+                        m.d.sync += lane.eq(0)
+                        next_group()
+            with m.State("AVG_DIVIDING"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(dv.done):
+                    m.next = "AVG_WRITE"
             with m.State("FLUSH"):                        # until the last word is written
                 m.d.comb += self.busy.eq(1)
                 with m.If(~add_v & ~add_o & ~add_q):
