@@ -1,0 +1,159 @@
+"""MaxPoolUnit: the ``maxpool`` step (k x k window, stride, padding) on fine words, lane by lane."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rootshift.sw import contract as C
+
+# (field, bits, signed): the window and the address steps, all derived by the compiler (pool_fields), so
+# the unit runs on adders and compares only, like the AddressGenerator
+POOL_FIELDS = [
+    ("in_addr", 16, False), ("out_addr", 16, False), ("h", 16, False), ("w", 16, False),
+    ("groups", 16, False), ("wo", 16, False), ("outs", 24, False), ("k", 4, False), ("stride", 4, False),
+    ("pad", 4, False), ("ab0", 24, True), ("row_skip", 24, True), ("adv_x", 24, True), ("adv_y", 24, True),
+]
+
+PoolDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in POOL_FIELDS})
+
+MAX_K = 15            # the 4-bit window fields
+
+
+def pool_fields(step, tensors):
+    """The descriptor fields (a dict of ints) of a ``maxpool`` step. The window of output ``(oy, ox)``,
+    group ``g`` starts at input word ``((oy*s - pad) * W + ox*s - pad) * G + g`` (``ab0`` for the first);
+    ``row_skip`` steps from
+    a window row's last word to the next row's first, ``adv_x`` / ``adv_y`` from one output's first word
+    (group ``G - 1``) to the next output's (group 0) along a row / at a row's wrap."""
+    src, dst = tensors[step["in"]], tensors[step["out"]]
+    c, h, w = src["shape"]
+    _, ho, wo = dst["shape"]
+    k, s, p, g = step["k"], step["stride"], step["pad"], src["groups"]
+    return {"in_addr": src["addr"], "out_addr": dst["addr"], "h": h, "w": w, "groups": g, "wo": wo,
+            "outs": ho * wo * g, "k": k, "stride": s, "pad": p, "ab0": (-p * w - p) * g, "row_skip": (w - k + 1) * g,
+            "adv_x": s * g - (g - 1), "adv_y": (s * w - (wo - 1) * s) * g - (g - 1)}
+
+
+def check_pool(step):
+    """The unit's limits (ValueError naming the field): ``k <= 15``, ``stride <= 15``, ``pad <= k - 1``."""
+    k, s, p = step["k"], step["stride"], step["pad"]
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"max pool window must be 1..{MAX_K}, not {k}")
+    if not 1 <= s <= MAX_K:
+        raise ValueError(f"max pool stride must be 1..{MAX_K}, not {s}")
+    if not 0 <= p <= k - 1:
+        raise ValueError(f"max pool padding must be 0..{k - 1} (every window holds an input), not {p}")
+
+
+class MaxPoolUnit(wiring.Component):
+    """Visits the output words in memory order (position ``(oy, ox)``, then group ``g``) and, for each,
+    the ``k x k`` window's input words (one read per cycle): a lane keeps the running maximum of the
+    words inside the image; words in the padding are never read (they cannot win: docs/arithmetic.md,
+    "Other ops"). ``k * k`` cycles per output word plus the pipeline's tail (``cycles``).
+
+    Pipeline: address (t) -> memory word (t+1; t+2 with ``registered_reads``) -> registered (``+1``) ->
+    running maximum (``+1``) -> written with the window's last word.
+
+    Members
+    -------
+    desc : In(PoolDesc); start : In(1); busy, done : Out(1)
+    rd_addr : Out(16); rd_data : In(ArrayLayout(signed(32), lanes))
+    out_addr : Out(16); out_data : Out(lanes * 32); out_en : Out(1)
+    """
+
+    def __init__(self, lanes, registered_reads=False):
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        if not isinstance(registered_reads, bool):
+            raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
+        self.lanes, self.registered_reads = lanes, registered_reads
+        super().__init__({
+            "desc": In(PoolDesc), "start": In(1), "busy": Out(1), "done": Out(1),
+            "rd_addr": Out(16), "rd_data": In(data.ArrayLayout(signed(32), lanes)),
+            "out_addr": Out(16), "out_data": Out(lanes * 32), "out_en": Out(1),
+        })
+
+    @staticmethod
+    def cycles(outs, k, registered_reads=False):
+        """``start`` to ``done``, inclusive of the ``done`` cycle: one read per window word, then the tail
+        (the read, the data register, the maximum, the write, ``done``)."""
+        return 1 + outs * k * k + (5 if registered_reads else 4)
+
+    def elaborate(self, platform):
+        m = Module()
+        finished = Signal()
+        rd_ok, first, last = self._walk(m, finished)
+        self._datapath(m, rd_ok, first, last, finished)
+        return m
+
+    def _walk(self, m, finished):
+        """The window walk: per output word, ``(i, j)`` over the window; the read address is
+        ``base + off`` (``base`` the window's corner word of group ``g``, ``off = (i*W + j) * G``) and the
+        word is real where ``0 <= by + i < H`` and ``0 <= bx + j < W``. Returns the issue controls."""
+        d = self.desc
+        i, j, g = Signal(4), Signal(4), Signal(16)
+        ox, n = Signal(16), Signal(24)
+        by, bx = Signal(signed(18)), Signal(signed(18))
+        base, off = Signal(signed(32)), Signal(signed(32))
+        y, x = Signal(signed(19)), Signal(signed(19))
+        m.d.comb += [y.eq(by + i), x.eq(bx + j), self.rd_addr.eq(base + off)]
+        ok, first, last = Signal(), Signal(), Signal()
+        m.d.comb += [first.eq((i == 0) & (j == 0)), last.eq((i == d.k - 1) & (j == d.k - 1)),
+                     ok.eq((y >= 0) & (y < d.h) & (x >= 0) & (x < d.w))]
+        issue = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [i.eq(0), j.eq(0), g.eq(0), ox.eq(0), n.eq(0), off.eq(0), by.eq(-d.pad),
+                                 bx.eq(-d.pad), base.eq(d.in_addr + d.ab0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), issue.eq(1)]
+                m.d.sync += [j.eq(j + 1), off.eq(off + d.groups)]
+                with m.If(j == d.k - 1):
+                    m.d.sync += [j.eq(0), i.eq(i + 1), off.eq(off + d.row_skip)]
+                    with m.If(i == d.k - 1):                      # the window's last word: next output word
+                        m.d.sync += [i.eq(0), off.eq(0), n.eq(n + 1), g.eq(g + 1), base.eq(base + 1)]
+                        with m.If(g == d.groups - 1):
+                            m.d.sync += [g.eq(0), ox.eq(ox + 1), bx.eq(bx + d.stride), base.eq(base + d.adv_x)]
+                            with m.If(ox == d.wo - 1):
+                                m.d.sync += [ox.eq(0), bx.eq(-d.pad), by.eq(by + d.stride),
+                                             base.eq(base + d.adv_y)]
+                        with m.If(n == d.outs - 1):
+                            m.next = "TAIL"
+            with m.State("TAIL"):                                 # until the last word is written
+                m.d.comb += self.busy.eq(1)
+                with m.If(finished):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return issue & ok, issue & first, issue & last
+
+    def _datapath(self, m, rd_ok, first, last, finished):
+        """The controls follow the word through the memory (one or two cycles) and its register; the
+        running maximum starts at ``FINE_MIN`` on a window's first word; the last word's maximum is
+        written a cycle later, and ``done`` follows the write."""
+        d, L = self.desc, self.lanes
+        stages = 1 + (1 if self.registered_reads else 0) + 1      # memory (+ output register) + data register
+        ctl = [(rd_ok, first, last)]
+        for s in range(stages):
+            nxt = tuple(Signal(name=f"{n}_{s}") for n in ("ok", "first", "last"))
+            m.d.sync += [a.eq(b) for a, b in zip(nxt, ctl[-1])]
+            ctl.append(nxt)
+        ok_q, first_q, last_q = ctl[-1]
+        word = [Signal(signed(32), name=f"word{c}") for c in range(L)]
+        m.d.sync += [w.eq(self.rd_data[c]) for c, w in enumerate(word)]
+        best = [Signal(signed(32), name=f"best{c}") for c in range(L)]
+        for c in range(L):
+            cur = Mux(first_q, C.FINE_MIN, best[c])
+            m.d.sync += best[c].eq(Mux(ok_q & (word[c] > cur), word[c], cur))
+        out_en, out_n = Signal(), Signal(24)
+        m.d.sync += out_en.eq(last_q)
+        with m.If(self.start):
+            m.d.sync += out_n.eq(0)
+        with m.Elif(out_en):
+            m.d.sync += out_n.eq(out_n + 1)
+        m.d.comb += [self.out_en.eq(out_en), self.out_addr.eq(d.out_addr + out_n),
+                     self.out_data.eq(Cat(*best))]
+        m.d.comb += finished.eq(out_en & (out_n == d.outs - 1))
