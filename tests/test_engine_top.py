@@ -41,12 +41,16 @@ def run_engine(prog, pixels):
     (0, "dual", 2, 2, "parallel", "parallel", (4, 8)), (10, "lut", 3, 2, "parallel", "parallel", (4, 8)),
     (20, "mult", 2, 3, "parallel", "parallel", (4, 8)), (30, "dual", 2, 2, "serial", "serial", (4, 8)),
     (40, "mult", 3, 2, "serial", "parallel", (4, 8)), (50, "lut", 2, 3, "parallel", "serial", (4, 8)),
-    (63, "dual", 2, 2, "parallel", "parallel", (5, 7)), (70, "mult", 2, 3, "serial", "parallel", (7, 7))])
+    (63, "dual", 2, 2, "parallel", "parallel", (5, 7)), (70, "mult", 2, 3, "serial", "parallel", (7, 7)),
+    (65, "dual", 2, 2, "parallel", "parallel", (5, 7))])
 def test_engine_runs_whole_networks_exactly(seed, mode, rows, cols, drain, fetch, hw):
     """``drain="serial"``: one requantizer shared by the columns; ``desc_fetch="serial"``: the descriptors
     in 32-bit words (the iCE40 build's choices). ``hw`` 5x7, 7x7: GAPs and average pools over
-    ``H*W`` not a power of two (the GapDivider), in the ECP5 (``registered_reads``) and iCE40 configurations."""
+    ``H*W`` not a power of two (the GapDivider), in the ECP5 (``registered_reads``) and iCE40 configurations.
+    Seed 65: a 1x1 stem on one channel, ``k_eff = 1`` (``desc.MIN_TILE``)."""
     im, prog, rng = rtl_model(seed, mode, rows, cols, drain, fetch, hw)
+    if seed == 65:
+        assert min(s["k_eff"] for s in prog.steps if s["kind"] in ("conv", "linear")) == 1
     if hw != (4, 8):
         pools = [s["desc"] for s in prog.steps if s["kind"] == "avgpool" or (s["kind"] == "quant" and s["adapter"])]
         assert any(d.get("div") or d.get("gap_div") for d in pools)

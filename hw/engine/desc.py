@@ -27,12 +27,18 @@ FIELDS = [
 ConvDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in FIELDS})
 
 
+MIN_TILE = 3     # cycles from a tile's first slice to the next tile's: the ConvUnit takes a tile's bookkeeping
+                 # with its last slice and captures it three cycles later (hw/engine/conv_unit.py)
+
+
 def tile_gap(k_eff, drain):
     """Bubble cycles after a tile: at least one (the PEs' clear must not meet the last term's
-    accumulation), and enough that the ``drain``-cycle drain of the shadow registers (``rows`` cycles,
+    accumulation), enough that the ``drain``-cycle drain of the shadow registers (``rows`` cycles,
     or ``rows * cols`` with one shared requantizer: ``EngineParams.drain_cycles``) ends before the next
-    capture: ``k_eff + gap >= drain``."""
-    return max(1, drain - k_eff)
+    capture: ``k_eff + gap >= drain``, and ``k_eff + gap >= MIN_TILE`` (a 1x1 conv on one channel has
+    ``k_eff = 1``: without the second bubble the next tile's last slice overwrites this tile's output
+    address before its capture)."""
+    return max(1, drain - k_eff, MIN_TILE - k_eff)
 
 
 def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0, drain=None):
