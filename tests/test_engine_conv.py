@@ -165,18 +165,20 @@ def test_serial_drain_runs_random_layers_exactly(seed, rows, cols):
     assert check_program(prog, px) == 5
 
 
-@pytest.mark.parametrize("drain,registered", [("parallel", False), ("parallel", True), ("serial", False)])
+@pytest.mark.parametrize("drain,registered,rows", [("parallel", False, 2), ("parallel", False, 3),
+                                                  ("parallel", True, 2), ("serial", False, 3)])
 @pytest.mark.parametrize("kind", ["1x1", "3x3"])
-def test_a_stem_with_fewer_channels_than_lanes_skips_the_padded_lanes(kind, drain, registered):
+def test_a_stem_with_fewer_channels_than_lanes_skips_the_padded_lanes(kind, drain, registered, rows):
     """A 1-channel stem on 4 lanes issues ``kh * kw`` k-slices per tile, not ``kh * kw * lanes``; the
     1x1 case has ``k_eff = 1``, so a tile's first k-slice is also its last (clear and capture of the same
-    term)."""
+    term), and with 2 rows (drain 2) only ``desc.MIN_TILE`` keeps the next tile from overwriting this
+    tile's output address before its capture."""
     for seed in range(100):   # the first model whose stem has the kernel wanted
         rng = np.random.default_rng(seed)
         im = random_model(rng, "dual", in_shape=[1, 5, 6], max_channels=5, maxpool=False)
         if next(o for o in im.ops if o.get("name") == "conv1")["kernel"][0] == int(kind[0]):
             break
-    prog = compile_model(im, EngineParams(fuzz_params_for(im, 3, 4), drain=drain, **BIG))
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, 4), drain=drain, **BIG))
     stem = next(s for s in prog.steps if s["name"] == "conv1")
     assert (stem["cin"], stem["k_eff"]) == (1, int(kind[0]) ** 2)
     px = rng.integers(0, 256, im.meta["input_shape"])
