@@ -1,5 +1,9 @@
 """Random small integer models for the engine's fuzz (issue 9, "Verification").
 
+``python -m rootshift.sim.engine_fuzz --rtl START END`` runs seeds ``START..END-1`` through the RTL
+:class:`~rootshift.hw.engine.engine.Engine` in ``amaranth.sim`` (:func:`rtl_fuzz`): one JSON line per model,
+then a summary line; exit 1 on any mismatch.
+
 :func:`random_model` builds a valid ``.rsq`` :class:`IntModel` (it passes ``rsq.validate``) with shapes the
 array does not divide: odd channel counts, stride 2, padding 0/1, K not a multiple of anything, an
 optional max pool, ASQ adapters with and without a hidden layer, and any product mode. ``shift2`` builds a
@@ -155,3 +159,74 @@ def fuzz_params_for(im, rows, cols):
     shifts = [PowerFormat(**op["format"]).max_shift for op in im.layers() if op.get("format")]
     return ArrayParams(wbits=8, abits=8, base=base, pe=mode, rows=rows, cols=cols,
                        max_k=max(max(op["k"] for op in im.layers()), 2), max_shift=max(shifts or [7]))
+
+
+def rtl_case(seed):
+    """The random network of fuzz seed ``seed``: any product mode but shift2, array 2..3 x 2..3, either drain
+    and descriptor fetch, pixels ``C x H x W`` with ``H, W`` in ``4..9`` (mostly not powers of two: the
+    GapDivider), no max pool (not in RTL). Returns ``(im, program, pixels, info)``."""
+    from rootshift.hw.engine.compiler import compile_model
+    from rootshift.hw.engine.params import EngineParams
+
+    rng = np.random.default_rng(1000 + seed)
+    mode = ("dual", "lut", "mult")[seed % 3]
+    rows, cols = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+    drain = ("parallel", "serial")[int(rng.integers(0, 2))]
+    fetch = ("parallel", "serial")[int(rng.integers(0, 2))]
+    shape = [int(rng.integers(1, 4)), int(rng.integers(4, 10)), int(rng.integers(4, 10))]
+    im = random_model(rng, mode, in_shape=shape, max_channels=8, maxpool=False)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=fetch,
+                                          weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64), debug=True)
+    divided = sum(1 for s in prog.steps if (s["kind"] == "avgpool" and s["desc"]["div"]) or
+                  (s["kind"] == "quant" and s["adapter"] and s["desc"]["gap_div"]))
+    info = {"seed": seed, "mode": mode, "array": f"{rows}x{cols}", "drain": drain, "fetch": fetch, "shape": shape,
+            "divided_steps": divided}
+    return im, prog, rng.integers(0, 256, shape), info
+
+
+def rtl_fuzz(seeds):
+    """For each seed (:func:`rtl_case`), one image on the RTL engine: every tensor against the reference
+    executor (through the debug read), the logits against :func:`rootshift.sw.golden.run`, flags 0 and
+    ``STATUS`` cycles against the cycle model. Yields one dict per seed (``ok``, ``values`` compared)."""
+    from rootshift.hw.engine.cycles import cycle_report
+    from rootshift.hw.engine.reference import ReferenceEngine
+    from rootshift.hw.testbench import engine_image
+    from rootshift.sw import golden
+
+    for seed in seeds:
+        im, prog, px, info = rtl_case(seed)
+        res = engine_image(prog, px)
+        ref = ReferenceEngine(prog)
+        ref.run(px)
+        ok, values = res["logits"] == golden.run(im, px[None]).reshape(-1).tolist(), len(res["logits"])
+        for t in prog.tensors.values():
+            got = res[t["kind"]][t["addr"]:t["addr"] + t["words"]]
+            values += int(got.size)
+            ok = ok and bool(np.array_equal(got, getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]]))
+        ok = ok and res["status"][0] & 0xFF == 0 and res["status"][1] == cycle_report(prog)["cycles_per_image"]
+        yield {**info, "values": values, "cycles": res["status"][1], "ok": bool(ok)}
+
+
+def main(argv=None):
+    """Exit 0 when every seed matches, 1 otherwise."""
+    import argparse
+    import json
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m rootshift.sim.engine_fuzz", description=__doc__.split("\n")[0])
+    ap.add_argument("--rtl", nargs=2, type=int, metavar=("START", "END"), required=True,
+                    help="run seeds START..END-1 on the RTL engine")
+    args = ap.parse_args(argv)
+    t0, rows = time.time(), []
+    for r in rtl_fuzz(range(*args.rtl)):
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    bad = [r["seed"] for r in rows if not r["ok"]]
+    print(json.dumps({"models": len(rows), "values": sum(r["values"] for r in rows),
+                      "divided_steps": sum(r["divided_steps"] for r in rows), "mismatched_seeds": bad,
+                      "s": round(time.time() - t0)}))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

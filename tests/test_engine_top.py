@@ -134,3 +134,16 @@ def test_engine_converts_to_verilog():
     im, prog, rng = rtl_model(0, "dual", 2, 2)
     v = verilog.convert(Engine(prog), name="rootshift_engine")
     assert "module rootshift_engine" in v and "bank1" in v
+
+
+def test_rtl_fuzz_runs_random_networks_exactly(capsys):
+    """``python -m rootshift.sim.engine_fuzz --rtl`` (sim/engine_fuzz.py): random networks on H x W mostly not
+    powers of two, every tensor, the logits and the cycles; the summary line and exit 0."""
+    import json
+
+    from rootshift.sim.engine_fuzz import main
+
+    assert main(["--rtl", "0", "2"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert all(r["ok"] for r in lines[:-1]) and lines[-1]["models"] == 2 and lines[-1]["mismatched_seeds"] == []
+    assert lines[-1]["divided_steps"] > 0
