@@ -143,3 +143,37 @@ def test_limits_are_named():
         MaxPoolUnit(0)
     with pytest.raises(TypeError, match="registered_reads must be True or False, not 1"):
         MaxPoolUnit(2, registered_reads=1)
+
+
+@pytest.mark.parametrize("seed,rows,cols,drain,fetch", [(0, 2, 2, "parallel", "parallel"),
+                                                        (5, 3, 2, "serial", "serial")])
+def test_whole_networks_with_a_max_pool_on_the_rtl_engine(seed, rows, cols, drain, fetch):
+    """Random networks whose stem feeds a max pool (k 2, stride 1, padding 0 or 1) on the RTL engine, in
+    the ECP5 (``registered_reads``: parallel drain, block RAM weights) and iCE40 (serial drain and fetch)
+    configurations: the logits against the golden model, every tensor through the debug read against
+    the reference executor, and the image's cycles against the cycle model."""
+    from rootshift.hw.engine.compiler import compile_model
+    from rootshift.hw.engine.cycles import cycle_report
+    from rootshift.hw.engine.params import EngineParams
+    from rootshift.hw.engine.reference import ReferenceEngine
+    from rootshift.hw.testbench import engine_image
+    from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+    from rootshift.sw import golden
+
+    for s in range(seed, seed + 100):
+        rng = np.random.default_rng(s)
+        im = random_model(rng, "dual", in_shape=[int(rng.integers(1, 4)), 5, 6], max_channels=6)
+        if any(op["op"] == "maxpool" for op in im.ops):
+            break
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=fetch,
+                                          weights_kib=64, fine_kib=64, codes_kib=64, consts_kib=64), debug=True)
+    px = rng.integers(0, 256, im.meta["input_shape"])
+    res = engine_image(prog, px)
+    assert res["logits"] == golden.run(im, px[None]).reshape(-1).tolist()
+    ref = ReferenceEngine(prog)
+    ref.run(px)
+    for name, t in prog.tensors.items():
+        assert np.array_equal(res[t["kind"]][t["addr"]:t["addr"] + t["words"]],
+                              getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]]), name
+    assert "mp.y" in prog.tensors
+    assert res["status"][1] == cycle_report(prog)["cycles_per_image"]

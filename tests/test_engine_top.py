@@ -117,12 +117,14 @@ def test_device_model_answers_like_the_rtl():
 def test_engine_refuses_what_it_cannot_run():
     with pytest.raises(TypeError, match="program must be a compiled Program"):
         Engine("prog.bin")
-    for s in range(50):   # a model with a max pool: the reference executor runs it, the RTL refuses it
+    for s in range(50):   # a max pool past the MaxPoolUnit's 4-bit window fields is refused, naming the layer
         im = random_model(np.random.default_rng(s), "dual", max_channels=4)
         if any(op["op"] == "maxpool" for op in im.ops):
             break
     prog = compile_model(im, EngineParams(fuzz_params_for(im, 2, 2), **BIG))
-    with pytest.raises(ConfigError, match="layer mp: maxpool is not in the RTL engine yet"):
+    Engine(prog)
+    next(st for st in prog.steps if st["kind"] == "maxpool")["k"] = 16
+    with pytest.raises(ConfigError, match="layer mp: max pool window must be 1..15, not 16"):
         Engine(prog)
 
 

@@ -18,6 +18,7 @@ from rootshift.sw.intmodel import IntModel
 from rootshift.sw.numfmt import PowerFormat
 
 from .desc import conv_fields, quant_fields, vec_fields
+from .max_pool import pool_fields
 from .params import EngineParams
 from .program import BETA_ONE, Program
 
@@ -398,6 +399,8 @@ def compile_model(model, params, debug=False) -> Program:
             m_addr += s["cout"]
         elif s["kind"] in ("add_relu", "avgpool"):
             s["desc"] = vec_fields(s, b.tensors)
+        elif s["kind"] == "maxpool":
+            s["desc"] = pool_fields(s, b.tensors)
         elif s["kind"] == "quant":
             src = b.tensors[s["in"]]
             s["desc"] = quant_fields(s, src, src["addr"], b.tensors[s["out"]]["addr"], aw_addr, ab_addr)

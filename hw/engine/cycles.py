@@ -146,9 +146,11 @@ def step_cycles(step, tensors, params):
         return {"cycles": seq + words + VEC_TAIL + VEC_PIPE + (OUTREG_STAGE if reg else 0), "macs": 0, "io": 0}
     if kind == "avgpool":
         return {"cycles": seq + avgpool_cycles(words, src["groups"], step["n"], params.lanes, reg), "macs": 0, "io": 0}
-    if kind == "maxpool":                                                 # not in RTL: an estimate
-        out = tensors[step["out"]]["words"]
-        return {"cycles": seq + out * step["k"] ** 2 + READ_LATENCY + WRITE_LATENCY, "macs": 0, "io": 0}
+    if kind == "maxpool":       # MaxPoolUnit.cycles counts its start cycle, the sequencer's DISPATCH
+        from .max_pool import MaxPoolUnit
+
+        return {"cycles": seq + MaxPoolUnit.cycles(tensors[step["out"]]["words"], step["k"], reg) - 1, "macs": 0,
+                "io": 0}
     raise ValueError(f"unknown step kind {kind!r}")
 
 

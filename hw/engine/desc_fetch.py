@@ -19,7 +19,7 @@ def times_const(value, k):
 
 class DescFetch(wiring.Component):
     """With ``EngineParams(desc_fetch="serial")`` (the iCE40 configuration) the descriptor memory is
-    ``words`` 32-bit words per step instead of one ``StepDesc.size``-bit word: a 657-bit memory is 42
+    ``words`` 32-bit words per step instead of one ``StepDesc.size``-bit word: a 658-bit memory is 42
     block RAMs wide on an iCE40 (16 bits each) however few steps it holds; 32-bit words take a handful.
     While ``run`` (the :class:`Sequencer` is in ``FETCH``), word ``k`` of step ``pc`` is read at
     ``pc * words + k`` and shifted in; ``ready`` is high in the cycle the last word arrives, so ``desc``

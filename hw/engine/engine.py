@@ -21,23 +21,28 @@ from .quant_step import QuantStep, schemes_for
 from .desc_fetch import DescFetch, times_const
 from .sequencer import Sequencer
 from .spram import SPRAM
+from .max_pool import MaxPoolUnit, PoolDesc, check_pool
 from .vector_unit import VectorUnit
 
 # host protocol v3 (docs/engine.md, "Host protocol v3"): the constants live with the HostPort
 ENGINE_PROTOCOL_VERSION = PROTOCOL_VERSION
-KIND = {"input": 0, "quant": 1, "conv": 2, "linear": 2, "add_relu": 3, "avgpool": 3}
+KIND = {"input": 0, "quant": 1, "conv": 2, "linear": 2, "add_relu": 3, "avgpool": 3, "maxpool": 4}
 
 # one descriptor per step; a step is one kind, so its conv, quant and vector fields share bits (a union:
-# 657 bits instead of their 1,050 side by side, fewer block RAMs and DescFetch words)
-StepDesc = data.StructLayout({"kind": unsigned(2), "beta_slot": signed(8), "m_addr": unsigned(16), "cout": unsigned(16),
-                              "u": data.UnionLayout({"conv": ConvDesc, "quant": QuantDesc, "vec": VecDesc})})
+# 658 bits instead of their 1,281 side by side, fewer block RAMs and DescFetch words)
+StepDesc = data.StructLayout({"kind": unsigned(3), "beta_slot": signed(8), "m_addr": unsigned(16), "cout": unsigned(16),
+                              "u": data.UnionLayout({"conv": ConvDesc, "quant": QuantDesc, "vec": VecDesc,
+                                                     "pool": PoolDesc})})
 
 
 def rtl_check(program):
     """Refuse, naming the step, what the RTL engine does not run yet (the reference executor runs it all)."""
     for s in program.steps:
         if s["kind"] == "maxpool":
-            raise ConfigError(f"layer {s['name']}: maxpool is not in the RTL engine yet")
+            try:
+                check_pool(s)
+            except ValueError as e:
+                raise ConfigError(f"layer {s['name']}: {e}") from None
         # a GAP or pool over H*W not a power of two runs through the GapDivider (desc gap_div / div)
         if s["kind"] == "quant" and s["adapter"]:
             _check_count(s, s["adapter"]["gap_n"], s["desc"], "gap_shift", "gap_div")
@@ -84,6 +89,8 @@ def images(program):
                 ab += [int(v) for v in ad["b2"]]
         elif s["kind"] in ("add_relu", "avgpool"):
             d["u"] = {"vec": s["desc"]}
+        elif s["kind"] == "maxpool":
+            d["u"] = {"pool": s["desc"]}
         desc.append(StepDesc.const(d).as_value().value)
     assert all(0 <= w < 1 << cw for w in chan)
     return desc, chan, aw or [0], ab or [0]
@@ -227,7 +234,8 @@ class Engine(wiring.Component):
         m.submodules.setup = setup = MultSetup(a, registered_reads=reg)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a), registered_reads=reg)
         m.submodules.vec = vec = VectorUnit(L, registered_reads=reg)
-        self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec}
+        m.submodules.pool = pool = MaxPoolUnit(L, registered_reads=reg)
+        self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec, "pool": pool}
         wiring.connect(m, wiring.flipped(self.i_stream), port.i_stream)
         wiring.connect(m, wiring.flipped(self.o_stream), port.o_stream)
         self._wire(m, mem, banks, port, seq, conv, setup, quant, vec)
@@ -301,7 +309,9 @@ class Engine(wiring.Component):
             m.d.comb += [mem["desc"].raddr.eq(seq.pc), seq.desc_ready.eq(fetched)]
             d = data.View(StepDesc, rdata)
         m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
-        m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec)]
+        pool = self.units["pool"]
+        m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec), pool.desc.eq(d.u.pool),
+                     pool.start.eq(seq.pool_start), seq.pool_done.eq(pool.done)]
         # the sequencer: step kinds, unit handshakes, betas
         m.d.comb += [seq.start.eq(port.seq_start), port.seq_done.eq(seq.done), port.seq_busy.eq(seq.busy),
                      seq.kind.eq(d.kind), seq.beta_slot.eq(d.beta_slot),
@@ -347,9 +357,12 @@ class Engine(wiring.Component):
         for c in range(L):
             m.d.comb += [quant.fine_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
                          vec.a_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
-                         vec.b_data[c].eq(fb.data[32 * c:32 * (c + 1)].as_signed())]
-        m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr, port.rd_addr))),
+                         vec.b_data[c].eq(fb.data[32 * c:32 * (c + 1)].as_signed()),
+                         pool.rd_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed())]
+        m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr,
+                                                                        Mux(pool.busy, pool.rd_addr, port.rd_addr)))),
                      port.fine_data.eq(fa.data), fb.addr.eq(vec.b_addr)]
         for w in (fw, fw_b) if fw_b is not None else (fw,):
-            m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, vec.out_addr)),
-                         w.data.eq(Mux(conv.out_en, conv.out_data, vec.out_data)), w.en.eq(conv.out_en | vec.out_en)]
+            m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, Mux(pool.out_en, pool.out_addr, vec.out_addr))),
+                         w.data.eq(Mux(conv.out_en, conv.out_data, Mux(pool.out_en, pool.out_data, vec.out_data))),
+                         w.en.eq(conv.out_en | vec.out_en | pool.out_en)]

@@ -36,7 +36,7 @@ class EngineParams:
       no init, so the engine is built with ``baked=False`` and the weights are ``LOAD`` ed).
     * ``desc_fetch``: ``"parallel"`` (default: one ``StepDesc.size``-bit word per step, read in one cycle)
       or ``"serial"`` (:class:`~rootshift.hw.engine.desc_fetch.DescFetch`: 32-bit words, ``ceil(size/32)``
-      more cycles per step; a 657-bit-wide memory is 42 iCE40 block RAMs however few steps it holds).
+      more cycles per step; a 658-bit-wide memory is 42 iCE40 block RAMs however few steps it holds).
     * ``lanes``: channels per activation word; fixed to ``array.cols`` (one drained row is one word).
     """
 

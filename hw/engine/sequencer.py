@@ -7,14 +7,15 @@ from amaranth.lib.wiring import In, Out
 from rootshift.sw import contract as C
 from rootshift.sw.errors import ConfigError
 
-KIND_INPUT, KIND_QUANT, KIND_CONV, KIND_VEC = 0, 1, 2, 3
+KIND_INPUT, KIND_QUANT, KIND_CONV, KIND_VEC, KIND_POOL = 0, 1, 2, 3, 4
 
 
 class Sequencer(wiring.Component):
     """Runs steps ``0 .. n_steps - 1`` from ``start`` to ``done``: ``FETCH`` (the descriptor memory reads
     step ``pc``), ``DISPATCH`` by the step's kind (``input``: nothing; ``quant``: :class:`QuantStep`,
     whose beta goes into the step's beta slot; ``conv``/``linear``: :class:`MultSetup` then
-    :class:`ConvUnit`; ``add_relu``/``avgpool``: :class:`VectorUnit`), the unit's ``done``, ``NEXT``.
+    :class:`ConvUnit`; ``add_relu``/``avgpool``: :class:`VectorUnit`; ``maxpool``: :class:`MaxPoolUnit`),
+    the unit's ``done``, ``NEXT``.
     Three cycles per step around the unit (``SEQ`` in hw/engine/cycles.py); ``done`` is high in the last
     step's ``NEXT`` cycle.
 
@@ -24,9 +25,9 @@ class Sequencer(wiring.Component):
     done : Out(1)                  -- the last step is finished (one cycle)
     busy : Out(1)                  -- a step is running (the image's cycle counter counts these cycles)
     pc : Out(16)                   -- the step being run: the descriptor memory's read address
-    kind : In(2); beta_slot : In(signed(8))    -- of step ``pc`` (the descriptor memory's data)
-    quant_start, setup_start, conv_start, vec_start : Out(1)
-    quant_done, setup_done, conv_done, vec_done : In(1)
+    kind : In(3); beta_slot : In(signed(8))    -- of step ``pc`` (the descriptor memory's data)
+    quant_start, setup_start, conv_start, vec_start, pool_start : Out(1)
+    quant_done, setup_done, conv_done, vec_done, pool_done : In(1)
     quant_beta : In(63)            -- the sample's beta from a finished quant step
     setup_beta : Out(63)           -- the beta of step ``pc``'s slot (``2^16`` for slot -1) for :class:`MultSetup`
     fetching : Out(1)              -- in ``FETCH``
@@ -44,9 +45,9 @@ class Sequencer(wiring.Component):
             raise ConfigError(f"slots must be at most 128 (a signed 8-bit beta slot), not {slots}")
         self.n_steps, self.slots, self.fetch_wait = n_steps, slots, bool(fetch_wait)
         super().__init__({"fetching": Out(1), "desc_ready": In(1),
-            "start": In(1), "done": Out(1), "busy": Out(1), "pc": Out(16), "kind": In(2), "beta_slot": In(signed(8)),
-            "quant_start": Out(1), "setup_start": Out(1), "conv_start": Out(1), "vec_start": Out(1),
-            "quant_done": In(1), "setup_done": In(1), "conv_done": In(1), "vec_done": In(1),
+            "start": In(1), "done": Out(1), "busy": Out(1), "pc": Out(16), "kind": In(3), "beta_slot": In(signed(8)),
+            "quant_start": Out(1), "setup_start": Out(1), "conv_start": Out(1), "vec_start": Out(1), "pool_start": Out(1),
+            "quant_done": In(1), "setup_done": In(1), "conv_done": In(1), "vec_done": In(1), "pool_done": In(1),
             "quant_beta": In(63), "setup_beta": Out(63)})
 
     def elaborate(self, platform):
@@ -81,6 +82,9 @@ class Sequencer(wiring.Component):
                     with m.Case(KIND_VEC):
                         m.d.comb += self.vec_start.eq(1)
                         m.next = "VEC"
+                    with m.Case(KIND_POOL):
+                        m.d.comb += self.pool_start.eq(1)
+                        m.next = "POOL"
             with m.State("QUANT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.quant_done):
@@ -99,6 +103,10 @@ class Sequencer(wiring.Component):
             with m.State("VEC"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.vec_done):
+                    m.next = "NEXT"
+            with m.State("POOL"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.pool_done):
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
