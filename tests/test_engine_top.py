@@ -150,3 +150,19 @@ def test_rtl_fuzz_runs_random_networks_exactly(capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert all(r["ok"] for r in lines[:-1]) and lines[-1]["models"] == 2 and lines[-1]["mismatched_seeds"] == []
     assert lines[-1]["divided_steps"] > 0
+
+
+def test_engine_refuses_a_descriptor_field_its_bits_cannot_hold():
+    """``StepDesc.const`` truncates silently: ``rtl_check`` names the layer, the field and its range first
+    (e.g. a pool over ``H*W = 2^24`` positions, one past the 24-bit field)."""
+    import copy
+
+    im, prog, rng = rtl_model(63, "dual", 2, 2, "parallel", "parallel", (5, 7))
+    rtl_check(prog)
+    for kind, field, value, msg in (("avgpool", "positions", 1 << 24, r"layer pool: descriptor field 'positions' is "
+                                     r"16777216, the engine's 24-bit field holds 0\.\.16777215"),
+                                    ("conv", "ab0", -(1 << 31) - 1, r"layer conv1: descriptor field 'ab0' is -2147483649")):
+        bad = copy.deepcopy(prog)
+        next(s for s in bad.steps if s["kind"] == kind)["desc"][field] = value
+        with pytest.raises(ConfigError, match=msg):
+            Engine(bad)

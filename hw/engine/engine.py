@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,18 +36,32 @@ StepDesc = data.StructLayout({"kind": unsigned(3), "beta_slot": signed(8), "m_ad
 
 
 def rtl_check(program):
-    """Refuse, naming the step, what the RTL engine does not run yet (the reference executor runs it all)."""
+    """Refuse, naming the step, what the RTL engine does not run yet (the reference executor runs it all),
+    and a descriptor field that its bits cannot hold (``StepDesc.const`` would truncate it silently)."""
+    layouts = {"quant": QuantDesc, "conv": ConvDesc, "linear": ConvDesc, "add_relu": VecDesc, "avgpool": VecDesc,
+               "maxpool": PoolDesc}
     for s in program.steps:
         if s["kind"] == "maxpool":
             try:
                 check_pool(s)
             except ValueError as e:
                 raise ConfigError(f"layer {s['name']}: {e}") from None
+        if s["kind"] in layouts:
+            _check_fields(s, layouts[s["kind"]])
         # a GAP or pool over H*W not a power of two runs through the GapDivider (desc gap_div / div)
         if s["kind"] == "quant" and s["adapter"]:
             _check_count(s, s["adapter"]["gap_n"], s["desc"], "gap_shift", "gap_div")
         if s["kind"] == "avgpool":
             _check_count(s, s["n"], s["desc"], "shift", "div")
+
+
+def _check_fields(step, layout):
+    for name, value in step["desc"].items():
+        shape = Shape.cast(layout[name].shape)
+        lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+        if not lo <= int(value) <= hi:
+            raise ConfigError(f"layer {step['name']}: descriptor field {name!r} is {int(value)}, the engine's "
+                              f"{shape.width}-bit field holds {lo}..{hi}")
 
 
 def _check_count(step, n, desc, shift_field, div_field):
