@@ -248,8 +248,9 @@ class Engine(wiring.Component):
         m.submodules.setup = setup = MultSetup(a, registered_reads=reg)
         m.submodules.quant = quant = QuantStep(L, a.abits, max_ch, schemes_for(a), registered_reads=reg)
         m.submodules.vec = vec = VectorUnit(L, registered_reads=reg)
-        m.submodules.pool = pool = MaxPoolUnit(L, registered_reads=reg)
-        self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec, "pool": pool}
+        self.units = {"port": port, "seq": seq, "conv": conv, "setup": setup, "quant": quant, "vec": vec}
+        if any(s["kind"] == "maxpool" for s in prog.steps):   # only a program with a max pool pays its LUTs
+            m.submodules.pool = self.units["pool"] = MaxPoolUnit(L, registered_reads=reg)
         wiring.connect(m, wiring.flipped(self.i_stream), port.i_stream)
         wiring.connect(m, wiring.flipped(self.o_stream), port.o_stream)
         self._wire(m, mem, banks, port, seq, conv, setup, quant, vec)
@@ -323,9 +324,10 @@ class Engine(wiring.Component):
             m.d.comb += [mem["desc"].raddr.eq(seq.pc), seq.desc_ready.eq(fetched)]
             d = data.View(StepDesc, rdata)
         m.d.comb += [self.pc.eq(seq.pc), self.busy.eq(seq.busy)]
-        pool = self.units["pool"]
-        m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec), pool.desc.eq(d.u.pool),
-                     pool.start.eq(seq.pool_start), seq.pool_done.eq(pool.done)]
+        pool = self.units.get("pool")
+        m.d.comb += [conv.desc.eq(d.u.conv), quant.desc.eq(d.u.quant), vec.desc.eq(d.u.vec)]
+        if pool is not None:
+            m.d.comb += [pool.desc.eq(d.u.pool), pool.start.eq(seq.pool_start), seq.pool_done.eq(pool.done)]
         # the sequencer: step kinds, unit handshakes, betas
         m.d.comb += [seq.start.eq(port.seq_start), port.seq_done.eq(seq.done), port.seq_busy.eq(seq.busy),
                      seq.kind.eq(d.kind), seq.beta_slot.eq(d.beta_slot),
@@ -371,12 +373,17 @@ class Engine(wiring.Component):
         for c in range(L):
             m.d.comb += [quant.fine_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
                          vec.a_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed()),
-                         vec.b_data[c].eq(fb.data[32 * c:32 * (c + 1)].as_signed()),
-                         pool.rd_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed())]
-        m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr,
-                                                                        Mux(pool.busy, pool.rd_addr, port.rd_addr)))),
+                         vec.b_data[c].eq(fb.data[32 * c:32 * (c + 1)].as_signed())]
+            if pool is not None:
+                m.d.comb += pool.rd_data[c].eq(fa.data[32 * c:32 * (c + 1)].as_signed())
+        idle_addr = port.rd_addr if pool is None else Mux(pool.busy, pool.rd_addr, port.rd_addr)
+        m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr, idle_addr))),
                      port.fine_data.eq(fa.data), fb.addr.eq(vec.b_addr)]
         for w in (fw, fw_b) if fw_b is not None else (fw,):
-            m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, Mux(pool.out_en, pool.out_addr, vec.out_addr))),
-                         w.data.eq(Mux(conv.out_en, conv.out_data, Mux(pool.out_en, pool.out_data, vec.out_data))),
-                         w.en.eq(conv.out_en | vec.out_en | pool.out_en)]
+            if pool is None:
+                m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, vec.out_addr)),
+                             w.data.eq(Mux(conv.out_en, conv.out_data, vec.out_data)), w.en.eq(conv.out_en | vec.out_en)]
+            else:
+                m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, Mux(pool.out_en, pool.out_addr, vec.out_addr))),
+                             w.data.eq(Mux(conv.out_en, conv.out_data, Mux(pool.out_en, pool.out_data, vec.out_data))),
+                             w.en.eq(conv.out_en | vec.out_en | pool.out_en)]
