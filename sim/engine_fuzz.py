@@ -164,7 +164,8 @@ def fuzz_params_for(im, rows, cols):
 def rtl_case(seed):
     """The random network of fuzz seed ``seed``: any product mode but shift2, array 2..3 x 2..3, either drain
     and descriptor fetch, pixels ``C x H x W`` with ``H, W`` in ``4..9`` (mostly not powers of two: the
-    GapDivider), no max pool (not in RTL). Returns ``(im, program, pixels, info)``."""
+    GapDivider), a max pool after the stem in about half of them (window 2 or 3, stride 1 or 2, padding up
+    to ``k - 1``). Returns ``(im, program, pixels, info)``."""
     from rootshift.hw.engine.compiler import compile_model
     from rootshift.hw.engine.params import EngineParams
 
@@ -174,13 +175,19 @@ def rtl_case(seed):
     drain = ("parallel", "serial")[int(rng.integers(0, 2))]
     fetch = ("parallel", "serial")[int(rng.integers(0, 2))]
     shape = [int(rng.integers(1, 4)), int(rng.integers(4, 10)), int(rng.integers(4, 10))]
-    im = random_model(rng, mode, in_shape=shape, max_channels=8, maxpool=False)
+    im = random_model(rng, mode, in_shape=shape, max_channels=8)
+    pool = next((op for op in im.ops if op["op"] == "maxpool"), None)
+    if pool is not None:     # random_model's pool is 2x2 / 1: vary it (the layers after it take any H x W)
+        k = int(rng.integers(2, 4))
+        pool.update(kernel=k, stride=int(rng.integers(1, 3)), pad=int(rng.integers(0, k)))
+        rsq.validate(im, "fuzz")
     prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=fetch,
                                           weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64), debug=True)
     divided = sum(1 for s in prog.steps if (s["kind"] == "avgpool" and s["desc"]["div"]) or
                   (s["kind"] == "quant" and s["adapter"] and s["desc"]["gap_div"]))
     info = {"seed": seed, "mode": mode, "array": f"{rows}x{cols}", "drain": drain, "fetch": fetch, "shape": shape,
-            "divided_steps": divided}
+            "divided_steps": divided,
+            "max_pool": None if pool is None else [pool["kernel"], pool["stride"], pool["pad"]]}
     return im, prog, rng.integers(0, 256, shape), info
 
 
@@ -223,7 +230,8 @@ def main(argv=None):
         print(json.dumps(r), flush=True)
     bad = [r["seed"] for r in rows if not r["ok"]]
     print(json.dumps({"models": len(rows), "values": sum(r["values"] for r in rows),
-                      "divided_steps": sum(r["divided_steps"] for r in rows), "mismatched_seeds": bad,
+                      "divided_steps": sum(r["divided_steps"] for r in rows),
+                      "max_pools": sum(1 for r in rows if r["max_pool"]), "mismatched_seeds": bad,
                       "s": round(time.time() - t0)}))
     return 1 if bad else 0
 

@@ -141,7 +141,7 @@ def test_engine_converts_to_verilog():
 
 def test_rtl_fuzz_runs_random_networks_exactly(capsys):
     """``python -m rootshift.sim.engine_fuzz --rtl`` (sim/engine_fuzz.py): random networks on H x W mostly not
-    powers of two, every tensor, the logits and the cycles; the summary line and exit 0."""
+    powers of two, with max pools, every tensor, the logits and the cycles; the summary line and exit 0."""
     import json
 
     from rootshift.sim.engine_fuzz import main
@@ -149,7 +149,7 @@ def test_rtl_fuzz_runs_random_networks_exactly(capsys):
     assert main(["--rtl", "0", "2"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert all(r["ok"] for r in lines[:-1]) and lines[-1]["models"] == 2 and lines[-1]["mismatched_seeds"] == []
-    assert lines[-1]["divided_steps"] > 0
+    assert lines[-1]["divided_steps"] > 0 and lines[-1]["max_pools"] >= 1      # seed 0: a 2x2 pool, stride 1, pad 1
 
 
 def test_engine_refuses_a_descriptor_field_its_bits_cannot_hold():
