@@ -69,11 +69,12 @@ NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262},
               # EngineParams(drain="serial", weight_memory="spram", desc_fetch="serial"), synth_ice40 -noabc
               "2x2 iCE40 configuration": {"LC": 16598, "DSP": 36, "BRAM": 114}},
-    # 4x4: the engine whose block-RAM reads go through RegisteredMemory (commit bf20f2f, bench/engine_cost.py
-    # --families ecp5, docs/results.md "engine_cost"): 118 DP16KD, more than the 45F's 108. Before it: 21,457 LUT,
+    # 4x4: the engine with the GAP dividers (commit ebafcea, bench/engine_cost.py --families ecp5, docs/engine.md;
+    # 18,069 LUT and 90.9 MHz before them, bf20f2f, docs/results.md "engine_cost"), whose block-RAM reads go
+    # through RegisteredMemory: 118 DP16KD, more than the 45F's 108. Before that: 21,457 LUT,
     # 85 DP16KD, 75.3 MHz (6934ed1, the engine the 85F board build of 27223e0 carries; 73.6 MHz at 522ccf2, whose
     # engine the build of a7b3add carries), and 17,171 LUT, 80 DP16KD, 41.5 MHz before the Fmax work
-    "ecp5": {"4x4": {"LUT": 18069, "FF": 16223, "DSP": 68, "BRAM": 118, "fmax_mhz": 90.9},
+    "ecp5": {"4x4": {"LUT": 18855, "FF": 16547, "DSP": 68, "BRAM": 118, "fmax_mhz": 87.5},
              # `rootshift build --board ulx3s-85f --rows 8 --cols 8` (the whole board top, seed 1, commit f710069)
              "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95}},
     # Gowin: the pipelined engine of commit 27223e0 (docs/results.md "boards"; 19,389 LUT at 2x2 before it)
@@ -140,13 +141,14 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # 4x4: the engine pipelined after f710069 stops YoWASP Yosys 0.70's ABC9 at 8x8 on ECP5 (an internal assertion,
 # ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
-# engine alone closes at 90.9 MHz on ECP5 (bf20f2f; 75.3 at 6934ed1, 41.5 before the Fmax work, when the board
-# ran at 30 MHz), but inside the board top the builds closed at 63.84 (27223e0), 67.51 (a7b3add) and
-# 68.55 MHz (4fea53c), limited by the board core's UART -> deframer -> engine reset path (docs/boards.md): 60 MHz (25 / 5 * 12,
-# 20 clocks per bit) is the fastest such clock below that, the next (75 MHz) is above it. 58,870 cycles per
-# image at 60 MHz take 0.98 ms (1,019 images/s), about the 0.89 ms request plus 0.15 ms answer of the 3 Mbaud
-# link (313 bytes, 958 images/s): end to end max(compute, request) + answer, about 880 images/s, 92 % of the
-# link bound (docs/results.md "boards", measured on the build of 4fea53c: 881 images/s).
+# engine alone closes at 87.5 MHz on ECP5 (ebafcea; 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5 before the Fmax work, when the board
+# ran at 30 MHz), but inside the board top the builds closed at 63.84 (27223e0), 67.51 (a7b3add), 68.55
+# (4fea53c) and 63.93 MHz (8818fa5), limited by the board core's UART -> deframer -> engine reset path
+# (docs/boards.md): 60 MHz (25 / 5 * 12, 20 clocks per bit) is the fastest such clock below that, the next
+# (75 MHz) is above it. 57,142 cycles per image at 60 MHz take 0.95 ms (1,050 images/s), about the 0.89 ms
+# request plus 0.15 ms answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end
+# max(compute, request) + answer, about 900 images/s, 94 % of the link bound (docs/results.md "boards",
+# measured on the build of 8818fa5: 904 images/s).
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
