@@ -189,9 +189,11 @@ def test_requantizer_matches_contract(n_acc, data):
     amax = 2 ** (acc_bits - 1)
     extremes = [(amax - 1, amax - 1, 2**31 - 1, 2**31 - 1, 2**62, 1, 0), (-amax, -amax, -(2**31), -(2**31), -(2**62), 1, 1),
                 (0, 0, 0, 0, 0, 63, 0), (-1, -1, 1, 1, -1, 1, 1), (5, 3, 3, 3, 1, 2, 0)]
+    # biases below 2^62 in magnitude, as the compilers allow: B = 2^62 at shift 63 folds to 2^63 (fold_rounding
+    # refuses it; hypothesis found that draw)
     drawn = [tuple(data.draw(st.tuples(st.integers(-amax, amax - 1), st.integers(-amax, amax - 1),
                                        st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1),
-                                       st.integers(-(2**62), 2**62), st.integers(1, 63), st.integers(0, 1))))
+                                       st.integers(-(2**62), 2**62 - 1), st.integers(1, 63), st.integers(0, 1))))
              for _ in range(20)]
     vectors = extremes + drawn
     dut = Requantizer(acc_bits, n_acc)
