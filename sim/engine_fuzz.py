@@ -191,25 +191,31 @@ def rtl_case(seed):
     return im, prog, rng.integers(0, 256, shape), info
 
 
+def tensor_mismatches(prog, res, pixels):
+    """The tensors (names) whose words in the RTL engine's memories (``res``: :func:`engine_image`'s debug
+    reads) differ from the reference executor's after the same image: ``[]`` when every layer agrees."""
+    from rootshift.hw.engine.reference import ReferenceEngine
+
+    ref = ReferenceEngine(prog)
+    ref.run(pixels)
+    return [name for name, t in prog.tensors.items()
+            if not np.array_equal(res[t["kind"]][t["addr"]:t["addr"] + t["words"]],
+                                  getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]])]
+
+
 def rtl_fuzz(seeds):
     """For each seed (:func:`rtl_case`), one image on the RTL engine: every tensor against the reference
     executor (through the debug read), the logits against :func:`rootshift.sw.golden.run`, flags 0 and
     ``STATUS`` cycles against the cycle model. Yields one dict per seed (``ok``, ``values`` compared)."""
     from rootshift.hw.engine.cycles import cycle_report
-    from rootshift.hw.engine.reference import ReferenceEngine
     from rootshift.hw.testbench import engine_image
     from rootshift.sw import golden
 
     for seed in seeds:
         im, prog, px, info = rtl_case(seed)
         res = engine_image(prog, px)
-        ref = ReferenceEngine(prog)
-        ref.run(px)
-        ok, values = res["logits"] == golden.run(im, px[None]).reshape(-1).tolist(), len(res["logits"])
-        for t in prog.tensors.values():
-            got = res[t["kind"]][t["addr"]:t["addr"] + t["words"]]
-            values += int(got.size)
-            ok = ok and bool(np.array_equal(got, getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]]))
+        ok = res["logits"] == golden.run(im, px[None]).reshape(-1).tolist() and not tensor_mismatches(prog, res, px)
+        values = len(res["logits"]) + sum(t["words"] * prog.params.lanes for t in prog.tensors.values())
         ok = ok and res["status"][0] & 0xFF == 0 and res["status"][1] == cycle_report(prog)["cycles_per_image"]
         yield {**info, "values": values, "cycles": res["status"][1], "ok": bool(ok)}
 

@@ -2,7 +2,6 @@
 from on-chip memories in amaranth.sim, against the reference executor's code memory and beta after the
 same step (the executor is bit-exact with the golden model: tests/test_compiler.py)."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,11 +58,10 @@ def run_quant(prog, eng, step, schemes=("linear",), registered=False):
                 if registered:
                     m.submodules[name] = mem = RegisteredMemory(width, max(2, len(img)),
                                                                 init=[v & ((1 << width) - 1) for v in img])
-                    r = SimpleNamespace(addr=mem.raddr, data=mem.rdata)
                 else:
                     m.submodules[name] = mem = Memory(shape=width, depth=max(2, len(img)),
                                                       init=[v & ((1 << width) - 1) for v in img])
-                    r = mem.read_port()
+                r = mem.read_port()
                 m.d.comb += r.addr.eq(addr)
                 if dat is None:
                     for c in range(lanes):

@@ -78,27 +78,33 @@ def test_quant_lanes_match_the_contract(words, r, bits):
     assert got == want.tolist()
 
 
-def divide_hw(pairs):
-    dut = StepDivider()
+def run_divider(dut, pairs, ports, result, check_busy=False):
+    """A divider on operand pairs, back to back (``ports``: the two operand ports' names, ``result``: the
+    output's): the results and the start-to-done cycles; ``check_busy``: ``busy`` must hold until ``done``."""
     out, cycles = [], []
 
     async def bench(ctx):
-        for k, b in pairs:
-            ctx.set(dut.k_step, k)
-            ctx.set(dut.beta, b)
+        for pair in pairs:
+            for name, v in zip(ports, pair):
+                ctx.set(getattr(dut, name), v)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             n = 1
             while not ctx.get(dut.done):
+                assert not check_busy or ctx.get(dut.busy)
                 await ctx.tick()
                 n += 1
-            out.append(ctx.get(dut.r))
+            out.append(ctx.get(getattr(dut, result)))
             cycles.append(n)
             await ctx.tick()
 
     simulate(dut, bench)
     return out, cycles
+
+
+def divide_hw(pairs):
+    return run_divider(StepDivider(), pairs, ("k_step", "beta"), "r")
 
 
 @settings(max_examples=6, deadline=None)
@@ -114,27 +120,7 @@ def test_step_divider_matches_the_contract(pairs):
 
 def gap_divide_hw(pairs, dut=None):
     """``GapDivider`` on ``(sum, n)`` pairs, back to back; the quotients and the start-to-done cycles."""
-    dut = dut or GapDivider()
-    out, cycles = [], []
-
-    async def bench(ctx):
-        for a, n in pairs:
-            ctx.set(dut.sum, a)
-            ctx.set(dut.n, n)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            k = 1
-            while not ctx.get(dut.done):
-                assert ctx.get(dut.busy)
-                await ctx.tick()
-                k += 1
-            out.append(ctx.get(dut.q))
-            cycles.append(k)
-            await ctx.tick()
-
-    simulate(dut, bench)
-    return out, cycles
+    return run_divider(dut or GapDivider(), pairs, ("sum", "n"), "q", check_busy=True)
 
 
 N_MAX = 2**24 - 1      # the descriptor's 24-bit positions
@@ -425,7 +411,6 @@ def test_deep_requantizer_with_registered_constants(acc_bits, n_acc, data):
 def avgpool_hw(x, lanes, registered):
     """The VectorUnit's global average pool over ``x`` (C, H, W) fine values, laid out as the compiler
     does (word ``pos * groups + g``, lane ``c % lanes``); the output words and the start-to-done cycles."""
-    from types import SimpleNamespace
 
     from amaranth.hdl import Module
     from amaranth.lib import wiring
@@ -453,10 +438,9 @@ def avgpool_hw(x, lanes, registered):
             m.submodules.unit = unit
             if registered:
                 m.submodules.fine = mem = RegisteredMemory(32 * lanes, len(init) + groups, init=init)
-                r = SimpleNamespace(addr=mem.raddr, data=mem.rdata)
             else:
                 m.submodules.fine = mem = Memory(shape=32 * lanes, depth=len(init) + groups, init=init)
-                r = mem.read_port()
+            r = mem.read_port()
             m.d.comb += r.addr.eq(unit.a_addr)
             for j in range(lanes):
                 m.d.comb += unit.a_data[j].eq(r.data[32 * j:32 * (j + 1)].as_signed())
