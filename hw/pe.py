@@ -38,20 +38,55 @@ class ProcessingElement(wiring.Component):
     acc : Out(signed(acc_bits)) -- ``acc`` (lut/shift/mult) or ``acc_even`` (dual)
     acc_odd : Out(signed(acc_bits)) -- dual only (0 otherwise)
 
+    acc_next, acc_odd_next : Out(signed(acc_bits)) -- ``capture_next`` only: the adders' outputs
+
     Port contract: ``acc``/``acc_odd`` are registers. A term presented with ``valid`` in cycle t is
     in them after the clock edge that ends cycle t + 1 (``PE_LATENCY = 2`` edges). ``clear`` and
     ``drain`` act at the next edge, ``clear`` first; ``drain`` must not overlap a term's stage 2.
+
+    ``capture_next`` (the engine's :class:`~rootshift.hw.engine.shadow_array.ShadowArray`): ``acc_next``
+    and ``acc_odd_next`` are what the accumulators take at the next edge unless ``clear``/``drain``, i.e.
+    the sum including the term in stage 2. A shadow register can take a tile's sum at the edge that adds
+    its last term, in the same edge as ``clear`` starts the next tile, so tiles follow with no bubble
+    (issue 9). The stage-1 term registers are synchronously zeroed for a term that is not accumulated
+    (not ``valid``, a zero code, or, for ``dual``, the other accumulator's: one term register per
+    accumulator), so stage 2 always adds and needs no enable or multiplexer. Off by default: on iCE40 a
+    logic cell gives its LUT or its flip-flop, not both, so an adder output used outside the cell costs
+    cells; the tile engine (``PEArray``) keeps the default PE.
     """
 
-    def __init__(self, params: ArrayParams):
+    def __init__(self, params: ArrayParams, capture_next=False):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be ArrayParams, not {params!r}")
-        self.p = params
-        super().__init__({
+        if not isinstance(capture_next, bool):
+            raise TypeError(f"capture_next must be True or False, not {capture_next!r}")
+        self.p, self.capture_next = params, capture_next
+        ports = {
             "a": In(params.abits), "w": In(params.wbits), "valid": In(1), "clear": In(1), "drain": In(1),
             "acc_in": In(signed(params.acc_bits)), "acc_odd_in": In(signed(params.acc_bits)),
             "acc": Out(signed(params.acc_bits)), "acc_odd": Out(signed(params.acc_bits)),
-        })
+        }
+        if capture_next:
+            ports.update(acc_next=Out(signed(params.acc_bits)), acc_odd_next=Out(signed(params.acc_bits)))
+        super().__init__(ports)
+
+    def _accumulate(self, m, acc, nxt, acc_in, out):
+        """``capture_next``'s stage 2: ``acc <= nxt`` (the adder, always), ``clear`` and ``drain`` first."""
+        m.d.comb += out.eq(nxt)
+        with m.If(self.clear):
+            m.d.sync += acc.eq(0)
+        with m.Elif(self.drain):
+            m.d.sync += acc.eq(acc_in)
+        with m.Else():
+            m.d.sync += acc.eq(out)
+
+    @staticmethod
+    def _zeroed(m, cond, pairs):
+        """Stage-1 registers ``reg <= value`` if ``cond``, else 0 (a synchronous reset, no multiplexer)."""
+        with m.If(cond):
+            m.d.sync += [r.eq(v) for r, v in pairs]
+        with m.Else():
+            m.d.sync += [r.eq(0) for r, _ in pairs]
 
     def elaborate(self, platform):
         m = Module()
@@ -60,7 +95,11 @@ class ProcessingElement(wiring.Component):
         acc_o = Signal(signed(p.acc_bits))
         valid_r = Signal()
         m.d.sync += valid_r.eq(self.valid)
-        if p.pe == "mult":
+        if p.pe == "mult" and self.capture_next:
+            prod = Signal(signed(p.abits + p.wbits + 1))
+            self._zeroed(m, self.valid, [(prod, self.a.as_unsigned() * self.w.as_signed())])
+            self._accumulate(m, acc_e, acc_e + prod, self.acc_in, self.acc_next)
+        elif p.pe == "mult":
             prod = Signal(signed(p.abits + p.wbits + 1))
             m.d.sync += prod.eq(self.a.as_unsigned() * self.w.as_signed())
             with m.If(self.clear):
@@ -84,6 +123,11 @@ class ProcessingElement(wiring.Component):
             term = Signal(signed(e_total + 2))
             neg, nz = Signal(), Signal()
             bits = [(L[i % 4] & H[i // 4]) ^ dec.sign for i in range(e_total + 1)] + [dec.sign]
+            if self.capture_next:
+                self._zeroed(m, self.valid & ~dec.zero & self.a.any(), [(term, Cat(*bits)), (neg, dec.sign)])
+                self._accumulate(m, acc_e, acc_e + term + neg, self.acc_in, self.acc_next)
+                m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
+                return m
             m.d.sync += [term.eq(Cat(*bits)), neg.eq(dec.sign), nz.eq(~dec.zero & self.a.any())]
             # stage 2: accumulate; a zero activation code (or a zero weight code) leaves it alone
             with m.If(self.clear):
@@ -109,6 +153,10 @@ class ProcessingElement(wiring.Component):
             term = Signal.like(mag)
             neg, odd, nz = Signal(), Signal(), Signal()
             m.d.comb += mag.eq(sh.o)  # zero-extended: mag >= 0
+            if self.capture_next:
+                self._stages_next(m, Mux(dec.sign, ~mag, mag), dec, acc_e, acc_o, mag)
+                m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
+                return m
             m.d.sync += [term.eq(Mux(dec.sign, ~mag, mag)), neg.eq(dec.sign), nz.eq(~dec.zero)]
             if p.pe == "dual":
                 m.d.sync += odd.eq(dec.odd)
@@ -127,6 +175,20 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += acc_e.eq(acc_e + term + neg)
         m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
         return m
+
+    def _stages_next(self, m, ones, dec, acc_e, acc_o, mag):
+        """``capture_next`` for dual/lut/shift: one zeroed term register (and sign) per accumulator, then
+        ``acc + (mag ^ s) + s`` every cycle."""
+        take = self.valid & ~dec.zero
+        if self.p.pe == "dual":
+            term_e, term_o, neg_e, neg_o = Signal.like(mag), Signal.like(mag), Signal(), Signal()
+            self._zeroed(m, take & ~dec.odd, [(term_e, ones), (neg_e, dec.sign)])
+            self._zeroed(m, take & dec.odd, [(term_o, ones), (neg_o, dec.sign)])
+            self._accumulate(m, acc_o, acc_o + term_o + neg_o, self.acc_odd_in, self.acc_odd_next)
+        else:
+            term_e, neg_e = Signal.like(mag), Signal()
+            self._zeroed(m, take, [(term_e, ones), (neg_e, dec.sign)])
+        self._accumulate(m, acc_e, acc_e + term_e + neg_e, self.acc_in, self.acc_next)
 
 
 PE_LATENCY = 2  # cycles from (a, w, valid) to the updated acc

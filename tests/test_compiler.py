@@ -199,7 +199,7 @@ def test_stem_k_slices_skip_the_padded_lanes():
         if s["kind"] in ("conv", "linear"):
             assert s["k_eff"] == s["kh"] * s["kw"] * s["cin"] == s["k"]
             assert s["wgt_words"] == s["tiles_c"] * s["k_eff"]
-    assert PROGRAM_VERSION == 2 and prog.version == 2
+    assert PROGRAM_VERSION == 3 and prog.version == 3
 
 
 def test_activation_addresses_are_checked():

@@ -97,3 +97,21 @@ def test_address_generator_random_layers(cin, h, w, k, s, pad, cout, rows, lanes
 def test_address_generator_validates():
     with pytest.raises(TypeError, match="rows must be a positive integer, not 0"):
         AddressGenerator(0, 4)
+
+
+@pytest.mark.parametrize("case, gap", [
+    ((1, 8, 8, 3, 3, 1, 1, 16, 4, 4), 0),     # the digits stem: k_eff 9 on 4 rows
+    ((2, 5, 5, 1, 1, 1, 0, 5, 2, 2), 0),      # k_eff 2 on 2 rows: the shortest tile without a bubble (MIN_TILE)
+    ((1, 5, 5, 1, 1, 1, 0, 5, 2, 2), 1),      # k_eff 1: one bubble
+    ((2, 5, 5, 1, 1, 1, 0, 5, 3, 2), 1),      # k_eff 2 on 3 rows: the drain's bubble
+])
+def test_tiles_follow_without_a_bubble(case, gap):
+    """Issue 9: with ``gap = 0`` the next tile's first k-slice follows the last one at once (the tile
+    advances in its last RUN cycle): one k-slice every cycle from the first to the last."""
+    cin, h, w, kh, kw, s, pad, cout, rows, lanes = case
+    step = make_step(cin, h, w, kh, kw, s, pad, cout, rows, lanes)
+    assert tile_gap(step["k_eff"], rows) == gap
+    check(step, rows, lanes)
+    seen, cycles = run_generator(step, rows, lanes)
+    tiles = step["tiles_p"] * step["tiles_c"]
+    assert tiles > 2 and cycles == (rows - 1) + tiles * (step["k_eff"] + gap) + 1

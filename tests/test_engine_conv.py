@@ -13,7 +13,7 @@ from rootshift.hw.engine.bram_outreg import RegisteredMemory
 from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.conv_unit import ConvUnit, const_word_bits, hw_bias
 from rootshift.hw.engine.cycles import conv_unit_cycles
-from rootshift.hw.engine.desc import ConvDesc
+from rootshift.hw.engine.desc import MIN_TILE, ConvDesc
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.hw.params import BIAS_BITS, M_BITS, ArrayParams
@@ -61,8 +61,18 @@ class ConvTop(wiring.Component):
         return m
 
 
-def run_unit(prog, eng, step, registered=False):
-    """Simulate the unit on ``step`` with the reference engine's memories; returns ({addr: lanes}, cycles)."""
+class ProbedConvUnit(ConvUnit):
+    """The unit with a handle on its ShadowArray (``self.array``), to watch the terms go in."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        self.array = m.submodules.array
+        return m
+
+
+def run_unit(prog, eng, step, registered=False, trace=None):
+    """Simulate the unit on ``step`` with the reference engine's memories; returns ({addr: lanes}, cycles).
+    ``trace``: a list that gets the cycles in which a k-slice enters the array."""
     p = prog.params.array
     codes = [pack(row, p.abits) for row in eng.codes]
     wl = prog.weight_lanes({"wgt_addr": 0, "wgt_words": len(prog.weights) // prog.wgt_word_bytes})
@@ -77,7 +87,7 @@ def run_unit(prog, eng, step, registered=False):
             b = hw_bias(int(step["bias"][ch]), step["shift"]) if ch < step["cout"] else 0
             word.append(pack(vals, M_BITS) | (b & ((1 << BIAS_BITS) - 1)) << (len(mults) * M_BITS))
         consts.append(pack(word, p.n_acc * M_BITS + BIAS_BITS))
-    unit = ConvUnit(p, prog.params.drain, registered_reads=registered)
+    unit = ProbedConvUnit(p, prog.params.drain, registered_reads=registered)
     top = ConvTop(unit, codes, wgts, consts)
     written, cycles = {}, [0]
 
@@ -88,6 +98,8 @@ def run_unit(prog, eng, step, registered=False):
         ctx.set(unit.start, 0)
         for _ in range(500_000):
             cycles[0] += 1
+            if trace is not None and ctx.get(unit.array.valid):
+                trace.append(cycles[0])
             if ctx.get(unit.out_en):
                 v = ctx.get(unit.out_data)
                 lanes = [(v >> (32 * c)) & 0xFFFFFFFF for c in range(p.cols)]
@@ -104,12 +116,15 @@ def run_unit(prog, eng, step, registered=False):
     return written, cycles[0]
 
 
-def check_program(prog, pixels, layers=None, registered=False):
+def check_program(prog, pixels, layers=None, registered=False, traces=None):
+    """Every (or each named) conv/linear step through the unit; ``traces``: a dict that gets each step's
+    k-slice cycles (``run_unit``'s ``trace``)."""
     eng = ReferenceEngine(prog)
     checked = 0
     for step in prog.steps:
         if step["kind"] in ("conv", "linear") and (layers is None or step["name"] in layers):
-            written, cycles = run_unit(prog, eng, step, registered)
+            trace = traces.setdefault(step["name"], []) if traces is not None else None
+            written, cycles = run_unit(prog, eng, step, registered, trace)
             eng.step(step, pixels)
             t = prog.tensors[step["out"]]
             assert sorted(written) == list(range(t["addr"], t["addr"] + t["words"])), step["name"]
@@ -160,7 +175,7 @@ def test_serial_drain_runs_random_layers_exactly(seed, rows, cols):
     prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain="serial", **BIG))
     steps = [s for s in prog.steps if s["kind"] in ("conv", "linear")]
     assert any(s["k_eff"] < rows * cols for s in steps) or rows * cols <= 4
-    assert all(s["desc"]["gap"] == max(1, rows * cols - s["k_eff"]) for s in steps)
+    assert all(s["desc"]["gap"] == max(0, rows * cols - s["k_eff"], MIN_TILE - s["k_eff"]) for s in steps)
     px = rng.integers(0, 256, im.meta["input_shape"])
     assert check_program(prog, px) == 5
 
@@ -192,3 +207,48 @@ def test_drain_is_checked():
         EngineParams(desc_fetch=1)
     with pytest.raises(TypeError, match="drain must be one of"):
         ConvUnit(ArrayParams(), drain="wide")
+
+
+@pytest.mark.parametrize("seed,rows,cols,registered", [(0, 3, 2, False), (2, 4, 2, True), (4, 3, 3, False)])
+def test_tiles_follow_with_no_bubble(seed, rows, cols, registered):
+    """Issue 9: a layer whose tiles are at least as long as their drain (``k_eff >= rows``) has no bubble:
+    its k-slices enter the array in one unbroken run of ``tiles * k_eff`` cycles (the shadow registers take
+    the adders' outputs at the last term's edge, and ``clear`` acts there), every word exact, and the
+    cycle count the model's, now ``rows - 1 + tiles * k_eff + tail``."""
+    rng = np.random.default_rng(seed)
+    mode = ["dual", "lut", "shift", "mult", "shift2"][seed % 5]
+    im = random_model(rng, mode, max_channels=5)
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG))
+    traces = {}
+    assert check_program(prog, rng.integers(0, 256, im.meta["input_shape"]), registered=registered, traces=traces) == 5
+    long = [s for s in prog.steps if s["kind"] in ("conv", "linear") and s["k_eff"] >= max(rows, MIN_TILE)]
+    assert len(long) >= 2, "the 3x3 convs"
+    for s in long:
+        trace, tiles = traces[s["name"]], s["tiles_p"] * s["tiles_c"]
+        assert s["desc"]["gap"] == 0
+        assert len(trace) == tiles * s["k_eff"] and trace[-1] - trace[0] == len(trace) - 1, s["name"]
+        assert conv_unit_cycles(s, rows, rows, registered) - conv_unit_cycles({**s, "tiles_p": 1, "tiles_c": 1}, rows, rows,
+                                                                             registered) == (tiles - 1) * s["k_eff"]
+
+
+@pytest.mark.parametrize("cin,rows,registered", [(1, 2, False), (2, 2, False), (2, 2, True), (3, 2, False),
+                                                 (1, 3, False), (2, 3, False), (3, 3, True)])
+def test_shortest_tiles(cin, rows, registered):
+    """Tiles of ``k_eff = 1..3`` (a 1x1 stem on ``cin`` channels) on 2- and 3-row arrays: ``gap`` is
+    ``max(0, rows - k_eff, MIN_TILE - k_eff)``; at ``k_eff + gap = MIN_TILE = 2`` the next tile's last slice
+    comes two cycles after this one's, when the ConvUnit captures this one with the bookkeeping it took
+    then. Every word exact, cycles = the model."""
+    for seed in range(100):   # the first model with a 1x1 stem
+        rng = np.random.default_rng(seed)
+        im = random_model(rng, "dual", in_shape=[cin, 5, 6], max_channels=5, maxpool=False)
+        if next(o for o in im.ops if o.get("name") == "conv1")["kernel"][0] == 1:
+            break
+    prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, 2), **BIG))
+    stem = next(s for s in prog.steps if s["name"] == "conv1")
+    assert stem["k_eff"] == cin and stem["desc"]["gap"] == max(0, rows - cin, MIN_TILE - cin)
+    traces = {}
+    assert check_program(prog, rng.integers(0, 256, im.meta["input_shape"]), layers=["conv1"], registered=registered,
+                         traces=traces) == 1
+    trace = traces["conv1"]
+    assert len(trace) == stem["tiles_p"] * stem["tiles_c"] * cin
+    assert max(b - a for a, b in zip(trace, trace[1:])) == 1 + stem["desc"]["gap"]

@@ -14,9 +14,11 @@ class AddressGenerator(wiring.Component):
     (inside the image, a real output position) and the lane to take from the word. The padded lanes of a
     tap's last word are skipped, not visited with code 0: a stem with ``cin = 1`` issues ``kh * kw``
     k-slices per tile, not ``kh * kw * lanes`` (``k_eff = kh * kw * cin``).
-    After each tile's last k-slice it inserts ``desc.gap`` bubble cycles (``desc.tile_gap``): the PEs'
-    ``clear`` for the next tile must not coincide with the last term's accumulation (``PE_LATENCY = 2``),
-    and the shadow registers' drain must end before the next capture.
+    After each tile's last k-slice it inserts ``desc.gap`` bubble cycles (``desc.tile_gap``), 0 unless the
+    tile is short: the shadow registers' drain must end before the next capture, and a tile must last
+    ``desc.MIN_TILE`` cycles. With ``gap = 0`` the tile advances in its last ``RUN`` cycle and the next
+    tile's first k-slice follows at once (the PEs clear at the last term's stage 2 and the shadow registers
+    take the adders' outputs: hw/engine/conv_unit.py).
 
     Every update is an adder and a compare (docs/engine.md): per row the corner offset ``ab`` of its
     receptive field, and one shared offset ``off`` of the k-slice inside it.
@@ -35,7 +37,7 @@ class AddressGenerator(wiring.Component):
     first, last : Out(1)         -- first / last k-slice of a tile
     tile_p, tile_c : Out(16)
     pos0 : Out(24)               -- output position of row 0 of this tile
-    done : Out(1)                -- one cycle, after the last tile's bubble
+    done : Out(1)                -- one cycle, after the last tile (and its bubble, if any)
     """
 
     def __init__(self, rows, lanes):
@@ -68,6 +70,10 @@ class AddressGenerator(wiring.Component):
         k["wrap"] = [Signal(name=f"wrap_{r}") for r in range(R)]
         for r in range(R):    # see _advance_rows
             m.d.sync += [k["ox2"][r].eq(ox[r] + d.adv_x), k["wrap"][r].eq(ox[r] + d.adv_x >= d.wo)]
+        # the tile counters' compares, registered like ox2/wrap: tc and tp change only when a tile
+        # advances, and tiles are at least desc.MIN_TILE = 2 cycles apart
+        k["tc_last"], k["tp_last"] = Signal(name="tc_last"), Signal(name="tp_last")
+        m.d.sync += [k["tc_last"].eq(tc == k["tiles_c_m1"]), k["tp_last"].eq(tp == k["tiles_p_m1"])]
 
         tap_end = cpos == k["cin_m1"]                      # the tap's last real channel
         last = tap_end & (j == k["kw_m1"]) & (i == k["kh_m1"])
@@ -106,29 +112,37 @@ class AddressGenerator(wiring.Component):
                         m.d.sync += [cpos.eq(0), j.eq(j + 1)]
                         with m.If(j == k["kw_m1"]):
                             m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1)]
-                            with m.If(i == k["kh_m1"]):
+                            with m.If(i == k["kh_m1"]):     # the tile's last k-slice
                                 m.d.sync += [i.eq(0), off.eq(0), bubble.eq(1)]
-                                m.next = "BUBBLE"
+                                with m.If(k["gap0"]):
+                                    self._next_tile(m, d, k, tc, tp, waddr, first, ox, by, bx, ab, pos)
+                                with m.Else():
+                                    m.next = "BUBBLE"
             with m.State("BUBBLE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [first.eq(1), bubble.eq(bubble + 1)]
-                with m.If(bubble < d.gap):
-                    pass
-                with m.Elif(tc == k["tiles_c_m1"]):
-                    m.d.sync += [tc.eq(0), tp.eq(tp + 1), waddr.eq(0)]
-                    for r in range(R):
-                        self._advance_rows(m, d, k, r, ox, by, bx, ab, pos)
-                    with m.If(tp == k["tiles_p_m1"]):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "RUN"
-                with m.Else():
-                    m.d.sync += tc.eq(tc + 1)
-                    m.next = "RUN"
+                with m.If(bubble >= d.gap):
+                    self._next_tile(m, d, k, tc, tp, waddr, first, ox, by, bx, ab, pos)
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
         return m
+
+    def _next_tile(self, m, d, k, tc, tp, waddr, first, ox, by, bx, ab, pos):
+        """The next column tile, or the next position tile (every row ``rows`` positions on), or ``DONE``:
+        in the last ``RUN`` cycle (``gap = 0``) or the last ``BUBBLE`` cycle."""
+        m.d.sync += first.eq(1)
+        with m.If(k["tc_last"]):
+            m.d.sync += [tc.eq(0), tp.eq(tp + 1), waddr.eq(0)]
+            for r in range(self.rows):
+                self._advance_rows(m, d, k, r, ox, by, bx, ab, pos)
+            with m.If(k["tp_last"]):
+                m.next = "DONE"
+            with m.Else():
+                m.next = "RUN"
+        with m.Else():
+            m.d.sync += tc.eq(tc + 1)
+            m.next = "RUN"
 
     def _constants(self, m, d):
         """Sums and compare operands of descriptor fields, registered at ``start`` (the descriptor is held
@@ -141,6 +155,9 @@ class AddressGenerator(wiring.Component):
             k[name] = Signal(signed(len(value) + 1) if value.shape().signed else len(value), name=f"k_{name}")
             with m.If(self.start & ~self.busy):
                 m.d.sync += k[name].eq(value)
+        k["gap0"] = Signal(name="k_gap0")
+        with m.If(self.start & ~self.busy):
+            m.d.sync += k["gap0"].eq(d.gap == 0)
         return k
 
     def _advance_one(self, m, d, k, r, ox, by, bx, ab, pos):
@@ -154,7 +171,8 @@ class AddressGenerator(wiring.Component):
     def _advance_rows(self, m, d, k, r, ox, by, bx, ab, pos):
         """Row r moves ``rows`` positions on (``rows = adv_y * wo + adv_x``), at most one extra line wrap.
         ``ox + adv_x`` and its compare with ``wo`` are registered every cycle: ``ox`` changes at most once
-        per tile, and a tile (RUN, then at least one BUBBLE cycle) lasts at least two cycles."""
+        per tile, and a tile (``k_eff`` RUN cycles, then ``gap`` BUBBLE cycles) lasts at least
+        ``desc.MIN_TILE = 2`` cycles."""
         ox2, wrap = k["ox2"][r], k["wrap"][r]
         m.d.sync += pos[r].eq(pos[r] + self.rows)
         with m.If(wrap):

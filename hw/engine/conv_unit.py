@@ -17,6 +17,8 @@ from .shadow_array import ShadowArray
 ADDR_BITS = 16
 OPERAND_REG = 1      # the code and weight words registered between the block RAMs and the array
 OUTREG_STAGE = 1     # registered_reads: the block RAMs' output register before that one (hw/engine/cycles.py)
+CAPTURE_STAGE = 1    # a tile's last slice at the array -> its capture: the PEs' stage 1 (the shadow registers
+                     # take the adders' outputs at the stage-2 edge, ProcessingElement(capture_next=True))
 
 
 def hw_bias(bias, shift):
@@ -35,10 +37,11 @@ def const_word_bits(params: ArrayParams):
 class ConvUnit(wiring.Component):
     """One layer, start to done. Pipeline (docs/engine.md, "Sequencer"): the address generator issues a
     k-slice per cycle; the code banks (one per array row) and the weight memory answer a cycle later; the
-    lane is selected and the slice enters the :class:`ShadowArray`; ``PE_LATENCY`` cycles after a tile's
-    last slice the accumulators are captured, and the drain turns shadow row after shadow row into one
-    fine word each (position ``p``, column tile ``tc`` -> word ``out_addr + p * tiles_c + tc``), while the
-    next tile computes. ``drain`` (``EngineParams.drain``):
+    lane is selected and the slice enters the :class:`ShadowArray`; at the edge that adds a tile's last
+    slice (``CAPTURE_STAGE`` cycle after it reached the array) the shadow registers take the sums and the
+    accumulators are cleared, so the next tile's slices follow with no bubble; the drain turns shadow row
+    after shadow row into one fine word each (position ``p``, column tile ``tc`` -> word
+    ``out_addr + p * tiles_c + tc``), while the next tile computes. ``drain`` (``EngineParams.drain``):
 
     * ``"parallel"``: ``cols`` :class:`~rootshift.hw.requantizer.Requantizer` s, a row per cycle
       (``rows`` drain cycles);
@@ -116,7 +119,7 @@ class ConvUnit(wiring.Component):
             m.d.sync += self.code_addr[r].eq(d.in_addr + ag.addr[r])
         m.d.sync += self.wgt_addr.eq(d.w_addr + ag.waddr)
         iss = {}
-        for name in ("valid", "first", "last", "ok", "live", "lane", "tile_c", "done"):
+        for name in ("valid", "last", "ok", "live", "lane", "tile_c", "done"):
             src = getattr(ag, name)
             iss[name] = Signal.like(src, name=f"iss_{name}")
             m.d.sync += iss[name].eq(src)
@@ -126,40 +129,43 @@ class ConvUnit(wiring.Component):
         """Issue (cycle t) -> memory answer (t + 1) -> operand register (``OPERAND_REG``), lane select
         (t + 2) -> the array: the block RAMs' outputs feed flip-flops only."""
         p = self.p
-        ok_d, lane_d = Signal(p.rows), Signal.like(ag.lane)
-        valid_d, first_d = Signal(), Signal()
-        m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid), first_d.eq(ag.valid & ag.first)]
+        ok_d, lane_d, valid_d = Signal(p.rows), Signal.like(ag.lane), Signal()
+        m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid)]
         if self.registered_reads:        # the words a cycle later (the output register): the controls wait
-            ok_o, lane_o, valid_o, first_o = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
-            m.d.sync += [ok_o.eq(ok_d), lane_o.eq(lane_d), valid_o.eq(valid_d), first_o.eq(first_d)]
-            ok_d, lane_d, valid_d, first_d = ok_o, lane_o, valid_o, first_o
-        ok_q, lane_q, valid_q, first_q = Signal.like(ok_d), Signal.like(lane_d), Signal(), Signal()
+            ok_o, lane_o, valid_o = Signal.like(ok_d), Signal.like(lane_d), Signal()
+            m.d.sync += [ok_o.eq(ok_d), lane_o.eq(lane_d), valid_o.eq(valid_d)]
+            ok_d, lane_d, valid_d = ok_o, lane_o, valid_o
+        ok_q, lane_q, valid_q = Signal.like(ok_d), Signal.like(lane_d), Signal()
         code_q = [Signal(len(self.code_data[r]), name=f"code_q{r}") for r in range(p.rows)]
         w_q = Signal.like(self.wgt_data, name="w_q")
-        m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d), first_q.eq(first_d)]
+        m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d)]
         m.d.sync += [w_q.eq(self.wgt_data)] + [q.eq(self.code_data[r]) for r, q in enumerate(code_q)]
         a = []
         for r in range(p.rows):
             lanes = Array(code_q[r][c * p.abits:(c + 1) * p.abits] for c in range(p.cols))
             a.append(lanes[lane_q] & ok_q[r].replicate(p.abits))
-        m.d.comb += [arr.a.eq(Cat(*a)), arr.w.eq(w_q), arr.valid.eq(valid_q), arr.clear.eq(first_q)]
+        m.d.comb += [arr.a.eq(Cat(*a)), arr.w.eq(w_q), arr.valid.eq(valid_q)]
 
     def _drain(self, m, ag, arr):
-        """Capture two cycles after a tile's last slice reached the array (``3 + OPERAND_REG`` after its
-        issue); then ``rows`` drain cycles."""
+        """Capture at the edge that adds a tile's last slice (``CAPTURE_STAGE`` after it reached the array,
+        ``2 + OPERAND_REG`` after its issue), and ``clear`` the accumulators at that same edge (the sync
+        reset wins over the add; the next tile's first slice is in stage 1 then, so it needs no bubble);
+        then ``rows`` drain cycles. ``start`` clears too, so a layer never depends on how the last ended."""
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
         pend_addr, pend_tc, pend_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
-        # issue -> data -> presented -> +1 -> capture
-        last_pipe = [Signal(name=f"last_{i}") for i in range(3 + self.operand_stages)]
+        # issue -> data -> presented -> capture (the last slice's stage 2)
+        last_pipe = [Signal(name=f"last_{i}") for i in range(1 + self.operand_stages + CAPTURE_STAGE)]
         m.d.sync += last_pipe[0].eq(ag.valid & ag.last)
         m.d.sync += [b.eq(a) for a, b in zip(last_pipe, last_pipe[1:])]
         capture = last_pipe[-1]
+        m.d.comb += arr.clear.eq(capture | self.start)
         with m.If(self.start):
             m.d.sync += ob.eq(d.out_addr)
         # the tile's bookkeeping moves with its last slice through the operand register, so it is taken
-        # three cycles before its capture, as without that register (a next tile may end that soon)
+        # two cycles before its capture, as without that register (a next tile may end that soon:
+        # desc.MIN_TILE)
         last_at, tc_at, live_at = ag.valid & ag.last, ag.tile_c, ag.live
         for i in range(self.operand_stages):
             tc_d, live_d = Signal.like(ag.tile_c, name=f"tc_d{i}"), Signal.like(ag.live, name=f"live_d{i}")
@@ -244,7 +250,7 @@ class ConvUnit(wiring.Component):
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
-        flush = 3 + self.operand_stages + self.drain_cycles + self.rq_latency + 1   # from the (issue-registered) done
+        flush = 2 + self.operand_stages + CAPTURE_STAGE + self.drain_cycles + self.rq_latency   # from the (issue-registered) done
         count = Signal(range(flush + 1))
         running, cycles = Signal(), Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]

@@ -7,10 +7,9 @@ computes, and a vector unit of ``cols`` lanes for the element-wise steps. Every 
 named constant so the RTL's cycle counters can be checked against it step by step.
 """
 
-from ..pe import PE_LATENCY
 from ..requantizer import Requantizer
 from .beta_mult import BetaMultiplier
-from .conv_unit import OPERAND_REG, OUTREG_STAGE
+from .conv_unit import CAPTURE_STAGE, OPERAND_REG, OUTREG_STAGE
 from .desc import tile_gap
 
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
@@ -70,12 +69,14 @@ def gap_div_cycles():
 
 def conv_unit_cycles(step, rows, drain=None, registered=False):
     """The ConvUnit from ``start`` to ``done`` (hw/engine/conv_unit.py), exactly: ``rows - 1`` cycles
-    placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs), then the
-    last tile's capture, drain (``drain`` cycles: ``rows``, or ``rows * cols`` with one shared
-    requantizer) and requantizer pipeline (``registered``: ``OUTREG_STAGE + DSP_OPERAND_REG`` more)."""
+    placing the rows, ``k_eff + gap`` per tile (the drain of a tile overlaps the next one's MACs; ``gap``
+    is 0 unless the tile is shorter than its drain or ``desc.MIN_TILE``), then the last tile's capture
+    (at the PEs' stage-2 edge: ``CAPTURE_STAGE``), drain (``drain`` cycles: ``rows``, or ``rows * cols``
+    with one shared requantizer) and requantizer pipeline (``registered``: ``OUTREG_STAGE +
+    DSP_OPERAND_REG`` more)."""
     drain = rows if drain is None else drain
     tiles = step["tiles_p"] * step["tiles_c"]
-    tail = ISSUE_REG + READ_LATENCY + OPERAND_REG + PE_LATENCY + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
+    tail = ISSUE_REG + READ_LATENCY + OPERAND_REG + CAPTURE_STAGE + drain + Requantizer.DEEP_LATENCY + UNIT_TAIL
     tail += DSP_OPERAND_REG + OUTREG_STAGE if registered else 0
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 

@@ -27,18 +27,23 @@ FIELDS = [
 ConvDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in FIELDS})
 
 
-MIN_TILE = 3     # cycles from a tile's first slice to the next tile's: the ConvUnit takes a tile's bookkeeping
-                 # with its last slice and captures it three cycles later (hw/engine/conv_unit.py)
+MIN_TILE = 2     # cycles from a tile's first slice to the next tile's (see tile_gap)
 
 
 def tile_gap(k_eff, drain):
-    """Bubble cycles after a tile: at least one (the PEs' clear must not meet the last term's
-    accumulation), enough that the ``drain``-cycle drain of the shadow registers (``rows`` cycles,
-    or ``rows * cols`` with one shared requantizer: ``EngineParams.drain_cycles``) ends before the next
-    capture: ``k_eff + gap >= drain``, and ``k_eff + gap >= MIN_TILE`` (a 1x1 conv on one channel has
-    ``k_eff = 1``: without the second bubble the next tile's last slice overwrites this tile's output
-    address before its capture)."""
-    return max(1, drain - k_eff, MIN_TILE - k_eff)
+    """Bubble cycles after a tile, 0 for most layers. The PEs need none: the shadow registers take the
+    adders' outputs at the edge that adds a tile's last term and ``clear`` acts at that same edge, so the
+    next tile's first term may be in stage 1 then (``ProcessingElement(capture_next=True)``). Two
+    constraints remain on a tile's length ``k_eff + gap``:
+
+    * ``>= drain``: the ``drain``-cycle drain of the shadow registers (``rows`` cycles, or ``rows * cols``
+      with one shared requantizer: ``EngineParams.drain_cycles``) ends before the next capture, which
+      comes ``k_eff + gap`` cycles after this one;
+    * ``>= MIN_TILE = 2``: the ConvUnit takes a tile's bookkeeping (output address, column tile, live rows)
+      with its last slice two cycles before its capture, and the next tile's last slice must not overwrite
+      it before then; the address generator's registered compares (``ox + adv_x``, the tile counters) see
+      a change a cycle late. So a 1x1 conv on one channel (``k_eff = 1``) keeps one bubble."""
+    return max(0, drain - k_eff, MIN_TILE - k_eff)
 
 
 def conv_fields(step, rows, in_addr=0, out_addr=0, c_addr=0, drain=None):

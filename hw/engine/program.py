@@ -27,7 +27,8 @@ from rootshift.sw.errors import FormatError
 from .params import EngineParams
 
 MAGIC = b"RSPROGRM"
-PROGRAM_VERSION = 2    # 2: k-slices over the real channels only (k_eff = kh * kw * cin), weight images without padded lanes
+PROGRAM_VERSION = 3    # 2: k-slices over the real channels only (k_eff = kh * kw * cin), weight images without padded lanes;
+                       # 3: conv descriptors with gap 0 (no bubble between tiles: the ConvUnit captures the adders)
 HEAD = struct.Struct("<8sHHIQ")
 EXIT_TRUNCATED, EXIT_CHECKSUM, EXIT_VERSION, EXIT_INVALID = 3, 4, 5, 6
 STEP_KINDS = ("input", "quant", "conv", "linear", "add_relu", "maxpool", "avgpool")

@@ -10,17 +10,20 @@ from ..pe import ProcessingElement
 
 class ShadowArray(wiring.Component):
     """rows x cols :class:`~rootshift.hw.pe.ProcessingElement` s (broadcast operands, output stationary)
-    plus one shadow register per accumulator. ``capture`` copies every accumulator into its shadow in the
-    same edge as ``clear`` starts the next tile, so the next tile's MACs overlap this tile's drain: each
-    ``shift`` moves the shadow rows up by one, and ``out`` always shows shadow row 0 (one value per column,
-    for one requantizer per column). No wide read-out multiplexer: the drain is a shift chain.
+    plus one shadow register per accumulator. The PEs are built with ``capture_next``: ``capture`` copies
+    every PE's adder output (the sum including the term in stage 2) into its shadow at the edge that adds a
+    tile's last term, the same edge at which ``clear`` zeroes the accumulators, so the next tile's first
+    term can reach stage 2 at the very next edge: no bubble between tiles (issue 9), and the next tile's
+    MACs overlap this tile's drain. Each ``shift`` moves the shadow rows up by one, and ``out`` always shows
+    shadow row 0 (one value per column, for one requantizer per column). No wide read-out multiplexer: the
+    drain is a shift chain.
 
     Members
     -------
     a : In(rows * abits)        -- ``a[r]`` at bits ``[r*abits +: abits]``
     w : In(cols * wbits)        -- ``w[c]`` at bits ``[c*wbits +: wbits]``
-    valid, clear : In(1)        -- as for the PE
-    capture : In(1)             -- shadow <= accumulators (at the edge ending this cycle)
+    valid, clear : In(1)        -- as for the PE (``clear``: in the cycle of a tile's last term's stage 2)
+    capture : In(1)             -- shadow <= the accumulators' next values (at the edge ending this cycle)
     shift : In(1)               -- shadow row r <= shadow row r + 1
     out0, out1 : Out(ArrayLayout(signed(acc_bits), cols)) -- shadow row 0 (out1: dual's odd accumulators)
     """
@@ -44,11 +47,11 @@ class ShadowArray(wiring.Component):
               for i in range(n_acc)]
         for r in range(p.rows):
             for c in range(p.cols):
-                m.submodules[f"pe_{r}_{c}"] = pe = ProcessingElement(p)
+                m.submodules[f"pe_{r}_{c}"] = pe = ProcessingElement(p, capture_next=True)
                 m.d.comb += [pe.a.eq(self.a[r * p.abits:(r + 1) * p.abits]),
                              pe.w.eq(self.w[c * p.wbits:(c + 1) * p.wbits]),
                              pe.valid.eq(self.valid), pe.clear.eq(self.clear)]
-                accs = [pe.acc, pe.acc_odd][:n_acc]
+                accs = [pe.acc_next, pe.acc_odd_next][:n_acc]
                 for i in range(n_acc):
                     nxt = sh[i][r + 1][c] if r + 1 < p.rows else 0
                     with m.If(self.capture):

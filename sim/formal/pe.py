@@ -1,9 +1,10 @@
-"""Formal harness: one ``ProcessingElement`` against a 64-bit reference accumulation of the contract's terms."""
+"""Formal harness: one ``ProcessingElement``, and its ``capture_next`` variant (the engine's), against a 64-bit
+reference accumulation of the contract's terms."""
 
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Signal, signed
+from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, signed
 
 from rootshift.hw.params import ArrayParams
 from rootshift.hw.pe import ProcessingElement
@@ -50,7 +51,10 @@ class PEHarness(Elaboratable):
     ``clear`` zeroes both; at most ``max_k`` terms arrive between clears (assumed).
 
     Asserted every cycle: the PE's accumulators equal the reference (so no accumulator ever wraps), and,
-    to make the induction close, ``|ref| <= n * max|term|`` with ``n`` the terms since the clear.
+    to make the induction close, ``|ref| <= n * max|term|`` with ``n`` the terms since the clear. The same
+    inputs drive a ``ProcessingElement(capture_next=True)``: its accumulators equal the reference too, and
+    its ``acc_next``/``acc_odd_next`` the reference plus the term in stage 2 (``clear`` or not; while that
+    sum has at most ``max_k`` terms), the value the ShadowArray captures at a tile's last edge.
 
     ``mutant``: ``"carry"`` drops the ``+1`` of a negative term's two's complement in the reference
     (``"sign"`` for mult: the weight read as unsigned); ``"narrow"`` builds the PE one accumulator bit
@@ -74,7 +78,9 @@ class PEHarness(Elaboratable):
         p = self.p
         dut_params = NarrowParams(**{f: getattr(p, f) for f in p.__dataclass_fields__}) if self.mutant == "narrow" else p
         m.submodules.pe = pe = ProcessingElement(dut_params)
-        m.d.comb += [pe.a.eq(self.a), pe.w.eq(self.w), pe.valid.eq(self.valid), pe.clear.eq(self.clear)]
+        m.submodules.pe_next = pe_n = ProcessingElement(dut_params, capture_next=True)
+        for dut in (pe, pe_n):
+            m.d.comb += [dut.a.eq(self.a), dut.w.eq(self.w), dut.valid.eq(self.valid), dut.clear.eq(self.clear)]
 
         a_d, w_d, v_d = Signal.like(self.a), Signal.like(self.w), Signal()
         m.d.sync += [a_d.eq(self.a), w_d.eq(self.w), v_d.eq(self.valid)]
@@ -122,9 +128,17 @@ class PEHarness(Elaboratable):
 
         bound = Signal(signed(REF_BITS))
         m.d.comb += bound.eq(n * term_max(p))
+        # capture_next: the adders' outputs are the sum including the term in stage 2 (whatever clear
+        # does at this edge), for every sum of at most max_k terms
+        next_e, next_o = Signal(signed(REF_BITS)), Signal(signed(REF_BITS))
+        m.d.comb += [next_e.eq(ref_e + Mux(v_d, t_even, 0)), next_o.eq(ref_o + Mux(v_d, t_odd, 0))]
+        fits = n + v_d <= p.max_k
         m.d.comb += [
             Assert(pe.acc == ref_e, "acc equals the reference sum"),
             Assert(pe.acc_odd == ref_o, "acc_odd equals the reference sum"),
+            Assert((pe_n.acc == ref_e) & (pe_n.acc_odd == ref_o), "capture_next: acc, acc_odd equal the reference"),
+            Assert(~fits | ((pe_n.acc_next == next_e) & (pe_n.acc_odd_next == next_o)),
+                   "capture_next: acc_next, acc_odd_next equal the reference sum with the stage-2 term"),
             Assert((ref_e <= bound) & (ref_e >= -bound) & (ref_o <= bound) & (ref_o >= -bound),
                    "|ref| <= n * max|term|"),
         ]
