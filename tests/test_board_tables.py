@@ -57,12 +57,13 @@ def test_ecp5_pll_is_exact_and_in_range(fin, fout):
 
 
 def test_the_ulx3s_clocks_are_exact_at_pll_and_uart():
-    """The 85F's network engine at 60 MHz = 25 MHz / 5 * 12 (VCO 600 MHz), 20 clocks per 3 Mbaud bit; the
+    """The 85F's network engine at 75 MHz = 25 MHz / 1 * 3 (VCO 600 MHz), 25 clocks per 3 Mbaud bit; the
     tile-engine sizes at 45 MHz = 25 / 5 * 9 (VCO 585 MHz), 15 clocks per bit."""
-    for name, mhz, fb, op, div in [("ulx3s-85f", 60, 12, 10, 20), ("ulx3s-45f", 45, 9, 13, 15), ("ulx3s-12f", 45, 9, 13, 15)]:
+    for name, mhz, ci, fb, op, div in [("ulx3s-85f", 75, 1, 3, 8, 25), ("ulx3s-45f", 45, 5, 9, 13, 15),
+                                       ("ulx3s-12f", 45, 5, 9, 13, 15)]:
         b = get_board(name)
         assert (b.osc_mhz, b.clock_mhz, b.baud) == (25, mhz, 3_000_000)
-        assert ecp5_pll_params(b.osc_mhz, b.clock_mhz) == {"CLKI_DIV": 5, "CLKFB_DIV": fb, "CLKOP_DIV": op}
+        assert ecp5_pll_params(b.osc_mhz, b.clock_mhz) == {"CLKI_DIV": ci, "CLKFB_DIV": fb, "CLKOP_DIV": op}
         assert uart_divisor(b.clock_mhz * 1e6, b.baud) == div
 
 

@@ -141,14 +141,15 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # 4x4: the engine pipelined after f710069 stops YoWASP Yosys 0.70's ABC9 at 8x8 on ECP5 (an internal assertion,
 # ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
-# engine alone closes at 87.5 MHz on ECP5 (ebafcea; 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5 before the Fmax work, when the board
-# ran at 30 MHz), but inside the board top the builds closed at 63.84 (27223e0), 67.51 (a7b3add), 68.55
-# (4fea53c) and 63.93 MHz (8818fa5), limited by the board core's UART -> deframer -> engine reset path
-# (docs/boards.md): 60 MHz (25 / 5 * 12, 20 clocks per bit) is the fastest such clock below that, the next
-# (75 MHz) is above it. 57,142 cycles per image at 60 MHz take 0.95 ms (1,050 images/s), about the 0.89 ms
-# request plus 0.15 ms answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end
-# max(compute, request) + answer, about 900 images/s, 94 % of the link bound (docs/results.md "boards",
-# measured on the build of 8818fa5: 904 images/s).
+# engine alone closes at 87.5 MHz on ECP5 (ebafcea; 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5
+# before the Fmax work, when the board ran at 30 MHz). Inside the board top the builds closed at 63.84 (27223e0) to
+# 71.0 MHz (d2b5b80), 63.93 at 8818fa5, limited by the board core's deframer -> engine reset path (15.6 ns, 13.0 of
+# it routing), so the board ran at 60 MHz (25 / 5 * 12, 20 clocks per bit). With that reset registered (7321794)
+# the board top closes 75 MHz (25 / 1 * 3, VCO 600 MHz, 25 clocks per bit; 75.45 MHz, seed 1), now limited by a
+# clock-enable net of the ConvUnit's drain counters routed across the die (12.3 of 13.3 ns routing; docs/boards.md).
+# 57,142 cycles per image at 75 MHz take 0.76 ms (1,312 images/s), less than the 0.89 ms request plus 0.15 ms
+# answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end max(compute, request) + answer, the link's
+# pace (docs/results.md "boards").
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
@@ -163,7 +164,7 @@ def _ulx3s(size):
            f"the 85F board build); the {size.upper()} has {dsp} MULT18, {bram} DP16KD, {lut:,} LUT")
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
-        osc_mhz=25, clock_mhz=60 if network else 45, baud=3_000_000, rows=4 if network and not big else 8,
+        osc_mhz=25, clock_mhz=75 if network else 45, baud=3_000_000, rows=4 if network and not big else 8,
         cols=4 if network and not big else 8, buffer_bytes=4096, link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
         programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"), programmer_apt="openfpgaloader",
