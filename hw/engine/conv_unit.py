@@ -150,7 +150,8 @@ class ConvUnit(wiring.Component):
         """Capture at the edge that adds a tile's last slice (``CAPTURE_STAGE`` after it reached the array,
         ``2 + OPERAND_REG`` after its issue), and ``clear`` the accumulators at that same edge (the sync
         reset wins over the add; the next tile's first slice is in stage 1 then, so it needs no bubble);
-        then ``rows`` drain cycles. ``start`` clears too, so a layer never depends on how the last ended."""
+        then ``rows`` drain cycles. ``start`` clears too (a cycle later, long before the first slice), so a
+        layer never depends on how the last one ended."""
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
@@ -160,7 +161,11 @@ class ConvUnit(wiring.Component):
         m.d.sync += last_pipe[0].eq(ag.valid & ag.last)
         m.d.sync += [b.eq(a) for a, b in zip(last_pipe, last_pipe[1:])]
         capture = last_pipe[-1]
-        m.d.comb += arr.clear.eq(capture | self.start)
+        # clear: the capture, or a cycle after start, from its own flip-flop (it fans out to every
+        # accumulator bit's synchronous reset)
+        clear = Signal()
+        m.d.sync += clear.eq(last_pipe[-2] | self.start)
+        m.d.comb += arr.clear.eq(clear)
         with m.If(self.start):
             m.d.sync += ob.eq(d.out_addr)
         # the tile's bookkeeping moves with its last slice through the operand register, so it is taken
