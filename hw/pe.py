@@ -93,8 +93,9 @@ class ProcessingElement(wiring.Component):
         p = self.p
         acc_e = Signal(signed(p.acc_bits))
         acc_o = Signal(signed(p.acc_bits))
-        valid_r = Signal()
-        m.d.sync += valid_r.eq(self.valid)
+        valid_r = Signal()                         # the default PE's stage-2 enable
+        if not self.capture_next:
+            m.d.sync += valid_r.eq(self.valid)
         if p.pe == "mult" and self.capture_next:
             prod = Signal(signed(p.abits + p.wbits + 1))
             self._zeroed(m, self.valid, [(prod, self.a.as_unsigned() * self.w.as_signed())])
@@ -126,16 +127,15 @@ class ProcessingElement(wiring.Component):
             if self.capture_next:
                 self._zeroed(m, self.valid & ~dec.zero & self.a.any(), [(term, Cat(*bits)), (neg, dec.sign)])
                 self._accumulate(m, acc_e, acc_e + term + neg, self.acc_in, self.acc_next)
-                m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
-                return m
-            m.d.sync += [term.eq(Cat(*bits)), neg.eq(dec.sign), nz.eq(~dec.zero & self.a.any())]
-            # stage 2: accumulate; a zero activation code (or a zero weight code) leaves it alone
-            with m.If(self.clear):
-                m.d.sync += acc_e.eq(0)
-            with m.Elif(self.drain):
-                m.d.sync += acc_e.eq(self.acc_in)
-            with m.Elif(valid_r & nz):
-                m.d.sync += acc_e.eq(acc_e + term + neg)
+            else:
+                m.d.sync += [term.eq(Cat(*bits)), neg.eq(dec.sign), nz.eq(~dec.zero & self.a.any())]
+                # stage 2: accumulate; a zero activation code (or a zero weight code) leaves it alone
+                with m.If(self.clear):
+                    m.d.sync += acc_e.eq(0)
+                with m.Elif(self.drain):
+                    m.d.sync += acc_e.eq(self.acc_in)
+                with m.Elif(valid_r & nz):
+                    m.d.sync += acc_e.eq(acc_e + term + neg)
         else:
             m.submodules.decoder = dec = PostDecoder(p.format)
             m.d.comb += dec.code.eq(self.w)
@@ -155,24 +155,23 @@ class ProcessingElement(wiring.Component):
             m.d.comb += mag.eq(sh.o)  # zero-extended: mag >= 0
             if self.capture_next:
                 self._stages_next(m, Mux(dec.sign, ~mag, mag), dec, acc_e, acc_o, mag)
-                m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
-                return m
-            m.d.sync += [term.eq(Mux(dec.sign, ~mag, mag)), neg.eq(dec.sign), nz.eq(~dec.zero)]
-            if p.pe == "dual":
-                m.d.sync += odd.eq(dec.odd)
-            # stage 2: acc + (mag ^ s) + s  ==  acc +- mag
-            with m.If(self.clear):
-                m.d.sync += [acc_e.eq(0), acc_o.eq(0)]
-            with m.Elif(self.drain):
-                m.d.sync += [acc_e.eq(self.acc_in), acc_o.eq(self.acc_odd_in)]
-            with m.Elif(valid_r & nz):
+            else:
+                m.d.sync += [term.eq(Mux(dec.sign, ~mag, mag)), neg.eq(dec.sign), nz.eq(~dec.zero)]
                 if p.pe == "dual":
-                    with m.If(odd):
-                        m.d.sync += acc_o.eq(acc_o + term + neg)
-                    with m.Else():
+                    m.d.sync += odd.eq(dec.odd)
+                # stage 2: acc + (mag ^ s) + s  ==  acc +- mag
+                with m.If(self.clear):
+                    m.d.sync += [acc_e.eq(0), acc_o.eq(0)]
+                with m.Elif(self.drain):
+                    m.d.sync += [acc_e.eq(self.acc_in), acc_o.eq(self.acc_odd_in)]
+                with m.Elif(valid_r & nz):
+                    if p.pe == "dual":
+                        with m.If(odd):
+                            m.d.sync += acc_o.eq(acc_o + term + neg)
+                        with m.Else():
+                            m.d.sync += acc_e.eq(acc_e + term + neg)
+                    else:
                         m.d.sync += acc_e.eq(acc_e + term + neg)
-                else:
-                    m.d.sync += acc_e.eq(acc_e + term + neg)
         m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
         return m
 
