@@ -231,6 +231,7 @@ def build_design(design, board, out, seed=1):
             raise BoardBuildRefused(f"the design does not fit {board.name}: {', '.join(est['over'])} (rootshift "
                                     f"estimate: {est['method']}; nextpnr would try to place it for tens of minutes)")
     plan = build_plan(board, BoardTop(board, design.component), out, seed)
+    made_by = provenance(board)      # the checkout the design was elaborated from, before minutes of tools
     env = eda_env()
     from rootshift.hw.tools import yowasp_first_use_lock
     from rootshift.sw.progress import task
@@ -246,7 +247,7 @@ def build_design(design, board, out, seed=1):
         raise _explain_failure(out, board) from None
     report = _report(out, board, design.info, seed)
     report["build_s"] = round(time.perf_counter() - t0, 1)
-    report.update(provenance(board))
+    report.update(made_by)
     if board.estimate_first:
         # the check before place and route: its time (not in build_s) and its counts, to compare with the build's
         report["estimate_s"] = est["seconds"]
