@@ -153,8 +153,25 @@ def test_engine_refuses_a_descriptor_field_its_bits_cannot_hold():
     rtl_check(prog)
     for kind, field, value, msg in (("avgpool", "positions", 1 << 24, r"layer pool: descriptor field 'positions' is "
                                      r"16777216, the engine's 24-bit field holds 0\.\.16777215"),
-                                    ("conv", "ab0", -(1 << 31) - 1, r"layer conv1: descriptor field 'ab0' is -2147483649")):
+                                    ("conv", "ab0", -(1 << 31) - 1, r"layer conv1: descriptor field 'ab0' is -2147483649"),
+                                    ("conv", "k_eff", 3, r"layer conv1: descriptor field 'k_eff' is 3, the layer's "
+                                     r"k-slices per tile are 2")):
         bad = copy.deepcopy(prog)
         next(s for s in bad.steps if s["kind"] == kind)["desc"][field] = value
         with pytest.raises(ConfigError, match=msg):
             Engine(bad)
+
+
+def test_engine_refuses_a_tile_gap_shorter_than_its_drain():
+    """A hand-made or edited program whose tiles follow too closely would clear the accumulators before the
+    previous tile's capture (wrong words, no flag): ``rtl_check`` refuses a ``gap`` below ``desc.tile_gap``."""
+    import copy
+
+    im, prog, rng = rtl_model(63, "dual", 2, 2, "serial", "parallel", (5, 7))   # a 4-cycle drain
+    stem = next(s for s in prog.steps if s["name"] == "conv1")
+    assert (stem["k_eff"], stem["desc"]["gap"]) == (2, 2)
+    bad = copy.deepcopy(prog)
+    next(s for s in bad.steps if s["name"] == "conv1")["desc"]["gap"] = 1
+    with pytest.raises(ConfigError, match=r"layer conv1: descriptor field 'gap' is 1, a tile of 2 k-slices with a "
+                                          r"4-cycle drain needs 2 \(desc.tile_gap\)"):
+        rtl_check(bad)

@@ -148,9 +148,10 @@ class ConvUnit(wiring.Component):
 
     def _drain(self, m, ag, arr):
         """Capture at the edge that adds a tile's last slice (``CAPTURE_STAGE`` after it reached the array,
-        ``2 + OPERAND_REG`` after its issue), and ``clear`` the accumulators at that same edge (the sync
-        reset wins over the add; the next tile's first slice is in stage 1 then, so it needs no bubble);
-        then ``rows`` drain cycles. ``start`` clears too (a cycle later, long before the first slice), so a
+        ``2 + operand_stages`` after its issue: ``OPERAND_REG``, and ``OUTREG_STAGE`` with registered reads),
+        and ``clear`` the accumulators at that same edge (the sync reset wins over the add; the next tile's
+        first slice is in stage 1 then, so it needs no bubble); then ``drain_cycles`` drain cycles (``rows``,
+        or ``rows * cols`` with the serial drain). ``start`` clears too (a cycle later, long before the first slice), so a
         layer never depends on how the last one ended."""
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture

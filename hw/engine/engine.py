@@ -11,7 +11,7 @@ from rootshift.sw.errors import ConfigError
 
 from ..params import BIAS_BITS, M_BITS
 from .conv_unit import ConvUnit, const_word_bits, hw_bias
-from .desc import ConvDesc, QuantDesc, VecDesc, gap_shift
+from .desc import ConvDesc, QuantDesc, VecDesc, gap_shift, tile_gap
 from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW, FLAG_NOT_LOADED, MAGIC,  # noqa: F401
                         OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE, OP_STATUS, PROTOCOL_VERSION,
                         HostPort, LoadMem, PortConfig)
@@ -48,6 +48,8 @@ def rtl_check(program):
                 raise ConfigError(f"layer {s['name']}: {e}") from None
         if s["kind"] in layouts:
             _check_fields(s, layouts[s["kind"]])
+        if s["kind"] in ("conv", "linear"):
+            _check_tiles(s, program.params.drain_cycles)
         # a GAP or pool over H*W not a power of two runs through the GapDivider (desc gap_div / div)
         if s["kind"] == "quant" and s["adapter"]:
             _check_count(s, s["adapter"]["gap_n"], s["desc"], "gap_shift", "gap_div")
@@ -62,6 +64,20 @@ def _check_fields(step, layout):
         if not lo <= int(value) <= hi:
             raise ConfigError(f"layer {step['name']}: descriptor field {name!r} is {int(value)}, the engine's "
                               f"{shape.width}-bit field holds {lo}..{hi}")
+
+
+def _check_tiles(step, drain):
+    """A tile's bubble is at least what the ConvUnit's timing needs (``desc.tile_gap``): with fewer cycles the next tile
+    would clear the accumulators before this one's capture, or overwrite its output address, and its words
+    would be wrong with no flag (a hand-made or edited program; the compiler writes these values)."""
+    d = step["desc"]
+    if int(d["k_eff"]) != step["k_eff"]:
+        raise ConfigError(f"layer {step['name']}: descriptor field 'k_eff' is {int(d['k_eff'])}, the layer's "
+                          f"k-slices per tile are {step['k_eff']}")
+    need = tile_gap(step["k_eff"], drain)
+    if int(d["gap"]) < need:
+        raise ConfigError(f"layer {step['name']}: descriptor field 'gap' is {int(d['gap'])}, a tile of "
+                          f"{step['k_eff']} k-slices with a {drain}-cycle drain needs {need} (desc.tile_gap)")
 
 
 def _check_count(step, n, desc, shift_field, div_field):

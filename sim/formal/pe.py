@@ -43,6 +43,15 @@ def term_max(p):
     return C.acc_bound(p.pe, 1, p.abits, p.format, p.wbits)
 
 
+class _UnzeroedPE(ProcessingElement):
+    """Mutation of the ``capture_next`` PE only: its stage-1 term registers keep a term that is not to be
+    accumulated (not valid, zero code) instead of being zeroed, so stage 2 adds it anyway."""
+
+    @staticmethod
+    def _zeroed(m, cond, pairs):
+        m.d.sync += [r.eq(v) for r, v in pairs]
+
+
 class PEHarness(Elaboratable):
     """Free ``a``, ``w``, ``valid``, ``clear`` every cycle. The harness keeps its own registered copy of
     the operands and a 64-bit reference sum, built from the contract's tables by multiplication (not by
@@ -58,11 +67,12 @@ class PEHarness(Elaboratable):
 
     ``mutant``: ``"carry"`` drops the ``+1`` of a negative term's two's complement in the reference
     (``"sign"`` for mult: the weight read as unsigned); ``"narrow"`` builds the PE one accumulator bit
-    narrower than the contract's bound.
+    narrower than the contract's bound; ``"unzeroed"`` builds the ``capture_next`` PE without the zeroing of
+    its stage-1 terms (the default PE is left alone: this one must be caught by the capture_next assertions).
     """
 
     def __init__(self, params: ArrayParams, mutant=None):
-        if mutant not in (None, "carry", "narrow"):
+        if mutant not in (None, "carry", "narrow", "unzeroed"):
             raise ValueError(f"unknown PE mutant {mutant!r}")
         self.p, self.mutant = params, mutant
         self.a = Signal(params.abits)
@@ -78,7 +88,8 @@ class PEHarness(Elaboratable):
         p = self.p
         dut_params = NarrowParams(**{f: getattr(p, f) for f in p.__dataclass_fields__}) if self.mutant == "narrow" else p
         m.submodules.pe = pe = ProcessingElement(dut_params)
-        m.submodules.pe_next = pe_n = ProcessingElement(dut_params, capture_next=True)
+        next_pe = _UnzeroedPE if self.mutant == "unzeroed" else ProcessingElement
+        m.submodules.pe_next = pe_n = next_pe(dut_params, capture_next=True)
         for dut in (pe, pe_n):
             m.d.comb += [dut.a.eq(self.a), dut.w.eq(self.w), dut.valid.eq(self.valid), dut.clear.eq(self.clear)]
 

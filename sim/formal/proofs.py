@@ -110,6 +110,8 @@ def _pe(pe, wbits=4, abits=8, max_k=1152, depth=3, fast=False, tag=""):
         f"so no accumulator overflows",
         lambda: PEHarness(p), "prove", depth,
         (Mutant("carry" if pe != "mult" else "sign", carry, lambda: PEHarness(p, "carry"), "bmc", 4),
+         Mutant("unzeroed", "capture_next PE only: stage-1 terms not zeroed when not accumulated (the engine's "
+                "shadow registers would take them)", lambda: PEHarness(p, "unzeroed"), "bmc", 4),
          Mutant("narrow", "accumulator one bit narrower than the contract's bound (max_k 3 instance)",
                 lambda: PEHarness(small, "narrow"), "bmc", 6)),
         fast=fast)
