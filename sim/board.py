@@ -220,6 +220,7 @@ def build_design(design, board, out, seed=1):
     from rootshift.hw.tools import eda_env
 
     check_tools(board)
+    made_by = provenance(board)      # the checkout the design comes from, before the estimate and the tools
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +232,6 @@ def build_design(design, board, out, seed=1):
             raise BoardBuildRefused(f"the design does not fit {board.name}: {', '.join(est['over'])} (rootshift "
                                     f"estimate: {est['method']}; nextpnr would try to place it for tens of minutes)")
     plan = build_plan(board, BoardTop(board, design.component), out, seed)
-    made_by = provenance(board)      # the checkout the design was elaborated from, before minutes of tools
     env = eda_env()
     from rootshift.hw.tools import yowasp_first_use_lock
     from rootshift.sw.progress import task
