@@ -452,7 +452,7 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
                          f"**{'met' if ok1 else 'NOT met'}** ({best:,.0f}/s). Limit, measured: {r['cycles']:,.0f} cycles "
                          f"per image on the {r['array']} array at an Fmax of {r['fmax']} MHz ({r['fmax_from']}; its "
                          "critical path: docs/boards.md, \"Measured builds\"); 5,000/s needs about "
-                         f"{TARGET_ULX3S_COMPUTE / best:.0f}x fewer cycles or that much more clock.")
+                         f"{TARGET_ULX3S_COMPUTE / best:.1f}x fewer cycles or that much more clock.")
             lines.append(f"* {r['board']} end to end within 80 % of the link bound: **{'met' if ok2 else 'NOT met'}** "
                          f"({t['images_per_s']:,.0f} of {t['link_bound']:,.0f} images/s, {100 * ratio:.0f} %). "
                          + _e2e_why(r, t, ok2, slow))

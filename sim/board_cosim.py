@@ -4,8 +4,8 @@ host's :class:`~rootshift.sim.engine_driver.EngineDriver` talking to it bit by b
 ``tx_pin`` (docs/boards.md, "Pin-level simulation"; the bench is :mod:`rootshift.sim.board_cocotb_bench`).
 
 Only the clock is scaled: the simulation runs the UART at :data:`SIM_CLK_HZ` / :data:`SIM_BAUD` (4 clocks
-per bit, the tightest divisor the UART accepts) instead of the ULX3S-85F's 60 MHz / 3 Mbaud (20), so a
-byte costs 40 clocks instead of 200 and the images go through in seconds. Everything else (the engine, the program, the frame
+per bit, the tightest divisor the UART accepts) instead of the ULX3S-85F's 75 MHz / 3 Mbaud (25), so a
+byte costs 40 clocks instead of 250 and the images go through in seconds. Everything else (the engine, the program, the frame
 format, the word width) is what the board's bitstream holds.
 """
 

@@ -145,11 +145,11 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # before the Fmax work, when the board ran at 30 MHz). Inside the board top the builds closed at 63.84 (27223e0) to
 # 71.0 MHz (d2b5b80), 63.93 at 8818fa5, limited by the board core's deframer -> engine reset path (15.6 ns, 13.0 of
 # it routing), so the board ran at 60 MHz (25 / 5 * 12, 20 clocks per bit). With that reset registered (7321794)
-# the board top closes 75 MHz (25 / 1 * 3, VCO 600 MHz, 25 clocks per bit; 75.45 MHz, seed 1), now limited by a
-# clock-enable net of the ConvUnit's drain counters routed across the die (12.3 of 13.3 ns routing; docs/boards.md).
-# 57,142 cycles per image at 75 MHz take 0.76 ms (1,312 images/s), less than the 0.89 ms request plus 0.15 ms
-# answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end max(compute, request) + answer, the link's
-# pace (docs/results.md "boards").
+# the board top closes 75 MHz (25 / 1 * 3, VCO 600 MHz, 25 clocks per bit): 75.45 MHz then, 81.37 MHz at c375543
+# (seed 1; limited by the address generator's tap_end -> tile advance -> row position enables, 12.3 ns;
+# docs/boards.md). 56,793 cycles per image at 75 MHz take 0.757 ms (1,321 images/s), less than the 0.89 ms
+# request plus 0.15 ms answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end max(compute, request) +
+# answer, the link's pace (docs/results.md "boards").
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
