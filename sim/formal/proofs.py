@@ -107,7 +107,8 @@ def _pe(pe, wbits=4, abits=8, max_k=1152, depth=3, fast=False, tag=""):
         f"pe_{pe}{tag}",
         f"PE {pe}, w{wbits}a{abits}, max_k {max_k} ({p.acc_bits}-bit accumulators): for every input sequence with "
         f"<= max_k terms between clears, acc (and acc_odd) equal a 64-bit reference sum of the contract's terms, "
-        f"so no accumulator overflows",
+        f"so no accumulator overflows; the same for the engine's capture_next PE, whose acc_next (acc_odd_next) equal "
+        f"the reference sum with the term in stage 2",
         lambda: PEHarness(p), "prove", depth,
         (Mutant("carry" if pe != "mult" else "sign", carry, lambda: PEHarness(p, "carry"), "bmc", 4),
          Mutant("unzeroed", "capture_next PE only: stage-1 terms not zeroed when not accumulated (the engine's "
