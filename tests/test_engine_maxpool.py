@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rootshift.hw.engine.bram_outreg import RegisteredMemory
-from rootshift.hw.engine.max_pool import MaxPoolUnit, PoolDesc, check_pool, pool_fields
+from rootshift.hw.engine.desc import PoolDesc, check_pool, pool_fields
+from rootshift.hw.engine.max_pool import MaxPoolUnit
 from rootshift.sw import contract as C
 
 SENTINEL = 0x7A5A5A5A        # fills every word around the input: a read outside the window would win

@@ -17,8 +17,7 @@ from rootshift.sw.errors import ConfigError
 from rootshift.sw.intmodel import IntModel
 from rootshift.sw.numfmt import PowerFormat
 
-from .desc import conv_fields, quant_fields, vec_fields
-from .max_pool import pool_fields
+from .desc import conv_fields, pool_fields, quant_fields, vec_fields
 from .params import EngineParams
 from .program import BETA_ONE, Program
 

@@ -1,5 +1,6 @@
-"""The conv/linear descriptor as the engine's sequencer sees it: the derived fields that let the address
-generator run on adders and compares only (docs/engine.md, "im2col by address generation").
+"""The step descriptors as the engine's sequencer sees them (conv/linear, quant, vector, max pool), in one
+place. The conv/linear one: the derived fields that let the address generator run on adders and compares
+only (docs/engine.md, "im2col by address generation").
 
 Positions are visited tile by tile (``rows`` consecutive output positions per tile, row-major over
 ``(oy, ox)``); inside a tile k runs over ``(i, j, g, lane)``. For a row at output ``(oy, ox)`` the input
@@ -119,3 +120,42 @@ def vec_fields(step, tensors):
     return {"avg": 1, "a_addr": src["addr"], "b_addr": 0, "out_addr": tensors[step["out"]]["addr"],
             "words": src["words"], "positions": step["n"], "groups": src["groups"], "shift": gap_shift(step["n"]) or 0,
             "div": int(gap_shift(step["n"]) is None)}
+
+
+# (field, bits, signed): the window and the address steps, all derived by the compiler (pool_fields), so
+# the unit runs on adders and compares only, like the AddressGenerator
+POOL_FIELDS = [
+    ("in_addr", 16, False), ("out_addr", 16, False), ("h", 16, False), ("w", 16, False),
+    ("groups", 16, False), ("wo", 16, False), ("outs", 24, False), ("k", 4, False), ("stride", 4, False),
+    ("pad", 4, False), ("ab0", 24, True), ("row_skip", 24, True), ("adv_x", 24, True), ("adv_y", 24, True),
+]
+
+PoolDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in POOL_FIELDS})
+
+POOL_MAX_K = 15       # the 4-bit window fields
+
+
+def pool_fields(step, tensors):
+    """The descriptor fields (a dict of ints) of a ``maxpool`` step. The window of output ``(oy, ox)``,
+    group ``g`` starts at input word ``((oy*s - pad) * W + ox*s - pad) * G + g`` (``ab0`` for the first);
+    ``row_skip`` steps from
+    a window row's last word to the next row's first, ``adv_x`` / ``adv_y`` from one output's first word
+    (group ``G - 1``) to the next output's (group 0) along a row / at a row's wrap."""
+    src, dst = tensors[step["in"]], tensors[step["out"]]
+    c, h, w = src["shape"]
+    _, ho, wo = dst["shape"]
+    k, s, p, g = step["k"], step["stride"], step["pad"], src["groups"]
+    return {"in_addr": src["addr"], "out_addr": dst["addr"], "h": h, "w": w, "groups": g, "wo": wo,
+            "outs": ho * wo * g, "k": k, "stride": s, "pad": p, "ab0": (-p * w - p) * g, "row_skip": (w - k + 1) * g,
+            "adv_x": s * g - (g - 1), "adv_y": (s * w - (wo - 1) * s) * g - (g - 1)}
+
+
+def check_pool(step):
+    """The unit's limits (ValueError naming the field): ``k <= 15``, ``stride <= 15``, ``pad <= k - 1``."""
+    k, s, p = step["k"], step["stride"], step["pad"]
+    if not 1 <= k <= POOL_MAX_K:
+        raise ValueError(f"max pool window must be 1..{POOL_MAX_K}, not {k}")
+    if not 1 <= s <= POOL_MAX_K:
+        raise ValueError(f"max pool stride must be 1..{POOL_MAX_K}, not {s}")
+    if not 0 <= p <= k - 1:
+        raise ValueError(f"max pool padding must be 0..{k - 1} (every window holds an input), not {p}")

@@ -11,7 +11,7 @@ from rootshift.sw.errors import ConfigError
 
 from ..params import BIAS_BITS, M_BITS
 from .conv_unit import ConvUnit, const_word_bits, hw_bias
-from .desc import ConvDesc, QuantDesc, VecDesc, gap_shift, tile_gap
+from .desc import ConvDesc, PoolDesc, QuantDesc, VecDesc, check_pool, gap_shift, tile_gap
 from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW, FLAG_NOT_LOADED, MAGIC,  # noqa: F401
                         OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE, OP_STATUS, PROTOCOL_VERSION,
                         HostPort, LoadMem, PortConfig)
@@ -21,7 +21,7 @@ from .quant_step import QuantStep, schemes_for
 from .desc_fetch import DescFetch, times_const
 from .sequencer import Sequencer
 from .spram import SPRAM
-from .max_pool import MaxPoolUnit, PoolDesc, check_pool
+from .max_pool import MaxPoolUnit
 from .vector_unit import VectorUnit
 
 # host protocol v3 (docs/engine.md, "Host protocol v3"): the constants live with the HostPort

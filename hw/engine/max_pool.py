@@ -1,48 +1,12 @@
 """MaxPoolUnit: the ``maxpool`` step (k x k window, stride, padding) on fine words, lane by lane."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rootshift.sw import contract as C
 
-# (field, bits, signed): the window and the address steps, all derived by the compiler (pool_fields), so
-# the unit runs on adders and compares only, like the AddressGenerator
-POOL_FIELDS = [
-    ("in_addr", 16, False), ("out_addr", 16, False), ("h", 16, False), ("w", 16, False),
-    ("groups", 16, False), ("wo", 16, False), ("outs", 24, False), ("k", 4, False), ("stride", 4, False),
-    ("pad", 4, False), ("ab0", 24, True), ("row_skip", 24, True), ("adv_x", 24, True), ("adv_y", 24, True),
-]
-
-PoolDesc = data.StructLayout({name: signed(b) if s else unsigned(b) for name, b, s in POOL_FIELDS})
-
-MAX_K = 15            # the 4-bit window fields
-
-
-def pool_fields(step, tensors):
-    """The descriptor fields (a dict of ints) of a ``maxpool`` step. The window of output ``(oy, ox)``,
-    group ``g`` starts at input word ``((oy*s - pad) * W + ox*s - pad) * G + g`` (``ab0`` for the first);
-    ``row_skip`` steps from
-    a window row's last word to the next row's first, ``adv_x`` / ``adv_y`` from one output's first word
-    (group ``G - 1``) to the next output's (group 0) along a row / at a row's wrap."""
-    src, dst = tensors[step["in"]], tensors[step["out"]]
-    c, h, w = src["shape"]
-    _, ho, wo = dst["shape"]
-    k, s, p, g = step["k"], step["stride"], step["pad"], src["groups"]
-    return {"in_addr": src["addr"], "out_addr": dst["addr"], "h": h, "w": w, "groups": g, "wo": wo,
-            "outs": ho * wo * g, "k": k, "stride": s, "pad": p, "ab0": (-p * w - p) * g, "row_skip": (w - k + 1) * g,
-            "adv_x": s * g - (g - 1), "adv_y": (s * w - (wo - 1) * s) * g - (g - 1)}
-
-
-def check_pool(step):
-    """The unit's limits (ValueError naming the field): ``k <= 15``, ``stride <= 15``, ``pad <= k - 1``."""
-    k, s, p = step["k"], step["stride"], step["pad"]
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"max pool window must be 1..{MAX_K}, not {k}")
-    if not 1 <= s <= MAX_K:
-        raise ValueError(f"max pool stride must be 1..{MAX_K}, not {s}")
-    if not 0 <= p <= k - 1:
-        raise ValueError(f"max pool padding must be 0..{k - 1} (every window holds an input), not {p}")
+from .desc import PoolDesc
 
 
 class MaxPoolUnit(wiring.Component):
