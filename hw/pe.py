@@ -88,6 +88,22 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.sync += [r.eq(0) for r, _ in pairs]
 
+    def _accumulate_enabled(self, m, en, accs, odd=None):
+        """The default PE's stage 2: ``clear``, then ``drain`` (``accs``: ``(acc, sum, acc_in)``, all of
+        them), else ``acc <= sum`` if ``en`` (dual: the even or the ``odd`` accumulator)."""
+        with m.If(self.clear):
+            m.d.sync += [acc.eq(0) for acc, _, _ in accs]
+        with m.Elif(self.drain):
+            m.d.sync += [acc.eq(src) for acc, _, src in accs]
+        with m.Elif(en):
+            if odd is None:
+                m.d.sync += accs[0][0].eq(accs[0][1])
+            else:
+                with m.If(odd):
+                    m.d.sync += accs[1][0].eq(accs[1][1])
+                with m.Else():
+                    m.d.sync += accs[0][0].eq(accs[0][1])
+
     def elaborate(self, platform):
         m = Module()
         p = self.p
@@ -96,19 +112,14 @@ class ProcessingElement(wiring.Component):
         valid_r = Signal()                         # the default PE's stage-2 enable
         if not self.capture_next:
             m.d.sync += valid_r.eq(self.valid)
-        if p.pe == "mult" and self.capture_next:
+        if p.pe == "mult":
             prod = Signal(signed(p.abits + p.wbits + 1))
-            self._zeroed(m, self.valid, [(prod, self.a.as_unsigned() * self.w.as_signed())])
-            self._accumulate(m, acc_e, acc_e + prod, self.acc_in, self.acc_next)
-        elif p.pe == "mult":
-            prod = Signal(signed(p.abits + p.wbits + 1))
-            m.d.sync += prod.eq(self.a.as_unsigned() * self.w.as_signed())
-            with m.If(self.clear):
-                m.d.sync += acc_e.eq(0)
-            with m.Elif(self.drain):
-                m.d.sync += acc_e.eq(self.acc_in)
-            with m.Elif(valid_r):
-                m.d.sync += acc_e.eq(acc_e + prod)
+            if self.capture_next:
+                self._zeroed(m, self.valid, [(prod, self.a.as_unsigned() * self.w.as_signed())])
+                self._accumulate(m, acc_e, acc_e + prod, self.acc_in, self.acc_next)
+            else:
+                m.d.sync += prod.eq(self.a.as_unsigned() * self.w.as_signed())
+                self._accumulate_enabled(m, valid_r, [(acc_e, acc_e + prod, self.acc_in)])
         elif p.pe == "shift2":
             # exponent add and one-hot decode: no multiplier, no barrel shifter (docs/arithmetic.md, "shift2")
             m.submodules.decoder = dec = PostDecoder(p.format)
@@ -130,12 +141,7 @@ class ProcessingElement(wiring.Component):
             else:
                 m.d.sync += [term.eq(Cat(*bits)), neg.eq(dec.sign), nz.eq(~dec.zero & self.a.any())]
                 # stage 2: accumulate; a zero activation code (or a zero weight code) leaves it alone
-                with m.If(self.clear):
-                    m.d.sync += acc_e.eq(0)
-                with m.Elif(self.drain):
-                    m.d.sync += acc_e.eq(self.acc_in)
-                with m.Elif(valid_r & nz):
-                    m.d.sync += acc_e.eq(acc_e + term + neg)
+                self._accumulate_enabled(m, valid_r & nz, [(acc_e, acc_e + term + neg, self.acc_in)])
         else:
             m.submodules.decoder = dec = PostDecoder(p.format)
             m.d.comb += dec.code.eq(self.w)
@@ -160,18 +166,9 @@ class ProcessingElement(wiring.Component):
                 if p.pe == "dual":
                     m.d.sync += odd.eq(dec.odd)
                 # stage 2: acc + (mag ^ s) + s  ==  acc +- mag
-                with m.If(self.clear):
-                    m.d.sync += [acc_e.eq(0), acc_o.eq(0)]
-                with m.Elif(self.drain):
-                    m.d.sync += [acc_e.eq(self.acc_in), acc_o.eq(self.acc_odd_in)]
-                with m.Elif(valid_r & nz):
-                    if p.pe == "dual":
-                        with m.If(odd):
-                            m.d.sync += acc_o.eq(acc_o + term + neg)
-                        with m.Else():
-                            m.d.sync += acc_e.eq(acc_e + term + neg)
-                    else:
-                        m.d.sync += acc_e.eq(acc_e + term + neg)
+                self._accumulate_enabled(m, valid_r & nz, [(acc_e, acc_e + term + neg, self.acc_in),
+                                                           (acc_o, acc_o + term + neg, self.acc_odd_in)],
+                                         odd if p.pe == "dual" else None)
         m.d.comb += [self.acc.eq(acc_e), self.acc_odd.eq(acc_o)]
         return m
 

@@ -151,8 +151,8 @@ class ConvUnit(wiring.Component):
         ``2 + operand_stages`` after its issue: ``OPERAND_REG``, and ``OUTREG_STAGE`` with registered reads),
         and ``clear`` the accumulators at that same edge (the sync reset wins over the add; the next tile's
         first slice is in stage 1 then, so it needs no bubble); then ``drain_cycles`` drain cycles (``rows``,
-        or ``rows * cols`` with the serial drain). ``start`` clears too (a cycle later, long before the first slice), so a
-        layer never depends on how the last one ended."""
+        or ``rows * cols`` with the serial drain). ``start`` clears too (a cycle later, long before the first
+        slice), so a layer never depends on how the last one ended."""
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c

@@ -67,9 +67,9 @@ def _check_fields(step, layout):
 
 
 def _check_tiles(step, drain):
-    """A tile's bubble is at least what the ConvUnit's timing needs (``desc.tile_gap``): with fewer cycles the next tile
-    would clear the accumulators before this one's capture, or overwrite its output address, and its words
-    would be wrong with no flag (a hand-made or edited program; the compiler writes these values)."""
+    """A tile's bubble is at least what the ConvUnit's timing needs (``desc.tile_gap``): with fewer cycles
+    the next tile would clear the accumulators before this one's capture, or overwrite its output address,
+    and its words would be wrong with no flag (a hand-made or edited program; the compiler writes these)."""
     d = step["desc"]
     if int(d["k_eff"]) != step["k_eff"]:
         raise ConfigError(f"layer {step['name']}: descriptor field 'k_eff' is {int(d['k_eff'])}, the layer's "
@@ -395,11 +395,11 @@ class Engine(wiring.Component):
         idle_addr = port.rd_addr if pool is None else Mux(pool.busy, pool.rd_addr, port.rd_addr)
         m.d.comb += [fa.addr.eq(Mux(quant.busy, quant.fine_addr, Mux(vec.busy, vec.a_addr, idle_addr))),
                      port.fine_data.eq(fa.data), fb.addr.eq(vec.b_addr)]
+        # the fine memory's writers, by priority: the ConvUnit, the MaxPoolUnit (if built), the VectorUnit
+        w_addr, w_data, w_en = vec.out_addr, vec.out_data, conv.out_en | vec.out_en
+        for unit in ([pool] if pool is not None else []) + [conv]:
+            w_addr, w_data = Mux(unit.out_en, unit.out_addr, w_addr), Mux(unit.out_en, unit.out_data, w_data)
+        if pool is not None:
+            w_en = w_en | pool.out_en
         for w in (fw, fw_b) if fw_b is not None else (fw,):
-            if pool is None:
-                m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, vec.out_addr)),
-                             w.data.eq(Mux(conv.out_en, conv.out_data, vec.out_data)), w.en.eq(conv.out_en | vec.out_en)]
-            else:
-                m.d.comb += [w.addr.eq(Mux(conv.out_en, conv.out_addr, Mux(pool.out_en, pool.out_addr, vec.out_addr))),
-                             w.data.eq(Mux(conv.out_en, conv.out_data, Mux(pool.out_en, pool.out_data, vec.out_data))),
-                             w.en.eq(conv.out_en | vec.out_en | pool.out_en)]
+            m.d.comb += [w.addr.eq(w_addr), w.data.eq(w_data), w.en.eq(w_en)]
