@@ -138,6 +138,9 @@ def compile(model, out=None, rows=None, cols=None, board=None, **memory_kib):
             raise ConfigError(f"{e} (the engine's default buffers; --board ulx3s-85f compiles for that board's "
                               f"memories, --weights-kib/--fine-kib/--codes-kib/--consts-kib set them)") from None
         raise
+    from rootshift.hw.engine.engine import rtl_check
+
+    rtl_check(prog)      # what the RTL engine cannot run (a descriptor field its bits cannot hold), before any write
     d = summary(prog)
     if out is not None:
         atomic_write_bytes(out, prog.to_bytes())

@@ -210,7 +210,7 @@ def build_plan(board, top, out, seed=1):
     synthesis and nextpnr options, nextpnr's seed and its JSON report."""
     pnr = board.nextpnr_opts.format(clock_mhz=board.clock_mhz)
     return board.platform_class()().build(
-        top, name=NAME, build_dir=str(out), do_build=False, synth_opts=board.synth_opts,
+        top, name=NAME, build_dir=str(out), do_build=False, **board.synth_args(),
         nextpnr_opts=f"{pnr} --seed {seed} --report {NAME}.report.json --timing-allow-fail".strip())
 
 
@@ -383,7 +383,7 @@ def estimate_design(design, board):
     with tempfile.TemporaryDirectory() as tmp:
         plan_platform = board.platform_class()()
         plan = plan_platform.build(BoardTop(board, design.component), name=NAME, build_dir=tmp,
-                                   do_build=False, synth_opts=board.synth_opts)
+                                   do_build=False, **board.synth_args())
         plan.extract(tmp)
         env = eda_env()
         with task(f"synthesizing the {info['rows']}x{info['cols']} {design.engine} engine for {board.name}"):

@@ -211,3 +211,42 @@ def test_gowin_resources_count_sites():
     assert r == {"LUT": {"used": 4178, "available": 8640}, "FF": {"used": 1746, "available": 6480},
                  "BRAM": {"used": 3, "available": 26}, "SSRAM": {"used": 40, "available": 270},
                  "DSP": {"used": 10, "available": 20}}
+
+
+def test_lut_map_abc_resumes_synth_ecp5_around_the_old_abc(tmp_path):
+    """``lut_map="abc"`` (YoWASP Yosys's ABC9 stops on the 8x8 network engine): synth_ecp5 stops before
+    map_luts, ``abc -lut 4:7`` maps, synth_ecp5 resumes at map_cells; ``abc9`` leaves synth_ecp5 alone."""
+    import dataclasses
+
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from rootshift.hw.board.top import BoardTop
+
+    class Loopback(wiring.Component):
+        def __init__(self):
+            super().__init__({"i_stream": In(stream.Signature(32)), "o_stream": Out(stream.Signature(32)),
+                              "busy": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            wiring.connect(m, wiring.flipped(self.i_stream), wiring.flipped(self.o_stream))
+            return m
+
+    def script(board, name):
+        ys = B.build_plan(board, BoardTop(board, Loopback()), tmp_path / name).files["rootshift.ys"]
+        return ys.decode() if isinstance(ys, bytes) else ys
+
+    b = get_board("ulx3s-45f")
+    old = script(dataclasses.replace(b, lut_map="abc"), "abc")
+    lines = [line.strip() for line in old.splitlines()]
+    i = lines.index("synth_ecp5 -run :map_luts -top rootshift")
+    assert lines[i + 1:i + 5] == ["techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress", "clean",
+                                  "synth_ecp5 -run map_cells:edif"]
+    new = script(dataclasses.replace(b, lut_map="abc9"), "abc9")
+    assert "abc -lut" not in new and "-run" not in new
+    with pytest.raises(ConfigError, match="lut_map must be 'abc9', or 'abc' on ECP5, not 'abc' \\(ice40\\)"):
+        dataclasses.replace(get_board("icebreaker"), lut_map="abc")
+    with pytest.raises(ConfigError, match="not 'yosys'"):
+        dataclasses.replace(b, lut_map="yosys")

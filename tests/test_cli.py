@@ -215,3 +215,24 @@ def test_board_engine_choice_reaches_the_board_layer(exported, cli_cmd, tmp_path
     assert not (tmp_path / "b").exists()
     r = subprocess.run([*cli_cmd, "run", "--help"], capture_output=True, text=True)
     assert "--no-overlap" in r.stdout
+
+
+def test_compile_refuses_what_the_rtl_engine_cannot_run_before_writing(exported, tmp_path, monkeypatch):
+    """``rootshift compile`` checks the program against the RTL engine (``rtl_check``: a descriptor field its
+    bits cannot hold is refused, naming the layer and the field), and writes no file then."""
+    from rootshift.hw.engine import compiler
+    from rootshift.sim import api
+
+    real = compiler.compile_model
+
+    def wide_pool(im, params, **kw):
+        prog = real(im, params, **kw)
+        next(s for s in prog.steps if s["kind"] == "avgpool")["desc"]["positions"] = 1 << 24
+        return prog
+
+    monkeypatch.setattr(compiler, "compile_model", wide_pool)
+    out = tmp_path / "prog.bin"
+    with pytest.raises(ConfigError, match=r"layer pool: descriptor field 'positions' is 16777216, the engine's "
+                                          r"24-bit field holds 0\.\.16777215"):
+        api.compile(exported, board="ulx3s-85f", out=out)
+    assert not out.exists()

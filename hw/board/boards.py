@@ -46,6 +46,20 @@ class Board:
     # refuse an overfull design by `rootshift estimate` before place and route: nextpnr-himbaechel-gowin does
     # not (its LUT4 and ALU BELs share sites but are counted apart), it runs its placer for tens of minutes
     estimate_first: bool = False
+    # how synthesis maps logic to LUTs: "abc9" (synth_*'s own flow) or "abc" (ECP5 only: synth_ecp5 stops before
+    # map_luts, Yosys's older `abc -lut 4:7 -dress` maps, synth_ecp5 resumes; see synth_script_after): YoWASP
+    # Yosys 0.70's ABC9 stops on the 8x8 network engine with an internal assertion, and synth_lattice has no -noabc9
+    lut_map: str = "abc9"
+
+    def __post_init__(self):
+        if self.lut_map not in ("abc9", "abc") or (self.lut_map == "abc" and self.family != "ecp5"):
+            raise ConfigError(f"lut_map must be 'abc9', or 'abc' on ECP5, not {self.lut_map!r} ({self.family})")
+
+    def synth_args(self):
+        """The synthesis arguments of amaranth-boards' ``build``: ``synth_opts`` and ``script_after_synth``."""
+        if self.lut_map == "abc9":
+            return {"synth_opts": self.synth_opts}
+        return {"synth_opts": f"{self.synth_opts} -run :map_luts".strip(), "script_after_synth": _OLD_ABC_ECP5}
 
     def platform_class(self):
         import importlib
@@ -91,6 +105,12 @@ NETWORK_ENGINE_HOW = {
     "gowin": "measured by `rootshift estimate` (synthesis and nextpnr's packer) for the digits ResNet-8 "
              "(bench/boards.py --network-estimate)",
 }
+
+
+# synth_ecp5 (a wrapper of synth_lattice) from map_luts on, with the LUT mapping that synth_ecp5 -noabc9 ran
+# before Yosys 0.40: the latch map, `abc -lut 4:7 -dress`, then synth_ecp5's remaining passes
+_OLD_ABC_ECP5 = ("techmap -map +/lattice/latches_map.v\nabc -lut 4:7 -dress\nclean\n"
+                 "synth_ecp5 -run map_cells:edif\n")
 
 
 def network_measured(board):
