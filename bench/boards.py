@@ -88,10 +88,11 @@ def link_run(model, board, images):
 def request_answer_bytes(design, board):
     """Bytes of one image's request and answer frames on the network engine (overlapped run)."""
     from rootshift.hw.board import framing as F
+    from rootshift.hw.engine.engine import port_config
 
     info = design.info
     wb = (info["data_bits"] + 7) // 8
-    words = 1 + design.program.tensors[design.program.steps[0]["out"]]["words"]
+    words = 1 + port_config(design.program).pix_words        # the INFER command and the packed pixel codes
     req = F.REQUEST_HEADER + words * wb + F.CRC_BYTES
     ans = F.ANSWER_HEADER + 4 * info["classes"] + F.CRC_BYTES
     return req, ans

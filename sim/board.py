@@ -623,7 +623,7 @@ def _run_network(im, b, rows, cols, baud, built, pixels, port, timeout, transpor
         _first_contact(drv.probe, port, f"a {rows}x{cols} network engine ({data_bits}-bit words) at {baud:,} baud")
         drv.clear()
         # the overlap needs one INFER per frame (a split request would wait behind the previous logits)
-        overlap = overlap and 1 + drv.pixels_tensor["words"] <= max_words
+        overlap = overlap and 1 + drv.port.pix_words <= max_words
         with task(f"running {len(pixels)} image(s) on {b.name}"):
             t0 = time.perf_counter()
             if overlap:

@@ -100,13 +100,13 @@ def build(program, buffer_bytes, cache=None):
     return runner, bdir, man, time.perf_counter() - t0
 
 
-def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, buffer_bytes=512, max_words=32,
+def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, buffer_bytes=512, max_words=8,
                 faults=DEFAULT_FAULTS, overlap=True, data=None, cache=None):
     """Run ``images`` test images of ``model_path`` through the pin-level simulation of ``board``'s core.
 
     ``buffer_bytes`` is the device's request buffer (the board has 4 KiB; a smaller one keeps the Verilog
     small). The host first runs every image stop-and-wait in frames of ``max_words`` words, so an image's
-    ``INFER`` spans several frames and a fault can hit a frame after the engine took the first one; then
+    ``INFER`` spans several frames (a digits image at 4x4 is 17 words under protocol v4: three of 8) and a fault can hit a frame after the engine took the first one; then
     (``overlap``) the images again overlapped, one ``INFER`` per frame, which needs the whole ``INFER`` in
     the buffer. Returns ``{"images", "mismatches" (images with any logit off the golden model),
     "mismatched_logits", "cycles_per_image" (STATUS), "cycles_model", "faults": [{"expect", "kind_seen", ...}],
@@ -117,6 +117,7 @@ def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, b
 
     from rootshift.hw.board.boards import get_board
     from rootshift.hw.engine.cycles import cycle_report
+    from rootshift.hw.engine.engine import port_config
     from rootshift.sim.board import board_engine, engine_program
     from rootshift.sim.cosim import _poll_lines, _tail, check_run_options
     from rootshift.sim.engine_driver import s32
@@ -140,7 +141,7 @@ def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, b
         if not 0 <= f["after"] < n:
             raise ConfigError(f"a fault after image {f['after']} needs more than {n} images")
     program = engine_program(im, b, rows or b.rows, cols or b.cols)
-    pixel_words = program.tensors[program.steps[0]["out"]]["words"]
+    pixel_words = port_config(program).pix_words       # one INFER's packed pixel words (host protocol v4)
     runner, bdir, man, built = build(program, buffer_bytes, cache)
     if not 1 <= max_words <= man["max_words"]:
         raise ConfigError(f"max_words must be in 1..{man['max_words']} (the device buffer), not {max_words}")

@@ -21,8 +21,9 @@ import numpy as np
 
 from rootshift.hw.engine.compiler import compile_model, input_codes
 from rootshift.hw.engine.cycles import cycle_report
-from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC, Engine, rtl_check
+from rootshift.hw.engine.engine import ENGINE_PROTOCOL_VERSION, MAGIC, Engine, port_config, rtl_check
 from rootshift.hw.engine.params import EngineParams
+from rootshift.hw.engine.pixel_unpack import unpack_tail
 from rootshift.hw.tools import LINT_WAIVERS, verilator_env
 from rootshift.sim.cosim import (_hw_fingerprint, _lock, _poll_lines, _tail, cache_dir, check_run_options,
                                  icarus_kick, toolchain_tag)
@@ -116,7 +117,8 @@ def build(program, sim="verilator", cache=None, baked=True):
 
 
 def pixel_words(program, pixels):
-    """The ``INFER`` payload of one image (C, H, W): word ``(y, x, g)``, lane ``j`` = channel ``g*cols + j``."""
+    """The ``INFER`` payload of one image (C, H, W): the codes in (y, x, c) order, packed ``data_bits //
+    abits`` per word (host protocol v4, :meth:`EngineDriver.pixel_words`)."""
     return EngineDriver(program, _no_link).pixel_words(pixels)
 
 
@@ -161,6 +163,13 @@ def run_job(program, pixels, sim="verilator", cache=None, what=None, baked=True)
         if failed or not Path(job["result"]).is_file():
             raise RootshiftError(f"engine cocotb bench failed under {sim}:\n{_tail(log)}")
         result = pickle.loads(Path(job["result"]).read_bytes())
+    # the bench times step 0 from the edge that took the last pixel word; the image starts with the last
+    # code, which the PixelUnpacker reaches unpack_tail cycles later (host protocol v4)
+    pc = port_config(program)
+    tail = unpack_tail(pc.pix_codes, pc.abits, pc.data_bits)
+    for r in result["images"]:
+        if r.get("step_cycles"):
+            r["step_cycles"] = [r["step_cycles"][0] - tail] + list(r["step_cycles"][1:])
     result["sim_wall_s"] = time.perf_counter() - t0
     result["build_s"] = built
     return result

@@ -1,10 +1,11 @@
-"""A Python model of the engine at the protocol level (host protocol v3, docs/engine.md).
+"""A Python model of the engine at the protocol level (host protocol v4, docs/engine.md).
 
 It answers the words the RTL ``Engine`` answers, flags included, from the reference executor
 (bit-exact with the golden model) and the cycle model (exact for the RTL), so a host driver can be
 developed and a co-simulation mismatch split into "driver" or "RTL" without a simulator. It models the
 loaded memories word for word (``LOAD`` chunks, ranges, which memories are complete), the code banks'
-pixel words as sent, and the debug reads' range checks. Two things are not modelled and say so:
+pixel words as the ``PixelUnpacker`` writes them from the packed ``INFER`` words (padding ignored), and the
+debug reads' range checks. Two things are not modelled and say so:
 
 * ``STATUS``'s third word (every clock since ``CLEAR``) depends on the host's timing; it is modelled as
   the sum of the images' cycles;
@@ -19,6 +20,7 @@ import numpy as np
 from rootshift.hw.engine import engine as E
 from rootshift.hw.engine.cycles import cycle_report
 from rootshift.hw.engine.host_port import CHUNK, LOAD_N_BITS
+from rootshift.hw.engine.pixel_unpack import unpack_words
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.sw.errors import ConfigError
 
@@ -44,6 +46,7 @@ class EngineDevice:
         a = program.params.array
         self.lanes, self.abits = program.params.lanes, a.abits
         self.pix = program.tensors[program.steps[0]["out"]]
+        self.port = E.port_config(program, baked)
         self.classes = program.tensors[program.output]["shape"][0]
         self.cycles = cycle_report(program)["cycles_per_image"]
 
@@ -58,7 +61,7 @@ class EngineDevice:
         """How many words the command at ``words[i]`` takes (itself and its data words)."""
         op, arg = (words[i] >> 28) & 0xF, words[i] & 0x0FFFFFFF
         if op == E.OP_INFER:
-            return 1 + self.pix["words"]
+            return 1 + self.port.pix_words
         if op in (E.OP_READ_FINE, E.OP_READ_CODES):
             return 2
         if op == E.OP_LOAD:
@@ -106,8 +109,10 @@ class EngineDevice:
         return []
 
     def _infer(self, data):
-        t, L, ab = self.pix, self.lanes, self.abits
-        for k, word in enumerate(data):       # the code banks take the words as sent, every lane
+        t, L, ab, pc = self.pix, self.lanes, self.abits, self.port
+        # the PixelUnpacker's bank words, every lane (unused lanes 0, the padding ignored)
+        bank = unpack_words(data, ab, pc.data_bits, L, pc.pix_channels, pc.pix_positions)
+        for k, word in enumerate(bank):
             self.ref.codes[t["addr"] + k] = [(word >> (ab * j)) & ((1 << ab) - 1) for j in range(L)]
         if not all(self.loaded):
             self.flags |= E.FLAG_NOT_LOADED

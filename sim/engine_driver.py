@@ -22,6 +22,7 @@ import numpy as np
 
 from rootshift.hw.engine import engine as E
 from rootshift.hw.engine.compiler import input_codes
+from rootshift.hw.engine.host_port import pack_codes
 from rootshift.sim.driver import Request, run_async, run_sync
 from rootshift.sw.errors import ConfigError
 
@@ -87,6 +88,8 @@ class EngineDriver:
     transact : the transport's ``transact(request) -> words`` (blocking or a coroutine function)
     asynchronous : whether operations return awaitables (the transport is a coroutine function)
     lanes, abits : words carry ``lanes`` channels; code lanes are ``abits`` wide
+    port : the engine's :class:`~rootshift.hw.engine.host_port.PortConfig` (``port.pix_words``: the stream
+        words of one ``INFER``'s pixels, ``port.data_bits``: the input stream's width)
     words : ``{"fine": n, "codes": n}``, the words of each activation memory the program uses
     """
 
@@ -106,6 +109,7 @@ class EngineDriver:
         a = program.params.array
         self.lanes, self.abits = program.params.lanes, a.abits
         self.pixels_tensor = program.tensors[program.steps[0]["out"]]
+        self.port = E.port_config(program)
         self.classes = program.tensors[program.output]["shape"][0]
         self.words = {k: max((t["addr"] + t["words"] for t in program.tensors.values() if t["kind"] == k), default=0)
                       for k in ("fine", "codes")}
@@ -116,9 +120,10 @@ class EngineDriver:
 
     # -- encoding -----------------------------------------------------------------------------------
     def pixel_words(self, pixels):
-        """The ``INFER`` payload of one image (C, H, W): word ``(y, x, g)``, lane ``j`` = channel
-        ``g*lanes + j`` at bits ``[j*abits +: abits]``; unused lanes 0."""
-        t, L, ab = self.pixels_tensor, self.lanes, self.abits
+        """The ``INFER`` payload of one image (C, H, W), host protocol v4: the codes in (y, x, c) order,
+        ``data_bits // abits`` per word, code ``i`` of a word at bits ``[i*abits +: abits]``, the last word
+        zero-padded (``self.port.pix_words`` words; docs/engine.md, "Host protocol v4")."""
+        t, ab = self.pixels_tensor, self.abits
         c, h, w = t["shape"]
         px = np.asarray(pixels, np.int64)
         if px.size != c * h * w and self.program.steps[0].get("expand", 1) > 1 and px.size % (h * w) == 0:
@@ -129,8 +134,7 @@ class EngineDriver:
         if px.min(initial=0) < 0 or px.max(initial=0) >= 1 << ab:
             raise ConfigError(f"pixel codes must be in 0..{(1 << ab) - 1} ({ab}-bit codes), "
                               f"not {int(px.min())}..{int(px.max())}")
-        return [sum(int(px[g * L + j, y, x]) << (ab * j) for j in range(min(L, c - g * L)))
-                for y in range(h) for x in range(w) for g in range(t["groups"])]
+        return pack_codes(px.transpose(1, 2, 0).reshape(-1), ab, self.port.data_bits)
 
     # -- the operations, sans-IO --------------------------------------------------------------------
     def infer_gen(self, pixels, info=None):
@@ -161,9 +165,9 @@ class EngineDriver:
     def load_words(self, program=None):
         """The ``LOAD`` commands that write ``program``'s memories (default: the driver's program), one
         list of words per memory: ``LOAD m, n`` (``OP_LOAD << 28 | m << 24 | n``), the address 0, then every
-        item as ``ceil(width / 32)`` 32-bit chunks, low first (docs/engine.md, "Host protocol v3")."""
+        item as ``ceil(width / 32)`` 32-bit chunks, low first (docs/engine.md, "Host protocol v4")."""
         program = program or self.program
-        mine, theirs = E.port_config(self.program), E.port_config(program)
+        mine, theirs = self.port, E.port_config(program)
         if theirs != mine:
             diff = [f"{k} {getattr(theirs, k)} vs {getattr(mine, k)}" for k in theirs.__dataclass_fields__
                     if getattr(theirs, k) != getattr(mine, k)]

@@ -17,8 +17,8 @@ def test_digits_images_through_the_board_pins(exported, tmp_path):
     assert rep["mismatches"] == 0 and rep["mismatched_logits"] == 0, rep
     assert rep["cycles_per_image"] == rep["cycles_model"]
     assert rep["flags"] == [0]
-    # INFER (65 words) in 32-word frames: three; a fault hits the second, after the engine took the first
-    assert rep["max_words"] == 32 and rep["frames"] > 3 * 3
+    # INFER (17 words, protocol v4) in 8-word frames: three; a fault hits the second, after the engine took the first
+    assert rep["max_words"] == 8 and rep["frames"] > 3 * 3
     assert [f["kind_seen"] for f in rep["faults"]] == [f["expect"] for f in DEFAULT_FAULTS]
     assert rep["wrong_answers"] == 0
     for f in rep["faults"]:

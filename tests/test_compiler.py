@@ -104,7 +104,7 @@ def test_summary_is_json_and_matches_the_plan(exported):
     assert set(s["memory"]) == {"weights", "fine", "codes", "consts"}
     assert s["memory"]["weights"] == len(prog.weights)
     assert s["cycles_per_image"] == sum(r["cycles"] for r in s["layers"])
-    assert s["input_cycles"] == prog.tensors[prog.steps[0]["out"]]["words"]
+    assert s["input_cycles"] == int(np.prod(prog.tensors[prog.steps[0]["out"]]["shape"]))   # a code per cycle (v4)
     assert [r["name"] for r in s["layers"]] == [st["name"] for st in prog.steps]
     assert 0 < s["utilization"] <= 1
 

@@ -20,11 +20,12 @@ def test_bad_arguments_are_refused_before_the_build(exported, tmp_path):
     assert not any(tmp_path.iterdir())      # nothing was generated or built
 
 
-def test_pixel_words_pack_channels_into_lanes(exported):
+def test_pixel_words_pack_codes(exported):
+    """Host protocol v4: a digits image's 64 8-bit codes, (y, x, c) order, 4 to a 32-bit word, low first."""
     prog = compile_for_cosim(rsq.load(exported), 4, 4)
     px = np.arange(64).reshape(1, 8, 8)
     words = pixel_words(prog, px)
-    assert len(words) == 64 and words[5] == 5 and words[63] == 63      # cin 1: lane 0 only, (y, x) order
+    assert len(words) == 16 and words[0] == 0x03020100 and words[15] == 0x3F3E3D3C
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The network engine's HostPort against host protocol v3 (sim/formal/engine_port.py). Its fast bounded
+"""The network engine's HostPort against host protocol v4 (sim/formal/engine_port.py). Its fast bounded
 proofs (every single command and its answer from reset, baked and unbaked) are in the registry, so
 tests/test_formal.py runs them (PASS, and every planted reference bug FAILs); the deep one runs in
 ``make formal``. Here: the registry holds them, each with mutants."""

@@ -1,4 +1,4 @@
-"""Host protocol v3 under cocotb (sim/engine_cosim.py): a small random network on an engine built with
+"""Host protocol v4 under cocotb (sim/engine_cosim.py): a small random network on an engine built with
 ``baked=False`` (its program memories start empty, as SPRAM would), the program loaded over the stream
 with ``LOAD`` through the same driver a board uses, then images: logits and every tensor equal to the
 golden model, STATUS flags 0 after the load, cycles equal to the model. Verilator (and Icarus, slow)."""

@@ -93,10 +93,11 @@ def test_device_model_answers_like_the_rtl():
     px = rng.integers(0, 256, im.meta["input_shape"])
     res = run_engine(prog, px)
     dev = EngineDevice(prog)
-    pix = prog.tensors[prog.steps[0]["out"]]
     L = prog.params.lanes
-    words = [sum(int(px[g * L + j, y, x]) << (8 * j) for j in range(min(L, pix["shape"][0] - g * L)))
-             for y in range(pix["shape"][1]) for x in range(pix["shape"][2]) for g in range(pix["groups"])]
+    # host protocol v4: the codes in (y, x, c) order, 8-bit codes packed 4 to a 32-bit word (2x2 array)
+    flat = px.transpose(1, 2, 0).reshape(-1)
+    words = [sum(int(v) << (8 * i) for i, v in enumerate(flat[k:k + 4])) for k in range(0, len(flat), 4)]
+    assert len(words) == -(-px.size // 4)
     logits = dev.transact([OP_INFER << 28] + words)
     assert [v - (1 << 32) if v >> 31 else v for v in logits] == res["logits"]
     n_fine = len(res["fine"])

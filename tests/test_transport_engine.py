@@ -23,7 +23,7 @@ from rootshift.sw.data import load_dataset
 from rootshift.sw.errors import ConfigError
 
 BOARD = get_board("ulx3s-85f")
-MAX_WORDS = 32          # an INFER (65 words) spans three frames, as with a small request buffer
+MAX_WORDS = 8           # an INFER (17 words, protocol v4) spans three frames, as with a small request buffer
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,11 @@ def test_run_board_on_the_engine_path(exported, program, overlap):
     assert rep["images"] == 5 and rep["mismatches"] == 0 and rep["engine"] == "network"
     assert rep["overlap"] is overlap and rep["board"] == "ulx3s-85f"
     assert rep["device_cycles_per_image"] == EngineDevice(program).cycles
-    # 65 words of 4 bytes + 7 framing bytes out, 10 logits + 6 framing bytes back, per image (+ the final STATUS)
-    assert rep["link_s_per_image"] * 3e6 / 10 == pytest.approx((65 * 4 + 7) + (10 * 4 + 6), rel=0.1)
+    # host protocol v4: INFER + 16 packed pixel words of 4 bytes + 7 framing bytes out, 10 logits + 6 framing
+    # bytes back, per image (v3 sent 65 words: 313 bytes); over the 5 images also the probe and the final
+    # STATUS (11 bytes out, 3 words + 6 back each) and the CLEAR (11 out, 6 back)
+    per_image = (17 * 4 + 7) + (10 * 4 + 6) + (2 * (11 + 18) + 11 + 6) / 5
+    assert rep["link_s_per_image"] * 3e6 / 10 == pytest.approx(per_image, rel=0.02)
 
 
 FAULTS = [("corrupt", 30, "device:bad_crc"), ("drop", 30, "device:short")]

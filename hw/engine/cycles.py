@@ -124,6 +124,14 @@ def avgpool_cycles(words, groups, n, lanes, registered=False):
     return words + group * groups + VEC_TAIL
 
 
+def input_cycles(tensor):
+    """Cycles of an ``INFER``'s pixel phase with a stream that is always valid: the
+    :class:`~rootshift.hw.engine.pixel_unpack.PixelUnpacker` takes one code per cycle, so ``C*H*W``
+    (the packed words arrive while the codes of the word before are unpacked)."""
+    c, h, w = tensor["shape"]
+    return c * h * w
+
+
 def step_cycles(step, tensors, params):
     """``{"cycles", "macs", "io"}`` of one step for one image, as the :class:`Engine` runs it: the
     sequencer's ``FETCH``, ``DISPATCH`` and ``NEXT`` (``SEQ_CYCLES``) plus the unit's own count
@@ -132,8 +140,8 @@ def step_cycles(step, tensors, params):
     kind = step["kind"]
     seq = SEQ_CYCLES + fetch_cycles(params)
     reg = registered_reads(params)
-    if kind == "input":
-        return {"cycles": seq, "macs": 0, "io": tensors[step["out"]]["words"]}
+    if kind == "input":     # the HostPort's PixelUnpacker: one cycle per pixel code (C*H*W), host protocol v4
+        return {"cycles": seq, "macs": 0, "io": input_cycles(tensors[step["out"]])}
     if kind in ("conv", "linear"):
         setup = step["tiles_c"] * a.cols + SETUP_TAIL + (DSP_OPERAND_REG if reg else 0)   # one channel per cycle
         macs = step["ho"] * step["wo"] * step["cout"] * step["k"]

@@ -24,7 +24,7 @@ from .spram import SPRAM
 from .max_pool import MaxPoolUnit
 from .vector_unit import VectorUnit
 
-# host protocol v3 (docs/engine.md, "Host protocol v3"): the constants live with the HostPort
+# host protocol v4 (docs/engine.md, "Host protocol v4"): the constants live with the HostPort
 ENGINE_PROTOCOL_VERSION = PROTOCOL_VERSION
 KIND = {"input": 0, "quant": 1, "conv": 2, "linear": 2, "add_relu": 3, "avgpool": 3, "maxpool": 4}
 
@@ -137,7 +137,7 @@ def desc_words():
 
 
 def load_images(program):
-    """The memories ``LOAD`` writes, in memory-id order (docs/engine.md, "Host protocol v3"): ``[(LoadMem,
+    """The memories ``LOAD`` writes, in memory-id order (docs/engine.md, "Host protocol v4"): ``[(LoadMem,
     items)]`` with every item as an unsigned ``width``-bit integer (two's complement for signed memories).
     The same images are the memory inits of a ``baked`` engine."""
     a = program.params.array
@@ -162,15 +162,17 @@ def port_config(program, baked=True):
     a = program.params.array
     pix = program.tensors[next(s["out"] for s in program.steps if s["kind"] == "input")]
     out = program.tensors[program.output]
+    c, h, w = pix["shape"]
     return PortConfig(data_bits=max(32, a.cols * a.abits), lanes=a.cols, abits=a.abits, pix_addr=pix["addr"],
-                      pix_words=pix["words"], out_addr=out["addr"], classes=out["shape"][0],
+                      pix_channels=c, pix_positions=h * w, pix_groups=pix["groups"], out_addr=out["addr"],
+                      classes=out["shape"][0],
                       fine_depth=memory_words(program, "fine"), code_depth=memory_words(program, "codes"),
                       mems=tuple(mem for mem, _ in load_images(program)), baked=bool(baked))
 
 
 class Engine(wiring.Component):
     """Runs a compiled :class:`~rootshift.hw.engine.program.Program` with no host involvement between the
-    pixels and the logits (docs/engine.md, "Engine"): a :class:`HostPort` speaks host protocol v3, a
+    pixels and the logits (docs/engine.md, "Engine"): a :class:`HostPort` speaks host protocol v4, a
     :class:`Sequencer` walks the steps: ``quant`` (:class:`QuantStep`, beta into its slot),
     ``conv``/``linear`` (:class:`MultSetup` for the sample's multipliers, then :class:`ConvUnit`),
     ``add_relu``/``avgpool`` (:class:`VectorUnit`); the logits leave on ``o_stream``.

@@ -1,4 +1,4 @@
-"""HostPort: the engine's side of host protocol v3 (docs/engine.md, "Host protocol v3")."""
+"""HostPort: the engine's side of host protocol v4 (docs/engine.md, "Host protocol v4")."""
 
 from dataclasses import dataclass
 
@@ -8,7 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from rootshift.sw.errors import ConfigError
 
-PROTOCOL_VERSION = 3
+from .pixel_unpack import PixelUnpacker, codes_per_word, pack_codes, packed_words  # noqa: F401 (re-exported)
+
+# 4: INFER carries the pixel codes packed, data_bits // abits per word (3: one word per code-bank word)
+PROTOCOL_VERSION = 4
 MAGIC = 0x5245                    # "RE": the network engine (the tile engine answers 0x5253)
 OP_CLEAR, OP_LOAD, OP_INFER, OP_READ_FINE, OP_READ_CODES, OP_STATUS = 0x0, 0x1, 0x2, 0x3, 0x4, 0x7
 FLAG_BAD_OPCODE = 1 << 0          # a command word with an unknown opcode (ignored)
@@ -42,7 +45,9 @@ class PortConfig:
     lanes: int
     abits: int
     pix_addr: int           # the pixel tensor's first word in the code banks
-    pix_words: int
+    pix_channels: int       # C: the input tensor's channels (a shift2 stem's bit planes included)
+    pix_positions: int      # H*W
+    pix_groups: int         # the tensor's words per position, ceil(C / lanes)
     out_addr: int           # the logits tensor's first fine word
     classes: int
     fine_depth: int
@@ -51,21 +56,41 @@ class PortConfig:
     baked: bool = True      # memories start with the program (inits): INFER needs no LOAD
 
     def __post_init__(self):
-        for name in ("lanes", "abits", "pix_words", "classes", "fine_depth", "code_depth"):
+        for name in ("lanes", "abits", "pix_channels", "pix_positions", "pix_groups", "classes", "fine_depth",
+                     "code_depth"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, not {v!r}")
         if self.data_bits < max(32, self.lanes * self.abits):
             raise ConfigError(f"data_bits must be at least max(32, lanes*abits) = {max(32, self.lanes * self.abits)}, "
                               f"not {self.data_bits}")
+        if self.pix_groups != -(-self.pix_channels // self.lanes):
+            raise ConfigError(f"the pixel tensor's {self.pix_channels} channels take ceil({self.pix_channels} / "
+                              f"{self.lanes} lanes) = {-(-self.pix_channels // self.lanes)} words per position, "
+                              f"not pix_groups {self.pix_groups}")
         if not 1 <= len(self.mems) <= 15:
             raise ConfigError(f"the port loads 1..15 memories, not {len(self.mems)}")
         for mem in self.mems:
             if not 1 <= mem.need <= mem.depth < 1 << ADDR_BITS:
                 raise ConfigError(f"memory {mem.name}: need 1 <= need <= depth < 2^{ADDR_BITS}, not need {mem.need}, "
                                   f"depth {mem.depth}")
-        if self.pix_addr + self.pix_words > self.code_depth or self.out_addr + -(-self.classes // self.lanes) > self.fine_depth:
+        if self.pix_addr + self.pix_bank_words > self.code_depth or self.out_addr + -(-self.classes // self.lanes) > self.fine_depth:
             raise ConfigError("the pixel or logits tensor lies outside its memory")
+
+    @property
+    def pix_codes(self):
+        """Codes in one image's ``INFER`` payload: ``C * H * W``."""
+        return self.pix_channels * self.pix_positions
+
+    @property
+    def pix_words(self):
+        """Stream words of one image's ``INFER`` payload (packed, :func:`packed_words`)."""
+        return packed_words(self.pix_codes, self.abits, self.data_bits)
+
+    @property
+    def pix_bank_words(self):
+        """Code-bank words the pixel tensor fills: ``H * W * groups``."""
+        return self.pix_positions * self.pix_groups
 
 
 class HostPort(wiring.Component):
@@ -77,12 +102,13 @@ class HostPort(wiring.Component):
     * ``LOAD m, n`` (``arg = m << 24 | n``): an address word, then ``n`` data words. Memory ``m``'s items
       are ``ceil(width / 32)`` 32-bit chunks, low first; chunk ``k`` of item ``addr + i`` is written as it
       arrives (``ld_*``). Items past the memory's end are dropped (``FLAG_BAD_RANGE``);
-    * ``INFER``: ``pix_words`` pixel words into the code banks (``pix_*``), then ``seq_start``; at
+    * ``INFER``: ``pix_words`` stream words of packed pixel codes, which a :class:`PixelUnpacker` writes
+      into the code banks (``pix_*``) at one code per cycle; with the last code ``seq_start``; at
       ``seq_done`` the logits (``classes`` words from the fine memory). Before a complete load the pixels
       are still taken and ``classes`` zero words answered (``FLAG_NOT_LOADED``);
     * ``READ_FINE n`` / ``READ_CODES n``: an address word, then ``n * lanes`` words (``n = 0`` or past the
       end: zeros and ``FLAG_BAD_RANGE``; ``n = 0`` answers nothing);
-    * ``STATUS``: ``MAGIC << 16 | 3 << 8 | flags``, cycles of the last image, clocks since ``CLEAR``;
+    * ``STATUS``: ``MAGIC << 16 | 4 << 8 | flags``, cycles of the last image, clocks since ``CLEAR``;
     * anything else: ``FLAG_BAD_OPCODE``.
 
     Every command is answered with exactly the words its row in docs/engine.md promises, so the host
@@ -93,7 +119,7 @@ class HostPort(wiring.Component):
     i_stream : In(stream.Signature(data_bits)); o_stream : Out(stream.Signature(32))
     seq_start : Out(1); seq_done, seq_busy : In(1)      -- the :class:`Sequencer`
     overflow : In(1)                                     -- :class:`MultSetup`'s multiplier overflow
-    pix_addr : Out(16); pix_data : Out(lanes * abits); pix_en : Out(1)   -- code bank writes
+    pix_addr : Out(16); pix_data : Out(lanes * abits); pix_en : Out(1)   -- code bank writes (the unpacker's)
     rd_addr : Out(16); fine_data : In(32 * lanes); code_data : In(lanes * abits)  -- debug / logits reads
     ld_sel : Out(4); ld_addr : Out(24); ld_chunk : Out(range(max chunks)); ld_data : Out(32); ld_en : Out(1)
     loaded : Out(len(mems))                              -- which memories hold a whole program image
@@ -126,6 +152,7 @@ class HostPort(wiring.Component):
         cfg = self.cfg
         L = cfg.lanes
         ist, ost = self.i_stream, self.o_stream
+        m.submodules.unpack = unp = PixelUnpacker(cfg.data_bits, cfg.abits, L, cfg.pix_channels, cfg.pix_positions)
         op, arg = ist.payload[28:32], ist.payload[0:28]
         flags = self.flags
         cycles, total, img_cycles = Signal(32, name="cycles"), Signal(32, name="total"), Signal(32, name="img_cycles")
@@ -140,7 +167,8 @@ class HostPort(wiring.Component):
         fl = Signal(8)
         m.d.comb += fl.eq(flags | Mux(self.overflow, FLAG_M_OVERFLOW, 0))
         m.d.sync += flags.eq(fl)
-        m.d.comb += [self.pix_addr.eq(cfg.pix_addr + cnt), self.pix_data.eq(ist.payload[:L * cfg.abits]),
+        m.d.comb += [unp.i_stream.payload.eq(ist.payload), self.pix_addr.eq(cfg.pix_addr + unp.w_addr),
+                     self.pix_data.eq(unp.w_data), self.pix_en.eq(unp.w_en),
                      self.rd_addr.eq(addr), self.ld_sel.eq(sel), self.ld_data.eq(ist.payload[:CHUNK])]
         # the read words registered before the lane multiplexer (block RAM outputs): a read takes two cycles
         fine_q, code_q = Signal.like(self.fine_data), Signal.like(self.code_data)
@@ -177,21 +205,18 @@ class HostPort(wiring.Component):
                             m.next = "STATUS"
                         with m.Default():
                             m.d.sync += flags.eq(fl | FLAG_BAD_OPCODE)
-            with m.State("PIXELS"):
-                m.d.comb += [ist.ready.eq(1), self.pix_en.eq(ist.valid)]
-                with m.If(ist.valid):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == cfg.pix_words - 1):
-                        m.d.sync += cnt.eq(0)
-                        with m.If(self.loaded.all()):
-                            m.d.comb += self.seq_start.eq(1)
-                            # the logits word is read while the network runs: its last write comes
-                            # before seq_done, so the registered word is ready in LOGITS, no wait
-                            m.d.sync += addr.eq(cfg.out_addr)
-                            m.next = "RUN"
-                        with m.Else():
-                            m.d.sync += flags.eq(fl | FLAG_NOT_LOADED)
-                            m.next = "REFUSE"
+            with m.State("PIXELS"):      # the unpacker takes the words and writes the banks
+                m.d.comb += [unp.i_stream.valid.eq(ist.valid), ist.ready.eq(unp.i_stream.ready)]
+                with m.If(unp.done):
+                    with m.If(self.loaded.all()):
+                        m.d.comb += self.seq_start.eq(1)
+                        # the logits word is read while the network runs: its last write comes
+                        # before seq_done, so the registered word is ready in LOGITS, no wait
+                        m.d.sync += addr.eq(cfg.out_addr)
+                        m.next = "RUN"
+                    with m.Else():
+                        m.d.sync += flags.eq(fl | FLAG_NOT_LOADED)
+                        m.next = "REFUSE"
             with m.State("RUN"):
                 with m.If(self.seq_done):
                     m.d.sync += [addr.eq(cfg.out_addr), lane.eq(0), cnt.eq(0)]

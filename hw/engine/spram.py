@@ -26,7 +26,7 @@ class SPRAM(wiring.Component):
     """``depth`` words of ``width`` bits behind one address: a write or a read per cycle, the read data a
     cycle after its address (registered, as the primitive's ``DATAOUT``). There is no init: an SPRAM
     powers up with undefined contents, so the engine's program is ``LOAD`` ed into it (docs/engine.md,
-    "Host protocol v3").
+    "Host protocol v4").
 
     ``wen`` has a bit per 16-bit slice (``MASKWREN`` granularity of the primitive is finer; slices are what
     the engine's 32-bit ``LOAD`` chunks need). On iCE40 (:func:`is_ice40`) the memory is

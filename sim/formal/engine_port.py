@@ -1,5 +1,5 @@
 """Formal harness: the network engine's :class:`~rootshift.hw.engine.host_port.HostPort` against host
-protocol v3 (docs/engine.md, "Host protocol v3").
+protocol v4 (docs/engine.md, "Host protocol v4").
 
 Bounded model checking from reset over every input-stream word sequence (legal and illegal commands,
 data words, any ``valid`` timing), any ``o_stream.ready`` that is never low for more than
@@ -8,10 +8,12 @@ while an image runs (after the port's ``seq_start``), and comes at the latest :d
 after the start. The memory data (``fine_data``, ``code_data``), ``seq_busy`` and ``overflow`` are free
 inputs. A reference protocol parser in the harness, written from the docs' command table, tracks which
 words are commands and which data, the answers owed, which memories are loaded and the flags the docs
-prescribe; the port is checked against it every cycle.
+prescribe; the port is checked against it every cycle. The reference unpacks ``INFER``'s packed pixel
+codes by index arithmetic (code ``i`` is bits ``[(i % per)*abits +: abits]`` of word ``i // per``, the
+words it has seen kept whole), not by the port's shift register.
 """
 
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Cat, Const, Elaboratable, Module, Mux, Signal
 
 from rootshift.hw.engine.host_port import (FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW, FLAG_NOT_LOADED,
                                            MAGIC, OP_CLEAR, OP_INFER, OP_LOAD, OP_READ_CODES, OP_READ_FINE,
@@ -19,24 +21,26 @@ from rootshift.hw.engine.host_port import (FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG
 
 READY_GAP = 2          # o_stream.ready is low for at most this many cycles in a row
 SEQ_BOUND = 3          # the abstract sequencer's done comes within this many cycles of its start
-MUTANTS = ("status", "range", "loaded", "refuse", "reach")
+MUTANTS = ("status", "range", "loaded", "refuse", "reach", "pack")
 
 
 def small_config(baked=False):
-    """A port as small as the protocol allows, with every case in it: 2 lanes of 2-bit codes, 2 pixel
-    words, 3 classes (the logits span two fine words), memories of 4 words, and two loadable memories:
-    one of 40-bit items (two chunks each, so partial items exist; the program uses 1 of 3) and one of
-    16-bit items (the program uses 2 of 2). ``baked``: the memories start loaded."""
-    return PortConfig(data_bits=32, lanes=2, abits=2, pix_addr=1, pix_words=2, out_addr=1, classes=3,
-                      fine_depth=4, code_depth=4,
+    """A port as small as the protocol allows, with every case in it: 2 lanes of 16-bit codes (2 a
+    stream word), 3 pixel channels at 1 position (3 codes in 2 words: the stream stalls while a word's
+    second code is unpacked, the last word is padded, the second channel group has an unused lane), 3
+    classes (the logits span two fine words), memories of 4 words, and two loadable memories: one of
+    40-bit items (two chunks each, so partial items exist; the program uses 1 of 3) and one of 16-bit
+    items (the program uses 2 of 2). ``baked``: the memories start loaded."""
+    return PortConfig(data_bits=32, lanes=2, abits=16, pix_addr=1, pix_channels=3, pix_positions=1, pix_groups=2,
+                      out_addr=1, classes=3, fine_depth=4, code_depth=4,
                       mems=(LoadMem("a", 40, 3, 1), LoadMem("b", 16, 2, 2)), baked=baked)
 
 
 def tiny_config(baked=False):
     """The smallest port in which a whole session fits a short BMC: two loadable memories of one item
-    each (one of two chunks), one pixel word, 2 classes in one fine word."""
-    return PortConfig(data_bits=32, lanes=2, abits=2, pix_addr=0, pix_words=1, out_addr=1, classes=2,
-                      fine_depth=2, code_depth=2,
+    each (one of two chunks), one pixel code (one word), 2 classes in one fine word."""
+    return PortConfig(data_bits=32, lanes=2, abits=2, pix_addr=0, pix_channels=1, pix_positions=1, pix_groups=1,
+                      out_addr=1, classes=2, fine_depth=2, code_depth=2,
                       mems=(LoadMem("a", 40, 2, 1), LoadMem("b", 16, 2, 1)), baked=baked)
 
 
@@ -56,18 +60,21 @@ class EnginePortHarness(Elaboratable):
     * **no deadlock**: never more than :func:`stall_bound` cycles neither ready nor offering output, and
       the port is in ``IDLE`` whenever the reference is between commands (no word owed either way, no
       image running);
-    * **side effects**: ``seq_start`` exactly when the reference starts an image (the last pixel word with
-      every memory loaded); pixel writes (``pix_en``, address) and LOAD writes (``ld_en``, memory,
-      address, chunk, data) exactly the words the reference writes;
+    * **side effects**: ``seq_start`` exactly when the reference starts an image (the last pixel code with
+      every memory loaded); one pixel code per cycle, the stream stalled (``ready`` 0) exactly while a
+      taken word has codes left; pixel writes (``pix_en``, address, the bank word: the group's codes in
+      their lanes, unused lanes 0) and LOAD writes (``ld_en``, memory, address, chunk, data) exactly the
+      words the reference writes;
     * **flags**: ``flags`` equals the reference's every cycle (unknown opcode; LOAD to an unknown memory,
       past the end or with a partial last item, READ of 0 words or past the end; INFER before a whole
       load; the overflow input; cleared by ``CLEAR``), and the first ``STATUS`` word is
-      ``MAGIC << 16 | 3 << 8 | flags``.
+      ``MAGIC << 16 | 4 << 8 | flags``.
 
     ``mutant`` (a planted bug in the reference, which the proof must catch): ``"status"`` 2 STATUS words;
     ``"range"`` no flag for a READ past the end; ``"loaded"`` a LOAD that does not start at address 0
     also completes a memory; ``"refuse"`` a refused INFER answers one word fewer; ``"reach"`` claims no
-    image ever completes (its counterexample shows the depth reaches a whole image's logits).
+    image ever completes (its counterexample shows the depth reaches a whole image's logits); ``"pack"``
+    takes a word's codes high first.
     """
 
     def __init__(self, cfg=None, mutant=None):
@@ -111,7 +118,10 @@ class EnginePortHarness(Elaboratable):
         running, run_cnt = Signal(), Signal(range(SEQ_BOUND + 2))
         rd_code, rd_n = Signal(), Signal(16)
         sel, lad, chunk, from0 = Signal(4), Signal(24), Signal(2), Signal()
-        pix_i = Signal(range(c.pix_words + 1))
+        # the pixel phase: code ci next, a taken word with codes left (held), the words taken so far
+        per, n_codes, L, ab = c.data_bits // c.abits, c.pix_codes, c.lanes, c.abits
+        ci, held, wi = Signal(range(n_codes + 1)), Signal(), Signal(range(c.pix_words + 1))
+        pw = [Signal(c.data_bits, name=f"pw{k}") for k in range(c.pix_words)]
         n_status = 2 if mu == "status" else 3
         n_refuse = c.classes - 1 if mu == "refuse" else c.classes
 
@@ -131,7 +141,7 @@ class EnginePortHarness(Elaboratable):
                         with m.Case(OP_CLEAR):
                             m.d.sync += flags.eq(0)
                         with m.Case(OP_INFER):
-                            m.d.sync += [phase.eq(PIX), pix_i.eq(0)]
+                            m.d.sync += [phase.eq(PIX), ci.eq(0), held.eq(0), wi.eq(0)]
                         with m.Case(OP_READ_FINE, OP_READ_CODES):
                             m.d.sync += [phase.eq(RADDR), rd_code.eq(op == OP_READ_CODES), rd_n.eq(arg[:16])]
                         with m.Case(OP_LOAD):
@@ -142,16 +152,10 @@ class EnginePortHarness(Elaboratable):
                         with m.Default():
                             m.d.sync += flags.eq(fl_next | FLAG_BAD_OPCODE)
                 with m.Case(PIX):
-                    m.d.comb += exp_pix.eq(1)
-                    m.d.sync += pix_i.eq(pix_i + 1)
-                    with m.If(pix_i == c.pix_words - 1):
-                        m.d.sync += phase.eq(CMD)
-                        with m.If(loaded == (1 << n_mems) - 1):
-                            m.d.comb += exp_start.eq(1)
-                            m.d.sync += [running.eq(1), run_cnt.eq(0)]
-                        with m.Else():
-                            m.d.sync += [flags.eq(fl_next | FLAG_NOT_LOADED), owed.eq(n_refuse), zeros.eq(1),
-                                         answering_status.eq(0), answering_logits.eq(0)]
+                    for k in range(c.pix_words):
+                        with m.If(wi == k):
+                            m.d.sync += pw[k].eq(self.payload)
+                    m.d.sync += wi.eq(wi + 1)
                 with m.Case(RADDR):
                     a = word[:16]
                     end = a + rd_n
@@ -189,6 +193,39 @@ class EnginePortHarness(Elaboratable):
                                 m.d.sync += loaded[i].eq(1)
                     with m.If(left == 1):
                         m.d.sync += phase.eq(CMD)
+        # the pixel phase: one code per cycle, from the word taken now or the one held
+        in_pix = phase == PIX
+        exp_addr, exp_data = Signal(16), Signal(L * ab)
+
+        def pix_word(k):       # pixel word k as the reference sees it this cycle
+            return Mux(take_in & (wi == k), self.payload, pw[k])
+
+        def code(i):
+            k = per - 1 - i % per if mu == "pack" else i % per
+            return pix_word(i // per)[k * ab:(k + 1) * ab]
+
+        with m.If(in_pix & (held | take_in)):
+            m.d.sync += ci.eq(ci + 1)
+            with m.Switch(ci):
+                for i in range(n_codes):
+                    with m.Case(i):
+                        p, ch = divmod(i, c.pix_channels)
+                        g, j = divmod(ch, L)
+                        if j == L - 1 or ch == c.pix_channels - 1:      # the group's last code: its bank word
+                            lanes = [code(p * c.pix_channels + g * L + k) if g * L + k < c.pix_channels
+                                     else Const(0, ab) for k in range(L)]
+                            m.d.comb += [exp_pix.eq(1), exp_addr.eq(c.pix_addr + p * c.pix_groups + g),
+                                         exp_data.eq(Cat(*lanes))]
+                        word_done = i % per == per - 1 or i == n_codes - 1
+                        m.d.sync += held.eq(0 if word_done else 1)
+                        if i == n_codes - 1:
+                            m.d.sync += phase.eq(CMD)
+                            with m.If(loaded == (1 << n_mems) - 1):
+                                m.d.comb += exp_start.eq(1)
+                                m.d.sync += [running.eq(1), run_cnt.eq(0)]
+                            with m.Else():
+                                m.d.sync += [flags.eq(fl_next | FLAG_NOT_LOADED), owed.eq(n_refuse), zeros.eq(1),
+                                             answering_status.eq(0), answering_logits.eq(0)]
         with m.If(take_out & (owed != 0)):
             m.d.sync += [owed.eq(owed - 1), st_idx.eq(st_idx + 1)]
         # the abstract sequencer: done only while running, at the latest SEQ_BOUND cycles after the start
@@ -218,15 +255,17 @@ class EnginePortHarness(Elaboratable):
             Assert(stall <= stall_bound(), "never stalled longer than the sequencer's run"),
             Assert(~between | dut.state_idle, "back in IDLE between commands"),
             Assert(dut.seq_start == exp_start, "the image starts exactly after the last pixel of a loaded engine"),
-            Assert(dut.pix_en == exp_pix, "pixel words are written exactly as taken"),
-            Assert(~exp_pix | (dut.pix_addr == c.pix_addr + pix_i), "pixel word address"),
+            Assert(~in_pix | (ist.ready == ~held), "a word taken exactly when the last one's codes are used"),
+            Assert(dut.pix_en == exp_pix, "a bank word written exactly with its group's last code"),
+            Assert(~exp_pix | (dut.pix_addr == exp_addr), "pixel bank word address"),
+            Assert(~exp_pix | (dut.pix_data == exp_data), "pixel bank word: the group's codes, unused lanes 0"),
             Assert(dut.ld_en == exp_ld, "LOAD writes exactly the in-range words"),
             Assert(~exp_ld | ((dut.ld_sel == sel) & (dut.ld_addr == lad) & (dut.ld_chunk == chunk) &
                               (dut.ld_data == word)), "LOAD writes the word to its memory, item and chunk"),
             Assert(dut.flags == flags, "flags exactly as the protocol prescribes"),
             Assert(dut.loaded == loaded, "a memory is loaded exactly when a LOAD from 0 wrote its last item"),
             Assert(~(take_out & answering_status & (st_idx == 0)) | (ost.payload == (status0 | flags)),
-                   "STATUS reports the magic, version 3 and the flags"),
+                   "STATUS reports the magic, version 4 and the flags"),
         ]
         if mu == "reach":     # not a bug: a witness that the depth reaches an image's last logit word
             m.d.comb += Assert(~(take_out & answering_logits & (owed == 1)), "no image ever completes")
@@ -244,6 +283,9 @@ def proofs():
                       "bmc", 6),
                Mutant("range", "reference sets no flag for a READ past the end", lambda: EnginePortHarness(cfg, "range"),
                       "bmc", 6)]
+        if cfg.data_bits // cfg.abits > 1 and cfg.pix_codes > 1:
+            out.append(Mutant("pack", "reference takes a pixel word's codes high first",
+                              lambda: EnginePortHarness(cfg, "pack"), "bmc", 6))
         if not cfg.baked:
             if loaded:
                 out.append(Mutant("loaded", "reference lets a LOAD that does not start at 0 complete a memory",
@@ -257,7 +299,8 @@ def proofs():
         return tuple(out)
 
     def what(cfg):
-        return (f"{cfg.lanes} lanes, {cfg.pix_words} pixel word(s), {cfg.classes} classes, memories of "
+        return (f"{cfg.lanes} lanes of {cfg.abits}-bit codes, {cfg.pix_codes} pixel code(s) in {cfg.pix_words} "
+                f"word(s), {cfg.classes} classes, memories of "
                 f"{cfg.fine_depth} words, two loadable memories of 2- and 1-chunk items, "
                 f"{'baked' if cfg.baked else 'baked=False'}")
 
@@ -267,7 +310,7 @@ def proofs():
                                           ("_session", tiny_config(False), 13, False, False)):
         out.append(Proof(
             f"engine_port{tag}",
-            f"Network engine HostPort (protocol v3; {what(cfg)}), every input word sequence for {depth} cycles from "
+            f"Network engine HostPort (protocol v4; {what(cfg)}), every input word sequence for {depth} cycles from "
             f"reset with a fair o_stream.ready (low <= {READY_GAP} cycles) and a sequencer done within {SEQ_BOUND} "
             f"cycles: answers only and exactly as owed (zeros where refused), back in IDLE between commands, never "
             f"stalled over {stall_bound()} cycles, pixel and LOAD writes as taken, flags (unknown opcode, bad range, "
