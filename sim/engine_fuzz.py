@@ -203,21 +203,33 @@ def tensor_mismatches(prog, res, pixels):
                                   getattr(ref, t["kind"])[t["addr"]:t["addr"] + t["words"]])]
 
 
-def rtl_fuzz(seeds):
-    """For each seed (:func:`rtl_case`), one image on the RTL engine: every tensor against the reference
-    executor (through the debug read), the logits against :func:`rootshift.sw.golden.run`, flags 0 and
-    ``STATUS`` cycles against the cycle model. Yields one dict per seed (``ok``, ``values`` compared)."""
+def rtl_image_failures(im, prog, px, res):
+    """What disagrees after one image on the RTL engine (``res``: :func:`engine_image`'s result): the logits
+    against :func:`rootshift.sw.golden.run`, every tensor against the reference executor (through the debug
+    read), the flags, and the ``STATUS`` cycles against the cycle model; ``[]`` when all agree."""
     from rootshift.hw.engine.cycles import cycle_report
-    from rootshift.hw.testbench import engine_image
     from rootshift.sw import golden
+
+    bad = [] if res["logits"] == golden.run(im, px[None]).reshape(-1).tolist() else ["logits"]
+    bad += [f"tensor {name}" for name in tensor_mismatches(prog, res, px)]
+    if res["status"][0] & 0xFF:
+        bad.append(f"flags {res['status'][0] & 0xFF:#04x}")
+    model = cycle_report(prog)["cycles_per_image"]
+    if res["status"][1] != model:
+        bad.append(f"cycles {res['status'][1]} (model {model})")
+    return bad
+
+
+def rtl_fuzz(seeds):
+    """For each seed (:func:`rtl_case`), one image on the RTL engine, checked by :func:`rtl_image_failures`.
+    Yields one dict per seed (``ok``, ``values`` compared)."""
+    from rootshift.hw.testbench import engine_image
 
     for seed in seeds:
         im, prog, px, info = rtl_case(seed)
         res = engine_image(prog, px)
-        ok = res["logits"] == golden.run(im, px[None]).reshape(-1).tolist() and not tensor_mismatches(prog, res, px)
         values = len(res["logits"]) + sum(t["words"] * prog.params.lanes for t in prog.tensors.values())
-        ok = ok and res["status"][0] & 0xFF == 0 and res["status"][1] == cycle_report(prog)["cycles_per_image"]
-        yield {**info, "values": values, "cycles": res["status"][1], "ok": bool(ok)}
+        yield {**info, "values": values, "cycles": res["status"][1], "ok": not rtl_image_failures(im, prog, px, res)}
 
 
 def main(argv=None):

@@ -154,12 +154,10 @@ def test_whole_networks_with_a_max_pool_on_the_rtl_engine(seed, rows, cols, drai
     configurations: the logits against the golden model, every tensor through the debug read against
     the reference executor, and the image's cycles against the cycle model."""
     from rootshift.hw.engine.compiler import compile_model
-    from rootshift.hw.engine.cycles import cycle_report
     from rootshift.hw.engine.engine import Engine
     from rootshift.hw.engine.params import EngineParams
     from rootshift.hw.testbench import engine_image
-    from rootshift.sim.engine_fuzz import fuzz_params_for, random_model, tensor_mismatches
-    from rootshift.sw import golden
+    from rootshift.sim.engine_fuzz import fuzz_params_for, random_model, rtl_image_failures
 
     for s in range(seed, seed + 100):
         rng = np.random.default_rng(s)
@@ -171,11 +169,8 @@ def test_whole_networks_with_a_max_pool_on_the_rtl_engine(seed, rows, cols, drai
     px = rng.integers(0, 256, im.meta["input_shape"])
     dut = Engine(prog)
     res = engine_image(prog, px, dut=dut)
-    assert "pool" in dut.units
-    assert res["logits"] == golden.run(im, px[None]).reshape(-1).tolist()
-    assert tensor_mismatches(prog, res, px) == []
-    assert "mp.y" in prog.tensors
-    assert res["status"][1] == cycle_report(prog)["cycles_per_image"]
+    assert "pool" in dut.units and "mp.y" in prog.tensors
+    assert rtl_image_failures(im, prog, px, res) == []
 
 
 def test_an_engine_without_a_max_pool_step_has_no_max_pool_unit():
