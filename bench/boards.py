@@ -7,8 +7,9 @@ model's count for the tile engine), the bytes per image on the link, framing inc
 * device compute: images/s = clock / cycles (at the board's clock, and at the build's Fmax);
 * the link bound: baud / (10 bits x bytes per image);
 * images/s end to end at 3 Mbaud. Network engine: the next image's pixels cross the link while the
-  current one computes (sim/board.py ``overlapped_infer_gen``), so an image takes
-  ``max(compute, request) + answer``; tile engine: every tile's operands cross the link, stop-and-wait, so
+  current one computes (sim/board.py ``overlapped_infer_gen``), and its logits leave the board core's
+  answer FIFO while the next one computes (hw/board/core.py), so an image takes
+  ``max(compute, request + answer)``; tile engine: every tile's operands cross the link, stop-and-wait, so
   ``link + compute``. USB latency (the FTDI's latency timer) is not in the model: no board here;
 * the share of the time on the link.
 
@@ -109,7 +110,7 @@ def throughput(design, board, rep, clock_hz, baud=BAUD):
         req, ans = request_answer_bytes(design, board)
         link_bytes = req + ans
         t_req, t_ans = req * 10 / baud, ans * 10 / baud
-        period = max(t_c, t_req) + t_ans
+        period = max(t_c, t_req + t_ans)       # the answer leaves the core's FIFO while the next image computes
     else:
         link_bytes = counted
         period = link_bytes * 10 / baud + t_c
@@ -336,8 +337,8 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
              + ". Engine and array from each board's table "
              "(hw/board/boards.py); bytes per image counted by the host's FramedLink while `run_board` drives the "
              "device model over a pseudo-terminal (logits checked: mismatches column); 3 Mbaud, 10 bits per byte. "
-             "End to end: network engine `max(compute, request) + answer` (the next image's pixels overlap the "
-             "compute), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board). "
+             "End to end: network engine `max(compute, request + answer)` (the next image's pixels and the "
+             "previous image's logits cross the link while the current one computes), tile engine `link + compute` (stop-and-wait). FTDI/USB latency not included (no board). "
              "Time to bitstream with the YoWASP tools already compiled (warm cache); cold (an empty cache, as on a "
              "fresh machine) below the table.", "",
              "| board | engine | array | LUT | FF | BRAM | DSP | Fmax MHz | clock MHz | time to bitstream (warm) | "

@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .bridge import LinkBridge
@@ -16,6 +17,11 @@ class BoardCore(wiring.Component):
     ``engine`` is any component with ``i_stream`` (In, stream of ``data_bits``), ``o_stream`` (Out, stream
     of 32 bits) and ``busy`` (Out(1)): the network :class:`~rootshift.hw.engine.engine.Engine` (ULX3S-45F/85F)
     or the tile :class:`~rootshift.hw.accelerator.Accelerator`; the board table decides (boards.py).
+
+    An engine with ``answer_words`` (the network engine: its logits) answers into a FIFO that deep: it
+    hands an image's logits over in as many cycles and starts the next image (whose request is already in
+    the packet buffer) while the UART sends them, so an overlapped run takes ``max(compute, answer +
+    request)`` per image instead of ``max(compute, request) + answer`` (docs/boards.md, "Overlap").
 
     Members
     -------
@@ -32,6 +38,9 @@ class BoardCore(wiring.Component):
         self.engine = engine
         self.uart = UART(clk_hz, baud)
         self.bridge = LinkBridge(len(engine.i_stream.payload), buffer_bytes, timeout_cycles)
+        self.answer_words = getattr(engine, "answer_words", 0)
+        if isinstance(self.answer_words, bool) or not isinstance(self.answer_words, int) or self.answer_words < 0:
+            raise TypeError(f"the engine's answer_words must be a non-negative integer, not {self.answer_words!r}")
         super().__init__({"rx_pin": In(1, init=1), "tx_pin": Out(1, init=1), "led_busy": Out(1), "led_error": Out(1)})
 
     def elaborate(self, platform):
@@ -48,7 +57,14 @@ class BoardCore(wiring.Component):
         wiring.connect(m, uart.rx, bridge.rx)
         wiring.connect(m, bridge.tx, uart.tx)
         wiring.connect(m, bridge.i_stream, engine.i_stream)
-        wiring.connect(m, engine.o_stream, bridge.o_stream)
+        if self.answer_words:
+            # reset with the engine: a reset frame drops logits not yet sent
+            fifo = SyncFIFOBuffered(width=32, depth=self.answer_words)
+            m.submodules.answers = ResetInserter(engine_reset)(fifo)
+            wiring.connect(m, engine.o_stream, fifo.w_stream)
+            wiring.connect(m, fifo.r_stream, bridge.o_stream)
+        else:
+            wiring.connect(m, engine.o_stream, bridge.o_stream)
         m.d.comb += [uart.rx_pin.eq(self.rx_pin), self.tx_pin.eq(uart.tx_pin),
                      bridge.line_error.eq(uart.frame_error | uart.overrun),
                      self.led_error.eq(bridge.error)]

@@ -202,6 +202,8 @@ class Engine(wiring.Component):
             raise ConfigError("weight_memory 'spram' has no init (SB_SPRAM256KA): build the engine with baked=False "
                               "and LOAD the program")
         self.prog, self.baked = program, baked
+        # the words an INFER answers (the logits): the board core buffers that many (hw/board/core.py)
+        self.answer_words = program.tensors[program.output]["shape"][0]
         a = program.params.array
         self.a = a
         self.data_bits = max(32, a.cols * a.abits)
