@@ -25,14 +25,17 @@ MUTANTS = ("status", "range", "loaded", "refuse", "reach", "pack")
 
 
 def small_config(baked=False):
-    """A port as small as the protocol allows, with every case in it: 2 lanes of 16-bit codes (2 a
-    stream word), 3 pixel channels at 1 position (3 codes in 2 words: the stream stalls while a word's
-    second code is unpacked, the last word is padded, the second channel group has an unused lane), 3
-    classes (the logits span two fine words), memories of 4 words, and two loadable memories: one of
-    40-bit items (two chunks each, so partial items exist; the program uses 1 of 3) and one of 16-bit
-    items (the program uses 2 of 2). ``baked``: the memories start loaded."""
-    return PortConfig(data_bits=32, lanes=2, abits=16, pix_addr=1, pix_channels=3, pix_positions=1, pix_groups=2,
-                      out_addr=1, classes=3, fine_depth=4, code_depth=4,
+    """A port as small as the protocol allows, with every case in it: 3 lanes of 16-bit codes (3 a
+    48-bit stream word), 4 pixel channels at 1 position (4 codes in 2 words: the stream stalls while a
+    word's other codes are unpacked, the last word is padded, the second channel group has two unused
+    lanes, which must be 0 after the first group filled them: 2 lanes could not show a lane left
+    uncleared), 4 classes (the logits span two fine words), memories of 4 words, and two loadable
+    memories: one of 40-bit items (two chunks each, so partial items exist; the program uses 1 of 3) and
+    one of 16-bit items (the program uses 2 of 2). ``baked``: the memories start loaded. The depth
+    reaches one image: the unpacker's address back at 0 for the next image is checked by simulation
+    (tests/test_pixel_unpack.py)."""
+    return PortConfig(data_bits=48, lanes=3, abits=16, pix_addr=1, pix_channels=4, pix_positions=1, pix_groups=2,
+                      out_addr=1, classes=4, fine_depth=4, code_depth=4,
                       mems=(LoadMem("a", 40, 3, 1), LoadMem("b", 16, 2, 2)), baked=baked)
 
 
@@ -291,7 +294,7 @@ def proofs():
                 out.append(Mutant("loaded", "reference lets a LOAD that does not start at 0 complete a memory",
                                   lambda: EnginePortHarness(cfg, "loaded"), "bmc", 6))
             out.append(Mutant("refuse", "reference expects classes - 1 words from a refused INFER",
-                              lambda: EnginePortHarness(cfg, "refuse"), "bmc", 8))
+                              lambda: EnginePortHarness(cfg, "refuse"), "bmc", 9))
         if depth >= 13:
             out.append(Mutant("reach", "claims no image completes: the counterexample is LOADs of both memories, "
                                        "an image and its last logit within the depth",
