@@ -160,17 +160,21 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # _ulx3s decides from NETWORK_ENGINE_MEASURED. At 8x8 it needs 116 MULT18 and 116 DP16KD, which the 85F has, and
 # takes 2.5x fewer cycles per image (the board build at commit f710069 closed at 36.95 MHz). The default stays
 # 4x4: the engine pipelined after f710069 stops YoWASP Yosys 0.70's ABC9 at 8x8 on ECP5 (an internal assertion,
-# ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it.
+# ABC_OPS_REINTEGRATE, rtlil.cc:3091), while 4x4 synthesizes; `--rows 8 --cols 8` tries it. With lut_map="abc"
+# (Yosys's older LUT mapping, not timing-driven) the 8x8 board top synthesizes (0f21dee: 40,257 LUT, 32,083 FF,
+# 147 DP16KD, 116 MULT18 in 2 min) but places at an estimated 47.96 MHz, below the 75 MHz clock, and nextpnr's
+# router had not converged after 54 minutes on this 2-core machine (docs/boards.md), so no table sets it.
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
 # engine alone closes at 89.8 MHz on ECP5 (d576f23; 87.5 at ebafcea, 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5
 # before the Fmax work, when the board ran at 30 MHz). Inside the board top the builds closed at 63.84 (27223e0) to
 # 71.0 MHz (d2b5b80), 63.93 at 8818fa5, limited by the board core's deframer -> engine reset path (15.6 ns, 13.0 of
 # it routing), so the board ran at 60 MHz (25 / 5 * 12, 20 clocks per bit). With that reset registered (7321794)
-# the board top closes 75 MHz (25 / 1 * 3, VCO 600 MHz, 25 clocks per bit): 75.45 MHz then, 81.37 MHz at c375543
-# (seed 1; limited by the address generator's tap_end -> tile advance -> row position enables, 12.3 ns;
-# docs/boards.md). 56,793 cycles per image at 75 MHz take 0.757 ms (1,321 images/s), less than the 0.89 ms
-# request plus 0.15 ms answer of the 3 Mbaud link (313 bytes, 958 images/s): end to end max(compute, request) +
-# answer, the link's pace (docs/results.md "boards").
+# the board top closes 75 MHz (25 / 1 * 3, VCO 600 MHz, 25 clocks per bit): 75.45 MHz then, 81.37 MHz at c375543,
+# 81.28 MHz at 3fe9515 (seed 1; limited by the MultSetup's beta multiplier, bm1.b -> bm0's MULT18 across the die,
+# 12.3 ns; docs/boards.md). Since host protocol v4 and the answer FIFO (3fe9515) a digits image is 121 bytes
+# on the 3 Mbaud link (0.25 ms request, 0.15 ms answer, 2,479 images/s) and the 56,793 cycles at 75 MHz take
+# 0.757 ms: end to end max(compute, request + answer), the compute's pace, 1,321 images/s (docs/results.md
+# "boards"; v3 sent 313 bytes and the board was link-bound at 958).
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
 
