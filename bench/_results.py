@@ -38,6 +38,25 @@ def threads_line():
     return f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s)"
 
 
+def write_figure(name, fig):
+    """Save a matplotlib figure as ``img/<name>.png`` beside the results file (docs/img/ with ``--write``),
+    atomically; returns the path to put in the section's Markdown (``img/<name>.png``)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from rootshift.sw.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    path = Path(_target).parent / "img" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+    print(f"bench: wrote figure {name!r} to {path}")
+    return f"img/{name}.png"
+
+
 def write_section(name, body, path=None):
     path = Path(path or _target)
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_common_args, configure, write_section  # noqa: E402
+from _results import add_common_args, configure, write_figure, write_section  # noqa: E402
 
 from rootshift.hw.board.boards import get_board  # noqa: E402
 from rootshift.sim import board as B  # noqa: E402
@@ -303,11 +303,41 @@ def main(argv=None):
             print(json.dumps(c), flush=True)
         net_est = [e for name in a.network_estimate for e in network_estimate(model, name)]
         mnist = mnist_rows(a.mnist_model, a.boards, a.images) if a.mnist_model else []
-    body = report(argv, rows, sim, time.time() - t0, reuse, net_est, mnist, cold)
-    print(body)
     if a.write and a.quick:
         raise SystemExit("boards: refusing --write of a --quick run (no builds)")
+    figure = write_figure("boards", plot(rows))
+    body = report(argv, rows, sim, time.time() - t0, reuse, net_est, mnist, cold, figure)
+    print(body)
     write_section("boards", body)
+
+
+def plot(rows):
+    """Images/s per board on a log axis: device compute at the board clock, the link bound, end to end, and
+    issue 12's targets (iCEBreaker end to end, ULX3S-85F compute)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = (("compute at the board clock", lambda t: 1 / t["compute_s"]), ("link bound (3 Mbaud)", lambda t: t["link_bound"]),
+            ("end to end", lambda t: t["images_per_s"]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.75 * len(rows)), layout="constrained")
+    h = 0.8 / len(bars)
+    for i, (label, f) in enumerate(bars):
+        ys = [k + (i - 1) * h for k in range(len(rows))]
+        ax.barh(ys, [f(r["at_clock"]) for r in rows], height=h, label=label)
+    for target, name in ((TARGET_ICEBREAKER_E2E, "icebreaker"), (TARGET_ULX3S_COMPUTE, "ulx3s-85f")):
+        if any(r["board"] == name for r in rows):
+            k = next(i for i, r in enumerate(rows) if r["board"] == name)
+            ax.plot([target] * 2, [k - 0.45, k + 0.45], "k--", lw=1)
+            ax.annotate(f"target {target:,}", (target, k - 0.45), fontsize=7, ha="center", va="bottom")
+    ax.set_yticks(range(len(rows)), [f"{r['board']}\n{r['engine']} {r['array']}" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("digits images / s")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
 
 
 def _res(build, key):
@@ -332,7 +362,7 @@ def _e2e_why(r, t, ok, slow=False):
     return s + "."
 
 
-def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
+def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=(), figure=None):
     cmd = "python bench/boards.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     commit = B.provenance(get_board("icebreaker")).get("commit")
     lines = ["## On the board: digits ResNet-8 per board (issue 12)", "",
@@ -435,6 +465,8 @@ def report(argv, rows, sim, wall, reuse=None, net_est=(), mnist=(), cold=()):
                              f"{t['link_bytes']:,.0f} bytes per image, {1 / t['compute_s']:,.1f} images/s of compute at "
                              f"{m['clock_mhz']:g} MHz, {t['images_per_s']:,.1f} end to end (link bound "
                              f"{t['link_bound']:,.0f}), mismatches {m['mismatches']} of {m['images']}")
+    if figure:
+        lines += ["", f"![Digits images/s per board: compute, link bound, end to end, and the targets]({figure})"]
     lines += ["", "Targets (issue 12):"]
     net_bytes = next((f"{r['at_clock']['link_bytes']:,.0f}" for r in rows if r["engine"] == "network"), "about 313")
     for r in rows:

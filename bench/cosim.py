@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_common_args, configure, write_section  # noqa: E402
+from _results import add_common_args, configure, write_figure, write_section  # noqa: E402
 
 from rootshift.hw.engine.compiler import compile_model  # noqa: E402
 from rootshift.hw.engine.cycles import cycle_report  # noqa: E402
@@ -93,6 +93,29 @@ def engine_table(title, program, measured=None):
     return lines, rep, rows
 
 
+def plot(panels):
+    """Per conv/linear layer utilization, one panel per (title, rows, report): the bars, the network's
+    utilization and issue 9's 90 % line for the 3x3 convs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels)), layout="constrained", squeeze=False)
+    for ax, (title, rows, rep) in zip(axes[:, 0], panels):
+        x = range(len(rows))
+        ax.bar(x, [100 * r["util"] for r in rows], color=["C0" if r["kernel"] == [3, 3] else "C7" for r in rows])
+        ax.axhline(100 * TARGET_CONV3, color="k", ls="--", lw=1, label=f"target {TARGET_CONV3:.0%} (3x3 convs, blue)")
+        ax.axhline(100 * rep["utilization"], color="C3", lw=1, label=f"network {100 * rep['utilization']:.1f} %")
+        ax.set_xticks(list(x), [r["name"].replace("stages.", "s").replace(".shortcut.0", ".sc") for r in rows],
+                      rotation=60, ha="right", fontsize=6)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("PE utilization %", fontsize=7)
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=6, loc="lower left")
+    return fig
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=[f"{r}x{c}" for r, c in ARRAYS], help="engine arrays")
@@ -108,7 +131,7 @@ def main(argv=None):
         a.sizes, a.images, a.epochs = ["4x4"], 1, 2
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes]
     t0 = time.time()
-    sections, verdicts, base = [], [], []
+    sections, verdicts, base, panels = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         model = a.model
         if model is None:
@@ -120,6 +143,7 @@ def main(argv=None):
             m = engine_cosim_model(model, a.sim, a.images, r, c, cache=Path(tmp) / "cache")
             lines, rep, rows = engine_table(f"digits ResNet-8, {r}x{c} engine", compile_for_cosim(im, r, c), m)
             sections.append("\n".join(lines))
+            panels.append((f"digits ResNet-8, {r}x{c} engine (RTL = model)", rows, rep))
             verdicts += _verdicts(f"digits {r}x{c}", rep, rows, m["mismatches"] + len(m["steps_off_model"] or []))
             print(sections[-1], flush=True)
             if not a.no_tile:
@@ -136,6 +160,7 @@ def main(argv=None):
             lines, rep, rows = engine_table(f"ResNet-20 32x32 (random weights), {r}x{c} engine, by the cycle model",
                                             compile_model(r20, p))
             sections.append("\n".join(lines))
+            panels.append((f"ResNet-20 32x32, {r}x{c} engine (cycle model)", rows, rep))
             verdicts += _verdicts(f"ResNet-20 {r}x{c}", rep, rows)
             print(sections[-1], flush=True)
     if base:
@@ -146,7 +171,9 @@ def main(argv=None):
     body = (f"## Co-simulation of the network engine (digits ResNet-8 post+asq W4A4, ResNet-20)\n\n"
             f"Made by `{cmd.strip()}` in {(time.time() - t0) / 60:.0f} min. Arrays a8w8 dual (conv1 and fc carry "
             "8-bit weights). Column definitions: the docstring of bench/cosim.py.\n\n"
-            + "\n\n".join(sections) + "\n\nTargets (issue 9):\n\n" + "\n".join(verdicts))
+            + "\n\n".join(sections)
+            + f"\n\n![Per-layer PE utilization of each engine, the network's and the 90 % target]({write_figure('cosim', plot(panels))})"
+            + "\n\nTargets (issue 9):\n\n" + "\n".join(verdicts))
     write_section("cosim", body)
 
 

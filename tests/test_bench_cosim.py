@@ -38,3 +38,24 @@ def test_layer_split_is_a_partition_of_the_model_cycles(seed):
         assert min(x["util"], x["spatial"], x["wait"]) >= 0
     busy = sum(x["cycles"] for x in rows)
     assert other == pytest.approx(1 - busy / rep["cycles_per_image"])
+
+
+def test_the_utilization_plot_has_a_bar_per_layer_and_the_target(tmp_path, monkeypatch):
+    """The figure docs/results.md shows beside the tables: one panel per engine, a bar per conv/linear layer
+    (its utilization, from the same split as the table), the 90 % target and the network's line; written
+    as a PNG beside the results file."""
+    mod = _bench()
+    im = random_model(np.random.default_rng(1), "dual")
+    rep, rows, _ = mod.layer_split(compile_model(im, EngineParams(fuzz_params_for(im, 3, 4), **BIG)))
+    fig = mod.plot([("a", rows, rep), ("b", rows, rep)])
+    axes = fig.axes
+    assert len(axes) == 2
+    heights = [p.get_height() for p in axes[0].patches]
+    assert heights == pytest.approx([100 * r["util"] for r in rows])
+    lines = sorted(ln.get_ydata()[0] for ln in axes[0].get_lines())
+    assert lines == pytest.approx(sorted([100 * mod.TARGET_CONV3, 100 * rep["utilization"]]))
+    import _results
+
+    monkeypatch.setattr(_results, "_target", tmp_path / "results.md")
+    assert _results.write_figure("cosim", fig) == "img/cosim.png"
+    assert (tmp_path / "img" / "cosim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
