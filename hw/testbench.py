@@ -53,15 +53,13 @@ def engine_image(program, pixels, dut=None):
 
     from .engine.compiler import input_codes
     from .engine.engine import OP_INFER, OP_READ_CODES, OP_READ_FINE, OP_STATUS, Engine, port_config
-    from .engine.host_port import pack_codes
+    from .engine.pixel_unpack import pack_image
 
     a, L = program.params.array, program.params.array.cols
     dut = Engine(program) if dut is None else dut
     t = program.tensors[program.steps[0]["out"]]
     codes = input_codes(program, pixels)
-    # host protocol v4: the codes in (y, x, c) order, packed data_bits // abits per word
-    words = pack_codes(np.asarray(codes).reshape(t["shape"]).transpose(1, 2, 0).reshape(-1), a.abits,
-                       port_config(program).data_bits)
+    words = pack_image(np.asarray(codes).reshape(t["shape"]), a.abits, port_config(program).data_bits)   # host protocol v4
     n = {k: max(s["addr"] + s["words"] for s in program.tensors.values() if s["kind"] == k) for k in ("fine", "codes")}
     classes = program.tensors[program.output]["shape"][0]
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from rootshift.hw.engine import engine as E
 from rootshift.hw.engine.compiler import input_codes
-from rootshift.hw.engine.host_port import pack_codes
+from rootshift.hw.engine.pixel_unpack import pack_image
 from rootshift.sim.driver import Request, run_async, run_sync
 from rootshift.sw.errors import ConfigError
 
@@ -134,7 +134,7 @@ class EngineDriver:
         if px.min(initial=0) < 0 or px.max(initial=0) >= 1 << ab:
             raise ConfigError(f"pixel codes must be in 0..{(1 << ab) - 1} ({ab}-bit codes), "
                               f"not {int(px.min())}..{int(px.max())}")
-        return pack_codes(px.transpose(1, 2, 0).reshape(-1), ab, self.port.data_bits)
+        return pack_image(px, ab, self.port.data_bits)
 
     # -- the operations, sans-IO --------------------------------------------------------------------
     def infer_gen(self, pixels, info=None):

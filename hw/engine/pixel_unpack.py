@@ -41,6 +41,14 @@ def pack_codes(codes, abits, data_bits):
     return [sum(v << (abits * i) for i, v in enumerate(codes[k:k + per])) for k in range(0, len(codes), per)]
 
 
+def pack_image(codes, abits, data_bits):
+    """The ``INFER`` payload of one image whose codes are a (C, H, W) array: :func:`pack_codes` of them in
+    (y, x, c) order (the host driver's and the Amaranth testbench's one way to lay an image out)."""
+    import numpy as np
+
+    return pack_codes(np.asarray(codes).transpose(1, 2, 0).reshape(-1), abits, data_bits)
+
+
 def unpack_words(words, abits, data_bits, lanes, channels, positions):
     """The inverse, as the :class:`PixelUnpacker` writes it: the code-bank words (position-major,
     ``ceil(channels / lanes)`` per position, lane ``c % lanes`` of word ``c // lanes``, unused lanes 0).
