@@ -38,18 +38,26 @@ def threads_line():
     return f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s)"
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only: no display on a build machine)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_figure(name, fig):
     """Save a matplotlib figure as ``img/<name>.png`` beside the results file (docs/img/ with ``--write``),
     atomically; returns the path to put in the section's Markdown (``img/<name>.png``)."""
     import io
 
-    import matplotlib.pyplot as plt
-
     from rootshift.sw.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    pyplot().close(fig)
     path = Path(_target).parent / "img" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_common_args, configure, write_figure, write_section  # noqa: E402
+from _results import add_common_args, configure, pyplot, write_figure, write_section  # noqa: E402
 
 from rootshift.hw.board.boards import get_board  # noqa: E402
 from rootshift.sim import board as B  # noqa: E402
@@ -314,11 +314,7 @@ def main(argv=None):
 def plot(rows):
     """Images/s per board on a log axis: device compute at the board clock, the link bound, end to end, and
     issue 12's targets (iCEBreaker end to end, ULX3S-85F compute)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     bars = (("compute at the board clock", lambda t: 1 / t["compute_s"]), ("link bound (3 Mbaud)", lambda t: t["link_bound"]),
             ("end to end", lambda t: t["images_per_s"]))
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.75 * len(rows)), layout="constrained")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_common_args, configure, write_figure, write_section  # noqa: E402
+from _results import add_common_args, configure, pyplot, write_figure, write_section  # noqa: E402
 
 from rootshift.hw.engine.compiler import compile_model  # noqa: E402
 from rootshift.hw.engine.cycles import cycle_report  # noqa: E402
@@ -96,11 +96,7 @@ def engine_table(title, program, measured=None):
 def plot(panels):
     """Per conv/linear layer utilization, one panel per (title, rows, report): the bars, the network's
     utilization and issue 9's 90 % line for the 3x3 convs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.3 * len(panels)), layout="constrained", squeeze=False)
     for ax, (title, rows, rep) in zip(axes[:, 0], panels):
         x = range(len(rows))

@@ -161,6 +161,30 @@ def fuzz_params_for(im, rows, cols):
                        max_k=max(max(op["k"] for op in im.layers()), 2), max_shift=max(shifts or [7]))
 
 
+def first_rtl_model(seed, mode="dual", rows=2, cols=2, hw=(4, 8), channels=None, max_channels=10, debug=True,
+                    tries=200, **engine):
+    """The first random network from seed ``seed`` on (no max pool) that the RTL engine runs (``rtl_check``),
+    compiled for a ``rows`` x ``cols`` array with ``EngineParams(**engine)``: input ``channels`` x ``hw``
+    pixels (1..3 channels drawn when ``channels`` is None). Returns ``(im, program, rng)``, the generator
+    left where the model's drawing ended (tests draw their pixels from it)."""
+    from rootshift.hw.engine.compiler import compile_model
+    from rootshift.hw.engine.engine import rtl_check
+    from rootshift.hw.engine.params import EngineParams
+    from rootshift.sw.errors import ConfigError
+
+    for s in range(seed, seed + tries):
+        rng = np.random.default_rng(s)
+        c = int(rng.integers(1, 4)) if channels is None else channels
+        im = random_model(rng, mode, in_shape=[c, *hw], max_channels=max_channels, maxpool=False)
+        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **engine), debug=debug)
+        try:
+            rtl_check(prog)
+        except ConfigError:
+            continue
+        return im, prog, rng
+    raise AssertionError(f"no RTL-compatible model in seeds {seed}..{seed + tries - 1}")
+
+
 def rtl_case(seed):
     """The random network of fuzz seed ``seed``: any product mode but shift2, array 2..3 x 2..3, either drain
     and descriptor fetch, pixels ``C x H x W`` with ``H, W`` in ``4..9`` (mostly not powers of two: the

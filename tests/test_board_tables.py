@@ -218,21 +218,9 @@ def test_lut_map_abc_resumes_synth_ecp5_around_the_old_abc(tmp_path):
     map_luts, ``abc -lut 4:7`` maps, synth_ecp5 resumes at map_cells; ``abc9`` leaves synth_ecp5 alone."""
     import dataclasses
 
-    from amaranth.hdl import Module
-    from amaranth.lib import stream, wiring
-    from amaranth.lib.wiring import In, Out
+    from test_board_gowin import Loopback  # tests/ is on sys.path: the conftest's folder
 
     from rootshift.hw.board.top import BoardTop
-
-    class Loopback(wiring.Component):
-        def __init__(self):
-            super().__init__({"i_stream": In(stream.Signature(32)), "o_stream": Out(stream.Signature(32)),
-                              "busy": Out(1)})
-
-        def elaborate(self, platform):
-            m = Module()
-            wiring.connect(m, wiring.flipped(self.i_stream), wiring.flipped(self.o_stream))
-            return m
 
     def script(board, name):
         ys = B.build_plan(board, BoardTop(board, Loopback()), tmp_path / name).files["rootshift.ys"]

@@ -9,13 +9,11 @@ from amaranth.sim import Simulator
 
 from rootshift.hw.board import framing as F
 from rootshift.hw.engine import engine as E
-from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.cycles import cycle_report
-from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.sim.engine_device import EngineDevice
 from rootshift.sim.engine_driver import EngineDriver, EngineStatus
-from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sim.engine_fuzz import first_rtl_model
 from rootshift.sim.transport import FramedLink
 from rootshift.sw import golden
 from rootshift.sw.errors import ConfigError
@@ -25,16 +23,7 @@ BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
 def rtl_model(seed, mode="dual", rows=2, cols=2):
     """The first random model from ``seed`` on that the RTL engine runs."""
-    for s in range(seed, seed + 200):
-        rng = np.random.default_rng(s)
-        im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), 4, 8], max_channels=10, maxpool=False)
-        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), **BIG), debug=True)
-        try:
-            E.rtl_check(prog)
-        except ConfigError:
-            continue
-        return im, prog, rng
-    raise AssertionError("no RTL-compatible model")
+    return first_rtl_model(seed, mode, rows, cols, **BIG)
 
 
 class MemoryChannel:

@@ -10,13 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rootshift.hw.engine import engine as E
-from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.cycles import cycle_report
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.reference import ReferenceEngine
 from rootshift.hw.engine.spram import SPRAM, tiles
 from rootshift.sim.engine_driver import EngineDriver
-from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sim.engine_fuzz import first_rtl_model
 from rootshift.sw import golden
 from rootshift.sw.errors import ConfigError
 
@@ -76,17 +75,7 @@ def test_spram_checks_its_size():
 
 
 def spram_model(seed, rows, cols, drain):
-    for s in range(seed, seed + 200):
-        rng = np.random.default_rng(s)
-        im = random_model(rng, "dual", in_shape=[int(rng.integers(1, 4)), 4, 8], max_channels=10, maxpool=False)
-        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, weight_memory="spram",
-                                              desc_fetch=drain, **BIG), debug=True)
-        try:
-            E.rtl_check(prog)
-        except ConfigError:
-            continue
-        return im, prog, rng
-    raise AssertionError("no RTL-compatible model")
+    return first_rtl_model(seed, "dual", rows, cols, drain=drain, weight_memory="spram", desc_fetch=drain, **BIG)
 
 
 def test_spram_weights_have_no_init():

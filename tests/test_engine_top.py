@@ -10,7 +10,7 @@ from rootshift.hw.engine.cycles import cycle_report
 from rootshift.hw.engine.engine import MAGIC, OP_INFER, OP_READ_FINE, OP_STATUS, Engine, rtl_check
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.testbench import engine_image
-from rootshift.sim.engine_fuzz import fuzz_params_for, random_model, tensor_mismatches
+from rootshift.sim.engine_fuzz import first_rtl_model, fuzz_params_for, random_model, tensor_mismatches
 from rootshift.sw import golden
 from rootshift.sw.errors import ConfigError
 
@@ -19,17 +19,7 @@ BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
 def rtl_model(seed, mode, rows, cols, drain="parallel", desc_fetch="parallel", hw=(4, 8)):
     """The first random model from ``seed`` on that the RTL engine runs (no max pool), on ``hw`` pixels."""
-    for s in range(seed, seed + 200):
-        rng = np.random.default_rng(s)
-        im = random_model(rng, mode, in_shape=[int(rng.integers(1, 4)), *hw], max_channels=10, maxpool=False)
-        prog = compile_model(im, EngineParams(fuzz_params_for(im, rows, cols), drain=drain, desc_fetch=desc_fetch,
-                                                      **BIG), debug=True)
-        try:
-            rtl_check(prog)
-        except ConfigError:
-            continue
-        return im, prog, rng
-    raise AssertionError("no RTL-compatible model")
+    return first_rtl_model(seed, mode, rows, cols, hw, drain=drain, desc_fetch=desc_fetch, **BIG)
 
 
 def run_engine(prog, pixels):

@@ -15,7 +15,7 @@ from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.pixel_unpack import unpack_tail
 from rootshift.sim.engine_device import EngineDevice
 from rootshift.sim.engine_driver import EngineDriver
-from rootshift.sim.engine_fuzz import fuzz_params_for, random_model
+from rootshift.sim.engine_fuzz import first_rtl_model, fuzz_params_for, random_model
 from rootshift.sw.errors import ConfigError
 from test_engine_protocol import rtl_transact  # noqa: E402  (tests/ is on sys.path: the conftest's folder)
 from test_pixel_unpack import py_pack  # noqa: E402
@@ -44,16 +44,7 @@ def test_port_config_counts_packed_words_and_refuses_a_bad_layout():
 
 def digits_like(cols):
     """A random 1-channel 8x8 network with 8-bit pixel codes, compiled for a 4 x ``cols`` array."""
-    for s in range(50):
-        rng = np.random.default_rng(s)
-        im = random_model(rng, "dual", in_shape=[1, 8, 8], max_channels=6, maxpool=False)
-        prog = compile_model(im, EngineParams(fuzz_params_for(im, 4, cols), **BIG))
-        try:
-            E.rtl_check(prog)
-        except ConfigError:
-            continue
-        return im, prog, rng
-    raise AssertionError("no RTL-compatible model")
+    return first_rtl_model(0, "dual", 4, cols, (8, 8), channels=1, max_channels=6, debug=False, tries=50, **BIG)
 
 
 @pytest.mark.parametrize("cols,data_bits,words", [(4, 32, 16), (8, 64, 8)])

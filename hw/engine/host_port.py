@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from rootshift.sw.errors import ConfigError
 
-from .pixel_unpack import PixelUnpacker, codes_per_word, pack_codes, packed_words  # noqa: F401 (re-exported)
+from .pixel_unpack import PixelUnpacker, packed_words
 
 # 4: INFER carries the pixel codes packed, data_bits // abits per word (3: one word per code-bank word)
 PROTOCOL_VERSION = 4
