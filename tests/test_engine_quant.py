@@ -14,6 +14,7 @@ from rootshift.hw.engine.bram_outreg import RegisteredMemory
 from rootshift.hw.engine.compiler import compile_model
 from rootshift.hw.engine.cycles import quant_step_cycles
 from rootshift.hw.engine.desc import QuantDesc, gap_shift
+from rootshift.hw.engine.engine import images
 from rootshift.hw.engine.params import EngineParams
 from rootshift.hw.engine.quant_step import QuantStep
 from rootshift.hw.engine.reference import ReferenceEngine
@@ -23,17 +24,10 @@ BIG = dict(weights_kib=256, fine_kib=256, codes_kib=256, consts_kib=64)
 
 
 def adapter_images(prog):
-    """The adapter weight and bias memories as the compiler lays them out (W1 row-major, W2; B1, B2)."""
-    w, b = [], []
-    for s in prog.steps:
-        if s["kind"] == "quant" and s["adapter"]:
-            ad = s["adapter"]
-            if ad["hidden"]:
-                w += [int(v) for v in ad["w1"].reshape(-1)]
-                b += [int(v) for v in ad["b1"]]
-            w += [int(v) for v in ad["w2"].reshape(-1)]
-            b += [int(v) for v in ad["b2"]]
-    return w or [0], b or [0]
+    """The adapter weight and bias memories as the engine lays them out (``engine.images``: W1 in blocks of
+    ``lanes`` hidden outputs, W2 ``lanes`` per word; B1, B2)."""
+    _, _, w, b = images(prog)
+    return w, b
 
 
 def run_quant(prog, eng, step, schemes=("linear",), registered=False):
@@ -53,7 +47,7 @@ def run_quant(prog, eng, step, schemes=("linear",), registered=False):
             m.submodules.unit = unit
             init = [sum((v & 0xFFFFFFFF) << (32 * c) for c, v in enumerate(row)) for row in fine]
             mems = (("fine", init, 32 * lanes, unit.fine_addr, None),
-                    ("w", wimg, 16, unit.w_addr, unit.w_data), ("b", bimg, 64, unit.b_addr, unit.b_data))
+                    ("w", wimg, 16 * lanes, unit.w_addr, unit.w_data), ("b", bimg, 64, unit.b_addr, unit.b_data))
             for name, img, width, addr, dat in mems:
                 if registered:
                     m.submodules[name] = mem = RegisteredMemory(width, max(2, len(img)),
@@ -67,7 +61,7 @@ def run_quant(prog, eng, step, schemes=("linear",), registered=False):
                     for c in range(lanes):
                         m.d.comb += unit.fine_data[c].eq(r.data[32 * c:32 * (c + 1)].as_signed())
                 else:
-                    m.d.comb += dat.eq(r.data.as_signed())
+                    m.d.comb += dat.eq(r.data if name == "w" else r.data.as_signed())
             return m
 
     written, res = {}, {}

@@ -212,17 +212,20 @@ def test_units_validate():
         QuantLanes(2, 9)
 
 
-def adapter_hw(g, w1, b1, f1, w2, b2, f2):
+def adapter_hw(g, w1, b1, f1, w2, b2, f2, lanes=1, registered=False):
+    """The AdapterUnit on memories laid out as the engine's (``adapter_weight_words``); ``registered``:
+    behind ``RegisteredMemory`` s (the ECP5 configuration). Returns beta and start-to-done cycles."""
     from amaranth.hdl import Module, signed
     from amaranth.lib import wiring
     from amaranth.lib.memory import Memory
 
-    from rootshift.hw.engine.adapter import AdapterUnit
+    from rootshift.hw.engine.adapter import AdapterUnit, adapter_weight_words
+    from rootshift.hw.engine.bram_outreg import RegisteredMemory
 
     hidden = 0 if w1 is None else len(w1)
-    weights = ([] if w1 is None else [int(v) for v in np.asarray(w1).reshape(-1)]) + [int(v) for v in np.asarray(w2).reshape(-1)]
+    weights = adapter_weight_words(w1, w2, lanes)
     biases = ([] if b1 is None else [int(v) for v in b1]) + [int(b2[0])]
-    unit = AdapterUnit(max(1, hidden))
+    unit = AdapterUnit(max(1, hidden), lanes, registered_reads=registered)
 
     class Top(wiring.Component):
         def __init__(self):
@@ -231,12 +234,16 @@ def adapter_hw(g, w1, b1, f1, w2, b2, f2):
         def elaborate(self, platform):
             m = Module()
             m.submodules.unit = unit
-            for name, init, shape, addr, dat in (("g", [int(v) for v in g], signed(32), unit.g_addr, unit.g_data),
-                                                 ("w", weights, signed(16), unit.w_addr, unit.w_data),
-                                                 ("b", biases, signed(64), unit.b_addr, unit.b_data)):
-                m.submodules[name] = mem = Memory(shape=shape, depth=max(2, len(init)), init=init)
+            for name, init, width, addr, dat in (("g", [int(v) for v in g], 32, unit.g_addr, unit.g_data),
+                                                 ("w", weights, 16 * lanes, unit.w_addr, unit.w_data),
+                                                 ("b", biases, 64, unit.b_addr, unit.b_data)):
+                init = [v & ((1 << width) - 1) for v in init]
+                if registered:
+                    m.submodules[name] = mem = RegisteredMemory(width, max(2, len(init)), init=init)
+                else:
+                    m.submodules[name] = mem = Memory(shape=width, depth=max(2, len(init)), init=init)
                 rd = mem.read_port()
-                m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data)]
+                m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data if name == "w" else rd.data.as_signed())]
             return m
 
     out = {}
@@ -253,32 +260,61 @@ def adapter_hw(g, w1, b1, f1, w2, b2, f2):
         while not ctx.get(unit.done):
             await ctx.tick()
             n += 1
+            assert n < 100_000
         out["beta"], out["cycles"] = ctx.get(unit.beta), n
 
     simulate(Top(), bench)
     return out
 
 
-@settings(max_examples=4, deadline=None)
-@given(st.integers(1, 20), st.integers(0, 2**32), st.integers(0, 30), st.integers(0, 30))
-def test_adapter_unit_matches_the_contract(ch, seed, f1, f2):
-    rng = np.random.default_rng(seed)
-    g = rng.integers(-(2**24), 2**24, ch)
-    if ch >= 8:
-        w1, b1 = rng.integers(-(2**15) + 1, 2**15, (ch // 4, ch)), rng.integers(-(2**40), 2**40, ch // 4)
-        w2 = rng.integers(-(2**15) + 1, 2**15, (1, ch // 4))
+WMAX = 2**15 - 1       # |Wq| < 2^15
+
+
+def _adapter_operands(rng, ch, worst):
+    """Adapter constants for ``ch`` channels (a hidden layer of ``ch // 4`` from 8 channels), random or
+    (``worst``) at the extremes: |W| = 2^15 - 1 with signs that make every product of a sum add up, g and
+    the biases as large as keep each layer's sum within the contract's 2^62 - 1."""
+    hidden = ch // 4 if ch >= 8 else 0
+    n1 = hidden or ch
+    if worst:
+        gmax = 2**31 - 1
+        g = np.where(rng.integers(0, 2, ch) == 1, gmax, -gmax)
+        w1 = (np.sign(g)[None, :] * WMAX * np.where(rng.integers(0, 4, (hidden, ch)) == 0, -1, 1)).astype(np.int64)
+        sign = lambda n: np.where(rng.integers(0, 2, n) == 1, 1, -1)  # noqa: E731
+        b1 = sign(hidden) * (2**62 - 1 - ch * WMAX * gmax)
+        if hidden:     # the hidden values are below 2^(62 - f1), f1 >= 20: layer 2's sum below 2^60
+            w2, b2 = np.full((1, n1), WMAX, np.int64), sign(1) * 2**61
+        else:
+            w2, b2 = (np.sign(g) * WMAX)[None, :].astype(np.int64), sign(1) * (2**62 - 1 - ch * WMAX * gmax)
     else:
-        w1 = b1 = None
-        f1 = None
-        w2 = rng.integers(-(2**15) + 1, 2**15, (1, ch))
-    b2 = rng.integers(-(2**40), 2**40, 1)
-    got = adapter_hw(g, w1, b1, f1, w2, b2, f2)
-    want = int(C.adapter_beta_int(g[None, :], w1, b1, f1, w2, b2, f2)[0])
-    assert got["beta"] == want
-    hidden = 0 if w1 is None else ch // 4
-    terms = (hidden * ch + hidden) if hidden else ch
+        g = rng.integers(-(2**24), 2**24, ch)
+        w1 = rng.integers(-WMAX, WMAX + 1, (hidden, ch))
+        b1 = rng.integers(-(2**40), 2**40, hidden)
+        w2, b2 = rng.integers(-WMAX, WMAX + 1, (1, n1)), rng.integers(-(2**40), 2**40, 1)
+    return g, (w1, b1) if hidden else (None, None), w2, b2
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
+@pytest.mark.parametrize("registered", [False, True])
+@settings(max_examples=3, deadline=None)
+@given(ch=st.sampled_from([1, 3, 7, 8, 9, 11, 20, 33]), seed=st.integers(0, 2**32), f1=st.integers(0, 62),
+       f2=st.integers(0, 40), worst=st.booleans())
+def test_adapter_unit_matches_the_contract(lanes, registered, ch, seed, f1, f2, worst):
+    """beta equal to ``sw.contract.adapter_beta_int`` and start-to-done cycles equal to
+    ``cycles.adapter_cycles``, with layer 1 ``lanes`` hidden outputs at a time: hidden counts not a multiple
+    of the lanes (20 channels: 5, 33: 8, 9: 2), fewer channels than lanes, the single-layer adapter
+    (``C < 8``), and worst-case operands (every |W| = 2^15 - 1, |g| = 2^31 - 1, the sums near 2^62)."""
     from rootshift.hw.engine.cycles import adapter_cycles
-    assert got["cycles"] == adapter_cycles(ch, hidden)
+
+    rng = np.random.default_rng(seed)
+    g, (w1, b1), w2, b2 = _adapter_operands(rng, ch, worst)
+    hidden = 0 if w1 is None else len(w1)
+    if worst and hidden:      # layer 2's sum: the hidden values are at most 2^62 / 2^f1
+        f1 = max(f1, 20)
+    got = adapter_hw(g, w1, b1, None if w1 is None else f1, w2, b2, f2, lanes, registered)
+    want = int(C.adapter_beta_int(g[None, :], w1, b1, None if w1 is None else f1, w2, b2, f2)[0])
+    assert got["beta"] == want
+    assert got["cycles"] == adapter_cycles(ch, hidden, lanes, registered)
 
 
 def _requantize_exact(a0, a1, m0, m1, b, s, relu, n_acc):
@@ -355,8 +391,37 @@ def test_pipelined_multiplier_is_exact_back_to_back(a_shape, b_shape, data):
         assert got[i + dut.latency] == a * b, (a, b)
 
 
+def test_adapter_validates_and_counts_its_words():
+    """The lane count is checked; the compiler's ``aw_addr`` advance (``adapter_weight_count``) is the
+    number of words the layout has, and a word holds the lanes' weights in order, zero past ``hidden``."""
+    from rootshift.hw.engine.adapter import AdapterUnit, adapter_weight_count, adapter_weight_words
+    from rootshift.hw.engine.cycles import adapter_cycles
+
+    with pytest.raises(TypeError, match="Lane count must be a positive integer, not 0"):
+        AdapterUnit(4, 0)
+    with pytest.raises(TypeError, match="Lane count must be a positive integer, not 0"):
+        adapter_cycles(20, 5, 0)
+    rng = np.random.default_rng(2)
+    for ch, lanes in ((20, 4), (20, 8), (33, 3), (7, 2), (8, 1)):
+        hidden = ch // 4 if ch >= 8 else 0
+        w1 = rng.integers(-WMAX, WMAX + 1, (hidden, ch)) if hidden else None
+        w2 = rng.integers(-WMAX, WMAX + 1, (1, hidden or ch))
+        words = adapter_weight_words(w1, w2, lanes)
+        assert len(words) == adapter_weight_count(ch, hidden, lanes)
+        lane = lambda word, i: ((word >> (16 * i)) & 0xFFFF) - ((word >> (16 * i)) & 0x8000) * 2  # noqa: E731
+        blocks = -(-hidden // lanes)
+        for b in range(blocks):
+            for c in range(ch):
+                for i in range(lanes):
+                    want = int(w1[b * lanes + i, c]) if b * lanes + i < hidden else 0
+                    assert lane(words[b * ch + c], i) == want
+        for j in range(hidden or ch):
+            assert lane(words[blocks * ch + j // lanes], j % lanes) == int(w2[0, j])
+
+
 @pytest.mark.parametrize("ch", [8, 9, 11])
-def test_adapter_second_layer_waits_for_the_last_hidden_value(ch):
+@pytest.mark.parametrize("lanes, registered", [(1, False), (2, True), (4, False), (8, True)])
+def test_adapter_second_layer_waits_for_the_last_hidden_value(ch, lanes, registered):
     """Hidden outputs of fewer terms than the adapter's pipeline is deep (8..11 channels: 8..11 terms, a
     dozen stages): layer 2 must start after the *last* hidden value is written, not after the first
     sum that finishes once every output is issued; beta and the cycle count equal the contract and model."""
@@ -366,9 +431,9 @@ def test_adapter_second_layer_waits_for_the_last_hidden_value(ch):
     g = rng.integers(-(2**24), 2**24, ch)
     w1, b1 = rng.integers(-(2**15) + 1, 2**15, (ch // 4, ch)), rng.integers(-(2**40), 2**40, ch // 4)
     w2, b2 = rng.integers(-(2**15) + 1, 2**15, (1, ch // 4)), rng.integers(-(2**40), 2**40, 1)
-    got = adapter_hw(g, w1, b1, 16, w2, b2, 16)
+    got = adapter_hw(g, w1, b1, 16, w2, b2, 16, lanes, registered)
     assert got["beta"] == int(C.adapter_beta_int(g[None, :], w1, b1, 16, w2, b2, 16)[0])
-    assert got["cycles"] == adapter_cycles(ch, ch // 4)
+    assert got["cycles"] == adapter_cycles(ch, ch // 4, lanes, registered)
 
 
 @pytest.mark.parametrize("acc_bits, n_acc", [(26, 2), (39, 1)])

@@ -1,17 +1,50 @@
 """AdapterUnit: the ASQ adapter per sample, in integers: two linear layers, ReLU and the beta floor."""
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from rootshift.sw import contract as C
 
 from .bram_outreg import RegisteredMemory
 from .pipe_mult import PipelinedMultiplier, mult_latency
 
 ACC_BITS = 64          # contract: every adapter sum |W g + B| <= 2^62 - 1 (rsq refuses others)
 H_BITS = 63            # hidden values: relu(rshift_round(sum, f1)) < 2^62
+G_BITS = 32            # the GAP vector g (fine units)
+W_BITS = 16            # one adapter weight, |Wq| < 2^15
+
+
+def _blocks(n, lanes):
+    return -(-n // lanes)
+
+
+def adapter_weight_words(w1, w2, lanes):
+    """The adapter weight memory's words (``lanes * 16`` bits, lane ``l`` in bits ``16 l ..``, two's
+    complement), the one layout of the compiler's image and the tests' memories: ``W1`` in blocks of
+    ``lanes`` hidden outputs, a word per block and channel with ``W1[b*lanes + l, c]`` in lane ``l`` (zero
+    past ``hidden``): the words layer 1 multiplies in parallel; then ``W2`` (the single-layer adapter's
+    weights when ``w1`` is None), ``lanes`` terms per word: term ``j`` in word ``j // lanes``, lane
+    ``j % lanes``."""
+    def pack(vals):
+        return sum((int(v) & 0xFFFF) << (W_BITS * i) for i, v in enumerate(vals))
+
+    words = []
+    if w1 is not None:
+        w1 = np.asarray(w1)
+        for b in range(0, w1.shape[0], lanes):
+            words += [pack(w1[b:b + lanes, c]) for c in range(w1.shape[1])]
+    w2 = np.asarray(w2).reshape(-1)
+    words += [pack(w2[j:j + lanes]) for j in range(0, len(w2), lanes)]
+    return words
+
+
+def adapter_weight_count(channels, hidden, lanes):
+    """Words of :func:`adapter_weight_words` for an adapter on ``channels`` inputs (``hidden = 0``: the
+    single-layer adapter): what the compiler advances ``aw_addr`` by."""
+    if hidden:
+        return _blocks(hidden, lanes) * channels + _blocks(hidden, lanes)
+    return _blocks(channels, lanes)
 
 
 class AdapterUnit(wiring.Component):
@@ -20,72 +53,100 @@ class AdapterUnit(wiring.Component):
     integers"; ``sw.contract.adapter_beta_int``); ``hidden = 0`` is the single-layer adapter (``C < 8``),
     whose second layer reads ``g`` directly.
 
-    One multiply-accumulate per cycle, pipelined: issue (addresses) -> operands (block RAM outputs) ->
-    their register -> product (18x18 partial products) -> sum -> rounding half -> shift by ``f & 0x38``
-    -> by ``f & 7`` -> ReLU or the beta floor, so a
-    layer of ``n`` terms takes ``n`` cycles plus ``LAYER_TAIL``. Weights are read in the order the
-    compiler writes them (``W1`` row-major, then ``W2``), biases ``B1[0..hidden-1]`` then ``B2``.
+    Layer 1, ``lanes`` hidden outputs at a time (it was ``hidden * C`` of the ``hidden * C + hidden``
+    terms): a block of ``lanes`` outputs reads one weight word per channel (:func:`adapter_weight_words`)
+    and ``g[c]``, broadcast to a 16 x 32 multiplier and a 64-bit accumulator per lane, ``max(C, lanes)``
+    cycles per block. The block's sums are captured at its last term and drained one per cycle, while the
+    next block multiplies: ``+ B1[j]`` (the bias memory, one read per cycle), then the tail below.
+    A 64-bit sum that wraps on the way is still exact if the final one fits (the contract's bound).
+
+    Layer 2 (and the single-layer adapter): one multiply-accumulate per cycle, pipelined: issue
+    (addresses) -> operands (block RAM outputs; the weight is lane ``j % lanes`` of word ``j // lanes``)
+    -> their register -> product (18x18 partial products) -> sum -> rounding half -> shift by ``f & 0x38``
+    -> by ``f & 7`` -> ReLU or the beta floor, so ``n`` terms take ``n`` cycles plus ``LAYER_TAIL``.
+    Biases are ``B1[0..hidden-1]`` then ``B2``. The cycle counts: ``cycles.adapter_cycles``.
 
     Members
     -------
     channels : In(16); hidden : In(16); f1, f2 : In(6); start : In(1)
     g_addr : Out(16); g_data : In(signed(32))    -- the GAP vector (fine units)
-    w_addr : Out(24); w_data : In(signed(16))    -- adapter weights
+    w_addr : Out(24); w_data : In(lanes * 16)    -- adapter weight words, ``lanes`` two's complement lanes
     b_addr : Out(16); b_data : In(signed(64))    -- adapter biases
     beta : Out(63)                               -- valid while ``done`` and after, until the next start
     done : Out(1); busy : Out(1)
 
     ``registered_reads``: ``g_data``, ``w_data`` and ``b_data`` come from
     :class:`~rootshift.hw.engine.bram_outreg.RegisteredMemory` s (the word two cycles after its address),
-    the hidden values too, and the operands are registered again next to the multiplier's DSPs: one more
-    cycle per layer (``DSP_OPERAND_REG`` in hw/engine/cycles.py).
+    the hidden values too, and the operands are registered again next to the multipliers' DSPs: one more
+    cycle for layer 2, two for layer 1 (its operands, and the drain's bias read; ``DSP_OPERAND_REG`` in
+    hw/engine/cycles.py).
     """
 
     # operands, their register, the product (PipelinedMultiplier), the sum, the rounding add, the two shift
     # stages, the clamp; plus one DONE cycle per run
-    LAYER_TAIL = 7 + mult_latency(16, H_BITS)
+    LAYER_TAIL = 7 + mult_latency(W_BITS, H_BITS)
+    # layer 1 after the last block's issue and its drain of one cycle per output: the operands, their
+    # register, the lane product (16 x 32), the lane sums' capture, the drain's select and bias read,
+    # the bias register, the sum with the bias, the rounding add, the two shift stages, the ReLU (the
+    # last hidden value written as layer 2 starts); registered_reads: two more (operands, bias)
+    LANE_TAIL = 9 + mult_latency(W_BITS, G_BITS)
 
-    def __init__(self, max_hidden, registered_reads=False):
+    def __init__(self, max_hidden, lanes=1, registered_reads=False):
         if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
             raise TypeError(f"max_hidden must be a positive integer, not {max_hidden!r}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
         if not isinstance(registered_reads, bool):
             raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
-        self.max_hidden, self.registered_reads = max_hidden, registered_reads
+        self.max_hidden, self.lanes, self.registered_reads = max_hidden, lanes, registered_reads
         self.layer_tail = self.LAYER_TAIL + (1 if registered_reads else 0)
         super().__init__({
             "channels": In(16), "hidden": In(16), "f1": In(6), "f2": In(6), "start": In(1),
-            "g_addr": Out(16), "g_data": In(signed(32)), "w_addr": Out(24), "w_data": In(signed(16)),
+            "g_addr": Out(16), "g_data": In(signed(G_BITS)), "w_addr": Out(24), "w_data": In(lanes * W_BITS),
             "b_addr": Out(16), "b_data": In(signed(64)), "beta": Out(H_BITS), "done": Out(1), "busy": Out(1),
         })
 
+    def _delay(self, m, sig, n, name):
+        """``sig`` ``n`` cycles later (registers)."""
+        for i in range(n):
+            r = Signal.like(sig, name=f"{name}_{i}")
+            m.d.sync += r.eq(sig)
+            sig = r
+        return sig
+
     def elaborate(self, platform):
         m = Module()
+        P = self.lanes
+        read = 2 if self.registered_reads else 1       # address -> word on the port
         if self.registered_reads:
             m.submodules.hmem = hmem = RegisteredMemory(H_BITS, max(2, self.max_hidden))
             h_rd, h_wr = hmem.read_port(signed=True), hmem.write_port()
         else:
             m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
             h_rd, h_wr = hmem.read_port(), hmem.write_port()
-        layer2 = Signal()               # which layer is issuing
+        layer2 = Signal()               # which path is issuing: the lanes (layer 1) or the single MAC
         j, c, w_cnt = Signal(16), Signal(16), Signal(24)
-        n_out, n_in = Signal(16), Signal(16)          # outputs and terms per output of this layer
-        issuing = Signal()
+        wl = Signal(range(max(2, P)))   # the single MAC's weight lane in word w_cnt
+        j0 = Signal(16)                 # layer 1: the block's first hidden output
+        n_out, n_in = Signal(16), Signal(16)          # outputs and terms (layer 1: cycles) per output
+        issuing, issuing1 = Signal(), Signal()
+        # the drain of layer 1's captured lane sums: hidden output dbase + dk, dn of them
+        dact, dk, dn, dbase = Signal(), Signal(range(max(2, P))), Signal(range(P + 1)), Signal(16)
         # stage A: issue
-        m.d.comb += [self.g_addr.eq(c), h_rd.addr.eq(c), self.w_addr.eq(w_cnt), self.b_addr.eq(j + layer2 * self.hidden)]
-        first_a, last_a = c == 0, c == n_in - 1
+        m.d.comb += [self.g_addr.eq(c), h_rd.addr.eq(c), self.w_addr.eq(w_cnt),
+                     self.b_addr.eq(Mux(layer2, self.hidden, dbase + dk))]
+        first_a, last_a = c == 0, c == self.channels - 1
+        self._lanes(m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase)
         # stage B: operands arrive
-        vb, fb, lb, l2b, jb = Signal(), Signal(), Signal(), Signal(), Signal(16)
-        m.d.sync += [vb.eq(issuing), fb.eq(first_a), lb.eq(last_a), l2b.eq(layer2), jb.eq(j)]
-        if self.registered_reads:       # the operands a cycle later: the controls wait for them
-            v2, f2, lst2, l22b, j2b = Signal(), Signal(), Signal(), Signal(), Signal(16)
-            m.d.sync += [v2.eq(vb), f2.eq(fb), lst2.eq(lb), l22b.eq(l2b), j2b.eq(jb)]
-            vb, fb, lb, l2b, jb = v2, f2, lst2, l22b, j2b
+        vb, fb, lb, l2b, jb, wlb = (self._delay(m, s, read, n) for s, n in (
+            (issuing, "vb"), (first_a, "fb"), (c == n_in - 1, "lb"), (layer2, "l2b"), (j, "jb"), (wl, "wlb")))
         use_h = l2b & (self.hidden != 0)
-        x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(16)), Signal(signed(64))
+        x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(W_BITS)), Signal(signed(64))
         ctl_q = Signal(19)
-        m.d.sync += [x_q.eq(Mux(use_h, h_rd.data, self.g_data)), w_q.eq(self.w_data), b_q.eq(self.b_data),
-                     ctl_q.eq(Cat(vb, fb, lb, l2b, jb))]
-        m.submodules.mul = mul = PipelinedMultiplier(signed(16), signed(H_BITS))
+        w_lane = self.w_data.word_select(wlb, W_BITS) if P > 1 else self.w_data
+        m.d.sync += [x_q.eq(Mux(use_h, h_rd.data, self.g_data)), w_q.eq(w_lane.as_signed()),
+                     b_q.eq(self.b_data), ctl_q.eq(Cat(vb, fb, lb, l2b, jb))]
+        m.submodules.mul = mul = PipelinedMultiplier(signed(W_BITS), signed(H_BITS))
         m.d.comb += [mul.a.eq(w_q), mul.b.eq(x_q), mul.i_valid.eq(ctl_q[0])]
         ctl, bias_c = ctl_q, b_q
         for i in range(mul.latency):          # the controls and the bias travel beside the product
@@ -94,14 +155,17 @@ class AdapterUnit(wiring.Component):
             ctl, bias_c = c2, b2
         prod = mul.p
         vc, fc, lc, l2c, jc = ctl[0], ctl[1], ctl[2], ctl[3], ctl[4:]
-        # stage C: accumulate (the bias starts each sum)
+        # stage C: accumulate (the bias starts each sum); or, in its own adder beside the accumulator's loop, a
+        # drained layer-1 lane sum plus its bias (the single MAC is idle then)
+        dv, dsum, dbias, dj = self._drained
         acc = Signal(signed(ACC_BITS))
         total = Mux(fc, bias_c, acc) + prod
         done_sum, l2d, jd = Signal(), Signal(), Signal(16)
         sum_d = Signal(signed(ACC_BITS))
         with m.If(vc):
             m.d.sync += acc.eq(total)
-        m.d.sync += [done_sum.eq(vc & lc), sum_d.eq(total), l2d.eq(l2c), jd.eq(jc)]
+        m.d.sync += [done_sum.eq((vc & lc) | dv), sum_d.eq(Mux(dv, dsum + dbias, total)), l2d.eq(l2c & ~dv),
+                     jd.eq(Mux(dv, dj, jc))]
         # stage D1: + the rounding half of the layer's shift; D2: the shift, ReLU (hidden) or the floor of
         # one LSB (beta); the hidden value is written, beta set, in the cycle after
         f = Mux(l2d, self.f2, self.f1)
@@ -121,35 +185,94 @@ class AdapterUnit(wiring.Component):
         m.d.comb += [h_wr.addr.eq(j2), h_wr.data.eq(hval), h_wr.en.eq(done2 & ~l22)]
         with m.If(done2 & l22):
             m.d.sync += self.beta.eq(bval)
-        done_sum, l2d = done2, l22
-        self._control(m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d, j2)
+        self._control(m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done2, l22, j2)
         return m
 
-    def _control(self, m, layer2, j, c, w_cnt, n_out, n_in, issuing, done_sum, l2d, j_done):
-        """Counters: terms ``c`` of output ``j``; the layers one after the other (layer 2 waits for the
-        last hidden value to be written)."""
+    def _lanes(self, m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase):
+        """Layer 1's lanes: ``g[c]`` times lane ``l`` of the weight word into accumulator ``l``; at a block's
+        last term the sums are captured and drained (sets ``self._drained``: valid, sum, bias, output)."""
+        P = self.lanes
+        vb, fb, lb, jb = (self._delay(m, s, read, n) for s, n in (
+            (issuing1, "v1b"), (first_a, "f1b"), (last_a, "l1b"), (j0, "j1b")))
+        g_q = Signal(signed(G_BITS))
+        w_q = [Signal(signed(W_BITS), name=f"w1q_{i}") for i in range(P)]
+        ctl_q = Signal(19)
+        m.d.sync += [g_q.eq(self.g_data), ctl_q.eq(Cat(vb, fb, lb, jb))]
+        m.d.sync += [w.eq(self.w_data[W_BITS * i:W_BITS * (i + 1)].as_signed()) for i, w in enumerate(w_q)]
+        prods = []
+        for i in range(P):
+            m.submodules[f"lane_mul{i}"] = mul = PipelinedMultiplier(signed(W_BITS), signed(G_BITS))
+            m.d.comb += [mul.a.eq(w_q[i]), mul.b.eq(g_q)]
+            prods.append(mul.p)
+        ctl = self._delay(m, ctl_q, mult_latency(W_BITS, G_BITS), "ctl1")
+        vc, fc, lc, jc = ctl[0], ctl[1], ctl[2], ctl[3:]
+        caps = []
+        for i, p in enumerate(prods):
+            acc, cap = Signal(signed(ACC_BITS), name=f"lane_acc{i}"), Signal(signed(ACC_BITS), name=f"lane_sum{i}")
+            total = Mux(fc, 0, acc) + p
+            with m.If(vc):
+                m.d.sync += acc.eq(total)
+            with m.If(vc & lc):
+                m.d.sync += cap.eq(total)
+            caps.append(cap)
+        # the drain: one captured sum per cycle, its bias read at the same time (b_addr = dbase + dk)
+        with m.If(dact):
+            m.d.sync += dk.eq(dk + 1)
+            with m.If(dk == dn - 1):
+                m.d.sync += [dact.eq(0), dk.eq(0)]
+        rem = self.hidden - jc
+        with m.If(vc & lc):           # after the drain's updates: a block never captures before it is drained
+            m.d.sync += [dact.eq(1), dk.eq(0), dbase.eq(jc), dn.eq(Mux(rem < P, rem, P))]
+        sel = Signal(signed(ACC_BITS))
+        m.d.sync += sel.eq(Cat(*caps).word_select(dk, ACC_BITS).as_signed() if P > 1 else caps[0])
+        v0, j_0 = Signal(), Signal(16)
+        m.d.sync += [v0.eq(dact), j_0.eq(dbase + dk)]
+        # the bias is on the port `read` cycles after its address; both into registers beside the adder
+        v1, s1, jj1 = (self._delay(m, s, read - 1, n) for s, n in ((v0, "dv"), (sel, "dsel"), (j_0, "dj")))
+        dv, dsum, dbias, dj = Signal(), Signal(signed(ACC_BITS)), Signal(signed(64)), Signal(16)
+        m.d.sync += [dv.eq(v1), dsum.eq(s1), dbias.eq(self.b_data), dj.eq(jj1)]
+        self._drained = dv, dsum, dbias, dj
+
+    def _control(self, m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done_sum, l2d, j_done):
+        """Counters: layer 1 by blocks of ``lanes`` outputs (``max(C, lanes)`` cycles each, a term per
+        channel), then layer 2 a term per cycle (layer 2 waits for the last hidden value to be written)."""
+        P = self.lanes
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     single = self.hidden == 0
-                    m.d.sync += [layer2.eq(single), j.eq(0), c.eq(0), w_cnt.eq(0),
-                                 n_out.eq(Mux(single, 1, self.hidden)), n_in.eq(self.channels)]
-                    m.next = "ISSUE"
+                    m.d.sync += [layer2.eq(single), j.eq(0), j0.eq(0), c.eq(0), w_cnt.eq(0), wl.eq(0),
+                                 n_out.eq(1), n_in.eq(self.channels)]
+                    with m.If(single):
+                        m.next = "ISSUE"
+                    with m.Else():
+                        m.d.sync += n_in.eq(Mux(self.channels > P, self.channels, P))
+                        m.next = "ISSUE1"
+            with m.State("ISSUE1"):
+                m.d.comb += [issuing1.eq(c < self.channels), self.busy.eq(1)]
+                m.d.sync += c.eq(c + 1)
+                with m.If(c < self.channels):
+                    m.d.sync += w_cnt.eq(w_cnt + 1)
+                with m.If(c == n_in - 1):
+                    m.d.sync += [c.eq(0), j0.eq(j0 + P)]
+                    with m.If(j0 + P >= self.hidden):
+                        m.next = "WAIT"
             with m.State("ISSUE"):
                 m.d.comb += [issuing.eq(1), self.busy.eq(1)]
-                m.d.sync += [c.eq(c + 1), w_cnt.eq(w_cnt + 1)]
+                m.d.sync += [c.eq(c + 1), wl.eq(wl + 1)]
+                with m.If(wl == P - 1):
+                    m.d.sync += [wl.eq(0), w_cnt.eq(w_cnt + 1)]
                 with m.If(c == n_in - 1):
                     m.d.sync += [c.eq(0), j.eq(j + 1)]
                     with m.If(j == n_out - 1):
                         m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(done_sum & (j_done == n_out - 1)):   # the layer's last output is written
-                    with m.If(l2d):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.d.sync += [layer2.eq(1), j.eq(0), c.eq(0), n_out.eq(1), n_in.eq(self.hidden)]
-                        m.next = "ISSUE"
+                with m.If(done_sum & l2d):
+                    m.next = "DONE"
+                with m.Elif(done_sum & (j_done == self.hidden - 1)):   # the last hidden value is written
+                    m.d.sync += [layer2.eq(1), j.eq(0), c.eq(0), wl.eq(0), n_out.eq(1), n_in.eq(self.hidden)]
+                    m.next = "ISSUE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"

@@ -337,9 +337,18 @@ def _merge(holes):
     return out
 
 
-def _consts_bytes(steps, n_acc):
+def _adapter_words(ad, lanes):
+    """Adapter weight words (``lanes`` weights each) of a step's adapter: hw/engine/adapter.py's layout."""
+    from .adapter import adapter_weight_count
+
+    w2 = int(ad["w2"].size)
+    return adapter_weight_count(int(ad["w1"].shape[1]) if ad["hidden"] else w2, ad["hidden"], lanes)
+
+
+def _consts_bytes(steps, n_acc, lanes):
     """Constant memory: per layer M_base (4 B per accumulator) and B (8 B) per channel plus a 16 B
-    header; per quant 8 B (K_s); per adapter 2 B per weight (|Wq| < 2^15) and 8 B per bias."""
+    header; per quant 8 B (K_s); per adapter 2 B per weight (|Wq| < 2^15) in words of ``lanes`` weights,
+    padding included (``adapter_weight_count``), and 8 B per bias."""
     total = 0
     for s in steps:
         if s["kind"] in ("conv", "linear"):
@@ -348,9 +357,9 @@ def _consts_bytes(steps, n_acc):
             total += 8
             ad = s["adapter"]
             if ad:
-                total += 2 * int(ad["w2"].size) + 8 + 16
+                total += 2 * lanes * _adapter_words(ad, lanes) + 8 + 16
                 if ad["hidden"]:
-                    total += 2 * int(ad["w1"].size) + 8 * int(ad["b1"].size)
+                    total += 8 * int(ad["b1"].size)
     return total
 
 
@@ -373,7 +382,7 @@ def compile_model(model, params, debug=False) -> Program:
     plan = {"weights": b.wwords * ((a.cols * a.wbits + 7) // 8),
             "fine": peak["fine"][0] * ep.lanes * 4,
             "codes": peak["codes"][0] * ((ep.lanes * a.abits + 7) // 8) * a.rows,
-            "consts": _consts_bytes(b.steps, a.n_acc)}
+            "consts": _consts_bytes(b.steps, a.n_acc, ep.lanes)}
     where = {"weights": "the weight image", "fine": f"step {peak['fine'][1]}", "codes": f"step {peak['codes'][1]}",
              "consts": "the constants"}
     for buf, words in (("fine", peak["fine"]), ("codes", peak["codes"])):
@@ -405,7 +414,7 @@ def compile_model(model, params, debug=False) -> Program:
             s["desc"] = quant_fields(s, src, src["addr"], b.tensors[s["out"]]["addr"], aw_addr, ab_addr)
             ad = s["adapter"]
             if ad:
-                aw_addr += int(ad["w2"].size) + (int(ad["w1"].size) if ad["hidden"] else 0)
+                aw_addr += _adapter_words(ad, ep.lanes)
                 ab_addr += 1 + ad["hidden"]
     prog = Program(params=ep, steps=b.steps, tensors=b.tensors, weights=b"".join(b.wimg), output=output,
                    model_sha256=hashlib.sha256(data).hexdigest(), plan=plan)

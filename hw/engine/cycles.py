@@ -81,20 +81,30 @@ def conv_unit_cycles(step, rows, drain=None, registered=False):
     return (rows - 1) + tiles * (step["k_eff"] + tile_gap(step["k_eff"], drain)) + tail
 
 
-def adapter_cycles(channels, hidden, registered=False):
-    """The AdapterUnit from ``start`` to ``done`` (hw/engine/adapter.py), exactly: one term per cycle,
-    ``LAYER_TAIL`` per layer, one DONE cycle."""
+def adapter_cycles(channels, hidden, lanes, registered=False):
+    """The AdapterUnit from ``start`` to ``done`` (hw/engine/adapter.py), exactly: layer 1 ``lanes`` hidden
+    outputs at a time, ``max(C, lanes)`` cycles per block of them, then the last block's drain (one cycle
+    per output) and ``LANE_TAIL`` (``registered``: two ``DSP_OPERAND_REG``, the operands' and the drain's
+    bias read); layer 2 (or the single-layer adapter, ``hidden = 0``) one term per cycle and
+    ``LAYER_TAIL``; one DONE cycle."""
     from .adapter import AdapterUnit
 
-    terms = hidden * channels + hidden if hidden else channels
-    tail = AdapterUnit.LAYER_TAIL + (DSP_OPERAND_REG if registered else 0)
-    return terms + tail * (2 if hidden else 1) + 1
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+    extra = DSP_OPERAND_REG if registered else 0
+    cyc = (hidden or channels) + AdapterUnit.LAYER_TAIL + extra + 1
+    if hidden:
+        blocks = -(-hidden // lanes)
+        last = hidden - (blocks - 1) * lanes
+        cyc += blocks * max(channels, lanes) + last + AdapterUnit.LANE_TAIL + 2 * extra
+    return cyc
 
 
 def quant_step_cycles(step, tensor, lanes, registered=False):
     """The QuantStep from ``start`` to ``done`` (hw/engine/quant_step.py): the GAP (per channel group,
     ``H*W`` reads, a cycle for the last sum, ``lanes`` writes; ``H*W`` not a power of two: each lane
-    ``GAP_DIV + GapDivider.CYCLES``), the adapter, the step divider, and the pass; a
+    ``GAP_DIV + GapDivider.CYCLES``), the adapter (its layer 1 ``lanes`` outputs at a time), the step
+    divider, and the pass; a
     shift quant op only the pass (``registered``: ``DSP_OPERAND_REG`` more per pass and adapter layer,
     ``OUTREG_STAGE`` per GAP group)."""
     from .divider import StepDivider
@@ -109,7 +119,8 @@ def quant_step_cycles(step, tensor, lanes, registered=False):
     cyc = 1 + 1 + StepDivider.CYCLES + tensor["words"] + QuantLanes.LATENCY + 2 + QUANT_TAIL + extra
     if ad:
         gap_wait = GAP_WAIT + (OUTREG_STAGE if registered else 0)
-        cyc += tensor["groups"] * (h * w + gap_wait + lanes * per_lane) + adapter_cycles(c, ad["hidden"], registered)
+        cyc += tensor["groups"] * (h * w + gap_wait + lanes * per_lane) + adapter_cycles(c, ad["hidden"], lanes,
+                                                                                            registered)
     return cyc
 
 

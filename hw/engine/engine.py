@@ -17,6 +17,7 @@ from .host_port import (CHUNK, FLAG_BAD_OPCODE, FLAG_BAD_RANGE, FLAG_M_OVERFLOW,
                         HostPort, LoadMem, PortConfig)
 from .bram_outreg import RegisteredMemory
 from .mult_setup import MultSetup
+from .adapter import adapter_weight_words
 from .quant_step import QuantStep, schemes_for
 from .desc_fetch import DescFetch, times_const
 from .sequencer import Sequencer
@@ -93,7 +94,7 @@ def _check_count(step, n, desc, shift_field, div_field):
 
 def images(program):
     """Memory images of a program: descriptors, per-channel constants (``M_base``s and the bias with the
-    rounding half folded in), adapter weights and biases."""
+    rounding half folded in), adapter weight words (``lanes`` weights each) and biases."""
     a = program.params.array
     cw = a.n_acc * M_BITS + BIAS_BITS
     desc, chan, aw, ab = [], [], [], []
@@ -111,11 +112,10 @@ def images(program):
         elif s["kind"] == "quant":
             d["u"] = {"quant": s["desc"]}
             ad = s["adapter"]
-            if ad:
+            if ad:      # weights: lanes per word (adapter_weight_words); biases B1, B2
+                aw += adapter_weight_words(ad["w1"] if ad["hidden"] else None, ad["w2"], program.params.lanes)
                 if ad["hidden"]:
-                    aw += [int(v) for v in ad["w1"].reshape(-1)]
                     ab += [int(v) for v in ad["b1"]]
-                aw += [int(v) for v in ad["w2"].reshape(-1)]
                 ab += [int(v) for v in ad["b2"]]
         elif s["kind"] in ("add_relu", "avgpool"):
             d["u"] = {"vec": s["desc"]}
@@ -146,7 +146,8 @@ def load_images(program):
     wgt = [sum(int(v) << (a.wbits * c) for c, v in enumerate(row)) for row in wl] or [0]
     out = []
     for name, width, img in (("desc", StepDesc.size, desc), ("wgt", a.cols * a.wbits, wgt),
-                             ("chan", a.n_acc * M_BITS + BIAS_BITS, chan or [0]), ("aw", 16, aw), ("ab", 64, ab)):
+                             ("chan", a.n_acc * M_BITS + BIAS_BITS, chan or [0]), ("aw", 16 * program.params.lanes, aw),
+                             ("ab", 64, ab)):
         mask = (1 << width) - 1
         out.append((LoadMem(name, width, max(2, len(img)), len(img)), [int(v) & mask for v in img]))
     return out
@@ -380,10 +381,11 @@ class Engine(wiring.Component):
                      rq_wr.addr.eq(setup.rq_addr), rq_wr.data.eq(setup.rq_data), rq_wr.en.eq(setup.rq_en)]
         ch_rd = mem["chan"].read_port()
         m.d.comb += [ch_rd.addr.eq(setup.ch_addr), setup.ch_data.eq(ch_rd.data)]
-        # QuantStep: adapter constants (stored unsigned, two's complement)
+        # QuantStep: adapter constants (stored unsigned, two's complement; a weight word is L lanes, split
+        # by the AdapterUnit)
         for name, addr, dat in (("aw", quant.w_addr, quant.w_data), ("ab", quant.b_addr, quant.b_data)):
             rd = mem[name].read_port()
-            m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data.as_signed())]
+            m.d.comb += [rd.addr.eq(addr), dat.eq(rd.data if name == "aw" else rd.data.as_signed())]
         # fine memory: port A (QuantStep, VectorUnit a, debug/logits), port B (VectorUnit b), one write
         fa, fw = mem["fine"].read_port(), mem["fine"].write_port()
         if "fine_b" in mem:

@@ -10,8 +10,10 @@ from rootshift.sw.errors import ConfigError
 
 from .pixel_unpack import PixelUnpacker, packed_words
 
+# 5: the adapter weight memory (LOAD memory "aw") is cols * 16 bits, cols weights a word (the adapter's first
+# layer cols hidden outputs at a time): a v4 bitstream's 16-bit memory would take the new layout wrong.
 # 4: INFER carries the pixel codes packed, data_bits // abits per word (3: one word per code-bank word)
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 MAGIC = 0x5245                    # "RE": the network engine (the tile engine answers 0x5253)
 OP_CLEAR, OP_LOAD, OP_INFER, OP_READ_FINE, OP_READ_CODES, OP_STATUS = 0x0, 0x1, 0x2, 0x3, 0x4, 0x7
 FLAG_BAD_OPCODE = 1 << 0          # a command word with an unknown opcode (ignored)

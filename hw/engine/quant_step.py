@@ -25,7 +25,8 @@ class QuantStep(wiring.Component):
        ``g[c] = rdiv(sum, H*W)`` goes into a channel memory: a rounding shift (one cycle per lane) when
        ``H*W`` is a power of two, else lane by lane through :class:`GapDivider` (``desc.gap_div``:
        ``GapDivider.CYCLES + 1`` cycles per lane);
-    2. ``ADAPT``: :class:`AdapterUnit` gives ``beta_fx`` (``2^16`` for LSQ);
+    2. ``ADAPT``: :class:`AdapterUnit` gives ``beta_fx`` (``2^16`` for LSQ), its first layer ``lanes``
+       hidden outputs at a time;
     3. ``DIVIDE``: :class:`StepDivider` gives ``R = min(rdiv(K_s, beta), 2^31 - 1)``;
     4. ``PASS``: every fine word through :class:`QuantLanes` into a code word at the same offset.
 
@@ -39,7 +40,9 @@ class QuantStep(wiring.Component):
     desc : In(QuantDesc); start : In(1); busy, done : Out(1)
     fine_addr : Out(16); fine_data : In(ArrayLayout(signed(32), lanes))
     code_addr : Out(16); code_data : Out(lanes * abits); code_en : Out(1)
-    w_addr : Out(24); w_data : In(signed(16)); b_addr : Out(16); b_data : In(signed(64))  -- adapter constants
+    w_addr : Out(24); w_data : In(lanes * 16)    -- adapter weight words, ``lanes`` two's complement lanes
+                                                 (:func:`~rootshift.hw.engine.adapter.adapter_weight_words`)
+    b_addr : Out(16); b_data : In(signed(64))    -- adapter biases
     beta : Out(63); r : Out(31)   -- the sample's beta_fx and R, for the following layers and debug
 
     ``registered_reads``: ``fine_data`` (and the adapter's ``w_data``, ``b_data``, its GAP vector and hidden
@@ -63,7 +66,7 @@ class QuantStep(wiring.Component):
             "desc": In(QuantDesc), "start": In(1), "busy": Out(1), "done": Out(1),
             "fine_addr": Out(16), "fine_data": In(data.ArrayLayout(signed(32), lanes)),
             "code_addr": Out(16), "code_data": Out(lanes * abits), "code_en": Out(1),
-            "w_addr": Out(24), "w_data": In(signed(16)), "b_addr": Out(16), "b_data": In(signed(64)),
+            "w_addr": Out(24), "w_data": In(lanes * 16), "b_addr": Out(16), "b_data": In(signed(64)),
             "beta": Out(63), "r": Out(31),
         })
 
@@ -74,7 +77,8 @@ class QuantStep(wiring.Component):
         m.d.comb += [q.r.eq(self.r), q.qmax.eq(d.qmax), q.shift.eq(d.shift_act), q.t.eq(d.t), q.n.eq(d.n)]
         ad = dv = gdv = g_wr = None
         if "linear" in self.schemes:
-            m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4), self.registered_reads)
+            m.submodules.adapter = ad = AdapterUnit(max(1, self.max_channels // 4), L,
+                                                      registered_reads=self.registered_reads)
             m.submodules.divider = dv = StepDivider()
             m.submodules.gap_divider = gdv = GapDivider(SUM_BITS, 24, 32)     # 24: the descriptor's positions
             m.d.comb += gdv.n.eq(d.positions)
