@@ -191,11 +191,15 @@ def beta_hw(items):
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.tuples(st.integers(-C.M_BASE_MAX, C.M_BASE_MAX), st.integers(1, 2**26)), min_size=1, max_size=6))
+@given(st.lists(st.tuples(st.integers(-C.M_BASE_MAX, C.M_BASE_MAX),
+                          st.one_of(st.integers(1, 2**26), st.integers(1, 2**63 - 1))), min_size=1, max_size=6))
 def test_beta_multiplier_matches_the_contract(items):
     worst = [(C.M_BASE_MAX, 2**25), (-C.M_BASE_MAX, 2**25), (C.M_BASE_MAX, 2**25 + 2**20), (-1, 1), (1, 2**15),
              (-3, 2**15), (1, 2**47 - 1), (-1, 2**47), (-1, 2**47 - 2**16), (1, 2**47 - 2**15 - 1),
-             (C.M_BASE_MAX, 2**63 - 1), (-C.M_BASE_MAX, 2**63 - 1)]      # the range check's edges, the widest beta
+             (C.M_BASE_MAX, 2**63 - 1), (-C.M_BASE_MAX, 2**63 - 1),     # the range check's edges, the widest beta
+             # only beta's low BETA_MUL_BITS = 47 bits reach the DSPs: a higher bit overflows unless M_base = 0
+             (0, 2**47), (0, 2**63 - 1), (0, 2**47 - 1), (1, 2**47 + 1), (-1, 2**62 + 2**46), (1, 2**48 - 1),
+             (2, 2**46 - 1), (-2, 2**46 - 2**15)]
     items = worst + items
     got = beta_hw(items)
     for (mb, b), (m, ovf) in zip(items, got):
@@ -203,6 +207,30 @@ def test_beta_multiplier_matches_the_contract(items):
         assert ovf == (abs(exact) >= 2**31), (mb, b)
         if not ovf:
             assert m == int(C.beta_multiplier(np.array([mb]), np.array([b]))[0, 0]) == exact, (mb, b)
+
+
+def test_beta_multiplier_holds_beta_while_beta_en_is_low():
+    """MultSetup loads each multiplier's beta register under its own enable (so synthesis keeps one per
+    multiplier): with ``beta_en`` low the register keeps the loaded beta, whatever ``beta`` shows."""
+    dut, beta, out = BetaMultiplier(), 3 * 2**20 + 12345, []
+    m_bases = [C.M_BASE_MAX, -C.M_BASE_MAX, 1, -7, 0, 12345]
+
+    async def bench(ctx):
+        ctx.set(dut.beta, beta)
+        ctx.set(dut.beta_en, 1)
+        await ctx.tick()
+        ctx.set(dut.beta_en, 0)
+        for i in range(len(m_bases) + BetaMultiplier.LATENCY + 1):
+            ctx.set(dut.beta, (2**63 - 1) if i % 2 else 2**16)      # junk the register must not take
+            ctx.set(dut.m_base, m_bases[i] if i < len(m_bases) else 0)
+            ctx.set(dut.i_valid, i < len(m_bases))
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                out.append((ctx.get(dut.m), ctx.get(dut.overflow)))
+
+    simulate(dut, bench)
+    want = [int(C.beta_multiplier(np.array([mb]), np.array([beta]))[0, 0]) for mb in m_bases]
+    assert out == [(w, 0) for w in want]
 
 
 def test_units_validate():

@@ -62,9 +62,15 @@ class MultSetup(wiring.Component):
             v2 = Signal()
             m.d.sync += v2.eq(v1)
             v1 = v2
+        # each multiplier loads beta under its own enable (the first from ``start``, the others from the
+        # first ISSUE cycle; beta is used from the third cycle after ``start``), so synthesis keeps a beta
+        # register per multiplier next to its DSPs (BetaMultiplier, "beta_en")
+        started = Signal()
+        m.d.sync += started.eq(self.start)
         for i, bm in enumerate(mults):
             m.d.comb += [bm.m_base.eq(self.ch_data[i * M_BITS:i * M_BITS + C.M_BASE_BITS].as_signed()),
-                         bm.beta.eq(self.beta), bm.i_valid.eq(v1)]
+                         bm.beta.eq(self.beta), bm.beta_en.eq(issue | (self.start if i == 0 else started)),
+                         bm.i_valid.eq(v1)]
         m.d.sync += bias_pipe[0].eq(self.ch_data[n_acc * M_BITS:])
         for a, b in zip(bias_pipe, bias_pipe[1:]):
             m.d.sync += b.eq(a)
