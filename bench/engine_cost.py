@@ -433,7 +433,7 @@ def probe_units(prog):
                       {"fine_data": ("fine_addr", fine), "w_data": ("w_addr", depth["aw"]), "b_data": ("b_addr", depth["ab"])},
                       ("fine_data", "w_data", "b_data") if reg else ()),
         "QuantLanes": (lambda: QuantLanes(L, p.abits, schemes_for(p)), {}),
-        "AdapterUnit": (lambda: AdapterUnit(max(1, max_ch // 4), registered_reads=reg),
+        "AdapterUnit": (lambda: AdapterUnit(max(1, max_ch // 4), L, registered_reads=reg),
                         {"g_data": ("g_addr", 64), "w_data": ("w_addr", depth["aw"]), "b_data": ("b_addr", depth["ab"])},
                         ("g_data", "w_data", "b_data") if reg else ()),
         "StepDivider": (StepDivider, {}),
@@ -535,7 +535,7 @@ def breakdown(im, sizes, configs, flag, tmp):
                      "- Requantizer (one)": lambda: Requantizer(p.acc_bits, p.n_acc),
                      "MultSetup": lambda: MultSetup(p), "QuantStep (all below)": lambda: QuantStep(L, p.abits, max_ch, schemes_for(p)),
                      "- QuantLanes": lambda: QuantLanes(L, p.abits, schemes_for(p)),
-                     "- AdapterUnit": lambda: AdapterUnit(max(1, max_ch // 4)), "- StepDivider": StepDivider,
+                     "- AdapterUnit": lambda: AdapterUnit(max(1, max_ch // 4), L), "- StepDivider": StepDivider,
                      "VectorUnit": lambda: VectorUnit(L), "HostPort": lambda: HostPort(port_config(prog, False)),
                      "Sequencer": lambda: Sequencer(len(prog.steps), slots, True)}
             for unit, make in units.items():

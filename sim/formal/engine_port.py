@@ -268,7 +268,7 @@ class EnginePortHarness(Elaboratable):
             Assert(dut.flags == flags, "flags exactly as the protocol prescribes"),
             Assert(dut.loaded == loaded, "a memory is loaded exactly when a LOAD from 0 wrote its last item"),
             Assert(~(take_out & answering_status & (st_idx == 0)) | (ost.payload == (status0 | flags)),
-                   "STATUS reports the magic, version 4 and the flags"),
+                   "STATUS reports the magic, the protocol version and the flags"),
         ]
         if mu == "reach":     # not a bug: a witness that the depth reaches an image's last logit word
             m.d.comb += Assert(~(take_out & answering_logits & (owed == 1)), "no image ever completes")
