@@ -124,6 +124,15 @@ class AdapterUnit(wiring.Component):
         else:
             m.submodules.hmem = hmem = Memory(shape=signed(H_BITS), depth=max(2, self.max_hidden), init=[])
             h_rd, h_wr = hmem.read_port(), hmem.write_port()
+        # the descriptor's fields, registered at start: its union shares bits with the ConvUnit's fields, and
+        # a `channels - 1` read straight from it was merged with the address generator's `kw - 1` into
+        # the 85F build's critical path (desc -> carry chain -> 2.5 ns of routing -> an adapter enable)
+        ch, ch_last, hid, hid_last = Signal(16), Signal(16), Signal(16), Signal(16)
+        f1, f2 = Signal(6), Signal(6)
+        with m.If(self.start):
+            m.d.sync += [ch.eq(self.channels), ch_last.eq(self.channels - 1), hid.eq(self.hidden),
+                         hid_last.eq(self.hidden - 1), f1.eq(self.f1), f2.eq(self.f2)]
+        cfg = ch, hid, hid_last
         layer2 = Signal()               # which path is issuing: the lanes (layer 1) or the single MAC
         j, c, w_cnt = Signal(16), Signal(16), Signal(24)
         wl = Signal(range(max(2, P)))   # the single MAC's weight lane in word w_cnt
@@ -134,13 +143,13 @@ class AdapterUnit(wiring.Component):
         dact, dk, dn, dbase = Signal(), Signal(range(max(2, P))), Signal(range(P + 1)), Signal(16)
         # stage A: issue
         m.d.comb += [self.g_addr.eq(c), h_rd.addr.eq(c), self.w_addr.eq(w_cnt),
-                     self.b_addr.eq(Mux(layer2, self.hidden, dbase + dk))]
-        first_a, last_a = c == 0, c == self.channels - 1
-        self._lanes(m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase)
+                     self.b_addr.eq(Mux(layer2, hid, dbase + dk))]
+        first_a, last_a = c == 0, c == ch_last
+        self._lanes(m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase, hid)
         # stage B: operands arrive
         vb, fb, lb, l2b, jb, wlb = (self._delay(m, s, read, n) for s, n in (
             (issuing, "vb"), (first_a, "fb"), (c == n_in - 1, "lb"), (layer2, "l2b"), (j, "jb"), (wl, "wlb")))
-        use_h = l2b & (self.hidden != 0)
+        use_h = l2b & (hid != 0)
         x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(W_BITS)), Signal(signed(64))
         ctl_q = Signal(19)
         w_lane = self.w_data.word_select(wlb, W_BITS) if P > 1 else self.w_data
@@ -168,7 +177,7 @@ class AdapterUnit(wiring.Component):
                      jd.eq(Mux(dv, dj, jc))]
         # stage D1: + the rounding half of the layer's shift; D2: the shift, ReLU (hidden) or the floor of
         # one LSB (beta); the hidden value is written, beta set, in the cycle after
-        f = Mux(l2d, self.f2, self.f1)
+        f = Mux(l2d, f2, f1)
         s1, f_1, done1, l21, j1 = Signal(signed(ACC_BITS + 1)), Signal(6), Signal(), Signal(), Signal(16)
         m.d.sync += [s1.eq(sum_d + ((1 << f) >> 1)), f_1.eq(f), done1.eq(done_sum), l21.eq(l2d), j1.eq(jd)]
         # the shift by f & 0x38, then by f & 7, each in its own stage; then ReLU / the floor of one LSB
@@ -185,10 +194,10 @@ class AdapterUnit(wiring.Component):
         m.d.comb += [h_wr.addr.eq(j2), h_wr.data.eq(hval), h_wr.en.eq(done2 & ~l22)]
         with m.If(done2 & l22):
             m.d.sync += self.beta.eq(bval)
-        self._control(m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done2, l22, j2)
+        self._control(m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done2, l22, j2, cfg)
         return m
 
-    def _lanes(self, m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase):
+    def _lanes(self, m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase, hid):
         """Layer 1's lanes: ``g[c]`` times lane ``l`` of the weight word into accumulator ``l``; at a block's
         last term the sums are captured and drained (sets ``self._drained``: valid, sum, bias, output)."""
         P = self.lanes
@@ -220,7 +229,7 @@ class AdapterUnit(wiring.Component):
             m.d.sync += dk.eq(dk + 1)
             with m.If(dk == dn - 1):
                 m.d.sync += [dact.eq(0), dk.eq(0)]
-        rem = self.hidden - jc
+        rem = hid - jc
         with m.If(vc & lc):           # after the drain's updates: a block never captures before it is drained
             m.d.sync += [dact.eq(1), dk.eq(0), dbase.eq(jc), dn.eq(Mux(rem < P, rem, P))]
         sel = Signal(signed(ACC_BITS))
@@ -233,10 +242,12 @@ class AdapterUnit(wiring.Component):
         m.d.sync += [dv.eq(v1), dsum.eq(s1), dbias.eq(self.b_data), dj.eq(jj1)]
         self._drained = dv, dsum, dbias, dj
 
-    def _control(self, m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done_sum, l2d, j_done):
+    def _control(self, m, layer2, j, c, w_cnt, wl, j0, n_out, n_in, issuing, issuing1, done_sum, l2d, j_done, cfg):
         """Counters: layer 1 by blocks of ``lanes`` outputs (``max(C, lanes)`` cycles each, a term per
-        channel), then layer 2 a term per cycle (layer 2 waits for the last hidden value to be written)."""
+        channel), then layer 2 a term per cycle (layer 2 waits for the last hidden value to be written).
+        ``cfg``: ``channels``, ``hidden`` and ``hidden - 1`` as registered at ``start``."""
         P = self.lanes
+        ch, hid, hid_last = cfg
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -249,13 +260,13 @@ class AdapterUnit(wiring.Component):
                         m.d.sync += n_in.eq(Mux(self.channels > P, self.channels, P))
                         m.next = "ISSUE1"
             with m.State("ISSUE1"):
-                m.d.comb += [issuing1.eq(c < self.channels), self.busy.eq(1)]
+                m.d.comb += [issuing1.eq(c < ch), self.busy.eq(1)]
                 m.d.sync += c.eq(c + 1)
-                with m.If(c < self.channels):
+                with m.If(c < ch):
                     m.d.sync += w_cnt.eq(w_cnt + 1)
                 with m.If(c == n_in - 1):
                     m.d.sync += [c.eq(0), j0.eq(j0 + P)]
-                    with m.If(j0 + P >= self.hidden):
+                    with m.If(j0 + P >= hid):
                         m.next = "WAIT"
             with m.State("ISSUE"):
                 m.d.comb += [issuing.eq(1), self.busy.eq(1)]
@@ -270,8 +281,8 @@ class AdapterUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(done_sum & l2d):
                     m.next = "DONE"
-                with m.Elif(done_sum & (j_done == self.hidden - 1)):   # the last hidden value is written
-                    m.d.sync += [layer2.eq(1), j.eq(0), c.eq(0), wl.eq(0), n_out.eq(1), n_in.eq(self.hidden)]
+                with m.Elif(done_sum & (j_done == hid_last)):   # the last hidden value is written
+                    m.d.sync += [layer2.eq(1), j.eq(0), c.eq(0), wl.eq(0), n_out.eq(1), n_in.eq(hid)]
                     m.next = "ISSUE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
