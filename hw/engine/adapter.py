@@ -7,7 +7,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .bram_outreg import RegisteredMemory
-from .pipe_mult import PipelinedMultiplier, mult_latency
+from .pipe_mult import PipelinedMultiplier, delayed, mult_latency
+from .params import check_lanes
 
 ACC_BITS = 64          # contract: every adapter sum |W g + B| <= 2^62 - 1 (rsq refuses others)
 H_BITS = 63            # hidden values: relu(rshift_round(sum, f1)) < 2^62
@@ -94,8 +95,7 @@ class AdapterUnit(wiring.Component):
     def __init__(self, max_hidden, lanes=1, registered_reads=False):
         if isinstance(max_hidden, bool) or not isinstance(max_hidden, int) or max_hidden < 1:
             raise TypeError(f"max_hidden must be a positive integer, not {max_hidden!r}")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_lanes(lanes)
         if not isinstance(registered_reads, bool):
             raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
         self.max_hidden, self.lanes, self.registered_reads = max_hidden, lanes, registered_reads
@@ -105,14 +105,6 @@ class AdapterUnit(wiring.Component):
             "g_addr": Out(16), "g_data": In(signed(G_BITS)), "w_addr": Out(24), "w_data": In(lanes * W_BITS),
             "b_addr": Out(16), "b_data": In(signed(64)), "beta": Out(H_BITS), "done": Out(1), "busy": Out(1),
         })
-
-    def _delay(self, m, sig, n, name):
-        """``sig`` ``n`` cycles later (registers)."""
-        for i in range(n):
-            r = Signal.like(sig, name=f"{name}_{i}")
-            m.d.sync += r.eq(sig)
-            sig = r
-        return sig
 
     def elaborate(self, platform):
         m = Module()
@@ -147,7 +139,7 @@ class AdapterUnit(wiring.Component):
         first_a, last_a = c == 0, c == ch_last
         self._lanes(m, issuing1, first_a, last_a, j0, read, dact, dk, dn, dbase, hid)
         # stage B: operands arrive
-        vb, fb, lb, l2b, jb, wlb = (self._delay(m, s, read, n) for s, n in (
+        vb, fb, lb, l2b, jb, wlb = (delayed(m, s, read, n) for s, n in (
             (issuing, "vb"), (first_a, "fb"), (c == n_in - 1, "lb"), (layer2, "l2b"), (j, "jb"), (wl, "wlb")))
         use_h = l2b & (hid != 0)
         x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(W_BITS)), Signal(signed(64))
@@ -201,7 +193,7 @@ class AdapterUnit(wiring.Component):
         """Layer 1's lanes: ``g[c]`` times lane ``l`` of the weight word into accumulator ``l``; at a block's
         last term the sums are captured and drained (sets ``self._drained``: valid, sum, bias, output)."""
         P = self.lanes
-        vb, fb, lb, jb = (self._delay(m, s, read, n) for s, n in (
+        vb, fb, lb, jb = (delayed(m, s, read, n) for s, n in (
             (issuing1, "v1b"), (first_a, "f1b"), (last_a, "l1b"), (j0, "j1b")))
         g_q = Signal(signed(G_BITS))
         w_q = [Signal(signed(W_BITS), name=f"w1q_{i}") for i in range(P)]
@@ -213,7 +205,7 @@ class AdapterUnit(wiring.Component):
             m.submodules[f"lane_mul{i}"] = mul = PipelinedMultiplier(signed(W_BITS), signed(G_BITS))
             m.d.comb += [mul.a.eq(w_q[i]), mul.b.eq(g_q)]
             prods.append(mul.p)
-        ctl = self._delay(m, ctl_q, mult_latency(W_BITS, G_BITS), "ctl1")
+        ctl = delayed(m, ctl_q, mult_latency(W_BITS, G_BITS), "ctl1")
         vc, fc, lc, jc = ctl[0], ctl[1], ctl[2], ctl[3:]
         caps = []
         for i, p in enumerate(prods):
@@ -237,7 +229,7 @@ class AdapterUnit(wiring.Component):
         v0, j_0 = Signal(), Signal(16)
         m.d.sync += [v0.eq(dact), j_0.eq(dbase + dk)]
         # the bias is on the port `read` cycles after its address; both into registers beside the adder
-        v1, s1, jj1 = (self._delay(m, s, read - 1, n) for s, n in ((v0, "dv"), (sel, "dsel"), (j_0, "dj")))
+        v1, s1, jj1 = (delayed(m, s, read - 1, n) for s, n in ((v0, "dv"), (sel, "dsel"), (j_0, "dj")))
         dv, dsum, dbias, dj = Signal(), Signal(signed(ACC_BITS)), Signal(signed(64)), Signal(16)
         m.d.sync += [dv.eq(v1), dsum.eq(s1), dbias.eq(self.b_data), dj.eq(jj1)]
         self._drained = dv, dsum, dbias, dj

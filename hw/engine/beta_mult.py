@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from rootshift.sw import contract as C
 
-from .pipe_mult import PipelinedMultiplier, mult_latency
+from .pipe_mult import PipelinedMultiplier, delayed, mult_latency
 
 # beta's bits that reach the DSPs: with M_base != 0 a beta >= 2^47 always overflows (|M_base * beta| >= 2^47,
 # so |M| >= 2^31), so bits 47..62 only raise ``overflow``: 6 partial products instead of 8 (issue 9, Fmax)
@@ -49,11 +49,7 @@ class BetaMultiplier(wiring.Component):
         # overflow (beta >= 2^47 and M_base != 0)
         m.submodules.mul = mul = PipelinedMultiplier(signed(C.M_BASE_BITS), unsigned(BETA_MUL_BITS))
         m.d.comb += [mul.a.eq(mb), mul.b.eq(beta), mul.i_valid.eq(v0)]
-        big = beta_hi & mb.any()
-        for i in range(mul.latency + 1):        # to the rounding stage's output
-            nxt = Signal(name=f"big_{i}")
-            m.d.sync += nxt.eq(big)
-            big = nxt
+        big = delayed(m, beta_hi & mb.any(), mul.latency + 1, "big")      # to the rounding stage's output
         # rounding: one carry chain
         full, v_r = Signal(signed(C.M_BASE_BITS + BETA_MUL_BITS + 1)), Signal()
         m.d.sync += [full.eq((mul.p + (1 << (C.FINE_FRAC - 1))) >> C.FINE_FRAC), v_r.eq(mul.o_valid)]

@@ -11,6 +11,7 @@ from ..requantizer import Requantizer
 from .beta_mult import BetaMultiplier
 from .conv_unit import CAPTURE_STAGE, OPERAND_REG, OUTREG_STAGE
 from .desc import tile_gap
+from .params import check_lanes
 
 SEQ_CYCLES = 3       # the Engine's FETCH, DISPATCH and NEXT around every step
 SETUP_TAIL = 3 + BetaMultiplier.LATENCY   # MultSetup: memory read, BetaMultiplier latency, the word write, done
@@ -89,8 +90,7 @@ def adapter_cycles(channels, hidden, lanes, registered=False):
     ``LAYER_TAIL``; one DONE cycle."""
     from .adapter import AdapterUnit
 
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+    check_lanes(lanes)
     extra = DSP_OPERAND_REG if registered else 0
     cyc = (hidden or channels) + AdapterUnit.LAYER_TAIL + extra + 1
     if hidden:

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from rootshift.sw import contract as C
 
 from .desc import PoolDesc
+from .params import check_lanes
 
 
 class MaxPoolUnit(wiring.Component):
@@ -26,8 +27,7 @@ class MaxPoolUnit(wiring.Component):
     """
 
     def __init__(self, lanes, registered_reads=False):
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_lanes(lanes)
         if not isinstance(registered_reads, bool):
             raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
         self.lanes, self.registered_reads = lanes, registered_reads

@@ -12,6 +12,14 @@ WEIGHT_MEMORIES = ("bram", "spram")
 DESC_FETCHES = ("parallel", "serial")
 
 
+def check_lanes(lanes):
+    """``lanes`` (channels per activation word, one per vector lane) as a validated positive integer; the one
+    message every lane-parallel unit and the cycle model give."""
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+    return lanes
+
+
 def _kib(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 1 << 20:
         raise ConfigError(f"{name} must be an integer number of KiB in 1..{1 << 20}, not {value!r}")

@@ -17,6 +17,16 @@ def _limbs(value, shape):
     return out
 
 
+def delayed(m, sig, n, name):
+    """``sig`` ``n`` cycles later, through ``n`` registers named ``name_0 ..``: a control or an operand that
+    travels beside a pipelined product."""
+    for i in range(n):
+        r = Signal.like(sig, name=f"{name}_{i}")
+        m.d.sync += r.eq(sig)
+        sig = r
+    return sig
+
+
 def mult_latency(a_width, b_width):
     """Cycles of a :class:`PipelinedMultiplier` for operands of these widths."""
     n = -(-a_width // LIMB) * -(-b_width // LIMB)

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from rootshift.sw import contract as C
 
 from .pipe_mult import PipelinedMultiplier, mult_latency
+from .params import check_lanes
 
 SCHEMES = ("linear", "shift")
 
@@ -52,8 +53,7 @@ class QuantLanes(wiring.Component):
     LATENCY = 3 + mult_latency(32, 31)
 
     def __init__(self, lanes, abits, schemes=SCHEMES):
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_lanes(lanes)
         if isinstance(abits, bool) or not isinstance(abits, int) or not 2 <= abits <= 8:
             raise TypeError(f"Activation bits must be an integer in 2..8, not {abits!r}")
         self.lanes, self.abits, self.schemes = lanes, abits, check_schemes(schemes)

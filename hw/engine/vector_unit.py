@@ -8,6 +8,7 @@ from rootshift.sw import contract as C
 
 from .desc import VecDesc
 from .gap_divider import GapDivider
+from .params import check_lanes
 
 SUM_BITS = 56
 
@@ -32,8 +33,7 @@ class VectorUnit(wiring.Component):
     """
 
     def __init__(self, lanes, registered_reads=False):
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_lanes(lanes)
         if not isinstance(registered_reads, bool):
             raise TypeError(f"registered_reads must be True or False, not {registered_reads!r}")
         self.lanes, self.registered_reads = lanes, registered_reads
