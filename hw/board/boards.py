@@ -83,13 +83,14 @@ NETWORK_ENGINE_MEASURED = {
     "ice40": {"4x4": {"LC": 18834, "DSP": 68, "BRAM": 289}, "2x2": {"LC": 11806, "DSP": 44, "BRAM": 262},
               # EngineParams(drain="serial", weight_memory="spram", desc_fetch="serial"), synth_ice40 -noabc
               "2x2 iCE40 configuration": {"LC": 16598, "DSP": 36, "BRAM": 114}},
-    # 4x4: the engine with no bubble between tiles (commit d576f23, bench/engine_cost.py --families ecp5,
-    # docs/results.md "engine_cost"; 18,855 LUT, 16,547 FF, 87.5 MHz with the bubble and the GAP dividers, ebafcea,
+    # 4x4: today's engine (the lane adapter, the beta multipliers' own registers; commit 25a0e55, bench/engine_cost.py
+    # --families ecp5, docs/results.md "engine_cost"; 18,768 LUT, 16,778 FF, 68 MULT18, 89.8 MHz at d576f23, the
+    # first engine with no bubble between tiles; 18,855 LUT, 16,547 FF, 87.5 MHz with the bubble and the GAP dividers, ebafcea,
     # docs/engine.md; 18,069 LUT and 90.9 MHz before the dividers, bf20f2f), whose block-RAM reads go
     # through RegisteredMemory: 118 DP16KD, more than the 45F's 108. Before that: 21,457 LUT,
     # 85 DP16KD, 75.3 MHz (6934ed1, the engine the 85F board build of 27223e0 carries; 73.6 MHz at 522ccf2, whose
     # engine the build of a7b3add carries), and 17,171 LUT, 80 DP16KD, 41.5 MHz before the Fmax work
-    "ecp5": {"4x4": {"LUT": 18768, "FF": 16778, "DSP": 68, "BRAM": 118, "fmax_mhz": 89.8},
+    "ecp5": {"4x4": {"LUT": 19694, "FF": 18060, "DSP": 72, "BRAM": 118, "fmax_mhz": 82.5},
              # `rootshift build --board ulx3s-85f --rows 8 --cols 8` (the whole board top, seed 1, commit f710069)
              "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95}},
     # Gowin: the pipelined engine of commit 27223e0 (docs/results.md "boards"; 19,389 LUT at 2x2 before it)
@@ -155,7 +156,7 @@ ICEBREAKER = Board(
 _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848, 108, 72), "85f": (83640, 208, 156)}
 
 
-# The network engine at 4x4 needs 68 MULT18 and 118 DP16KD (measured): the 85F carries it; the 45F (72 MULT18,
+# The network engine at 4x4 needs 72 MULT18 and 118 DP16KD (measured): the 85F carries it; the 45F (72 MULT18,
 # 108 DP16KD; it carried the engine of 6934ed1, 85 DP16KD) and the 12F/25F (28, 56) keep the tile engine:
 # _ulx3s decides from NETWORK_ENGINE_MEASURED. At 8x8 it needs 116 MULT18 and 116 DP16KD, which the 85F has, and
 # takes 2.5x fewer cycles per image (the board build at commit f710069 closed at 36.95 MHz). The default stays
@@ -165,7 +166,7 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # 147 DP16KD, 116 MULT18 in 2 min) but places at an estimated 47.96 MHz, below the 75 MHz clock, and nextpnr's
 # router had not converged after 54 minutes on this 2-core machine (docs/boards.md), so no table sets it.
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
-# engine alone closes at 89.8 MHz on ECP5 (d576f23; 87.5 at ebafcea, 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5
+# engine alone closes at 82.5 MHz on ECP5 (25a0e55; 89.8 at d576f23, 87.5 at ebafcea, 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5
 # before the Fmax work, when the board ran at 30 MHz). Inside the board top the builds closed at 63.84 (27223e0) to
 # 71.0 MHz (d2b5b80), 63.93 at 8818fa5, limited by the board core's deframer -> engine reset path (15.6 ns, 13.0 of
 # it routing), so the board ran at 60 MHz (25 / 5 * 12, 20 clocks per bit). With that reset registered (7321794)
