@@ -161,7 +161,7 @@ def test_each_board_table_names_its_engine_and_why():
     assert (b.engine == "network") == all(need[k] <= b.capacity[k] for k in ("LUT", "DSP", "BRAM"))
     assert b.engine == "tile" and f"BRAM {need['BRAM']} of 108" in network_engine_refusal(b) and not b.engine_memory
     for name in ("ulx3s-12f", "ulx3s-25f"):
-        assert get_board(name).engine == "tile" and "72 of 28" in network_engine_refusal(get_board(name))
+        assert get_board(name).engine == "tile" and f"DSP {need['DSP']} of 28" in network_engine_refusal(get_board(name))
 
 
 @pytest.mark.parametrize("call", [B.build, B.estimate], ids=["build", "estimate"])

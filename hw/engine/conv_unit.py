@@ -12,6 +12,7 @@ from .. import requantizer as _rq
 from ..requantizer import Requantizer
 from .address_gen import AddressGenerator
 from .desc import ConvDesc
+from .pipe_mult import delayed
 from .shadow_array import ShadowArray
 
 ADDR_BITS = 16
@@ -214,11 +215,8 @@ class ConvUnit(wiring.Component):
             rq = self._requantizer(m, f"rq_{c}", arr.out0[c], arr.out1[c], self.const_data[c * cw:(c + 1) * cw],
                                    (dr_n != 0) & dr_live[0])
             ys.append(rq.y)
-        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(self.rq_latency)]
-        m.d.sync += addr_pipe[0].eq(dr_addr)
-        for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
-            m.d.sync += a1.eq(a0)
-        m.d.comb += [self.out_addr.eq(addr_pipe[-1]), self.out_data.eq(Cat(*ys)), self.out_en.eq(m.submodules["rq_0"].o_valid)]
+        m.d.comb += [self.out_addr.eq(delayed(m, dr_addr, self.rq_latency, "waddr")), self.out_data.eq(Cat(*ys)),
+                     self.out_en.eq(m.submodules["rq_0"].o_valid)]
 
     def _drain_serial(self, m, arr, capture, pend_addr, pend_tc, pend_live):
         """``rows * cols`` cycles after the capture: column ``c`` of shadow row 0 per cycle into one
@@ -241,18 +239,13 @@ class ConvUnit(wiring.Component):
         word = Array(self.const_data[c * cw:(c + 1) * cw] for c in range(p.cols))[col]
         rq = self._requantizer(m, "rq", acc0, acc1, word, (dr_n != 0) & dr_live[0])
         # the word's address and "last lane" travel with the value through the requantizer
-        addr_pipe = [Signal(ADDR_BITS, name=f"waddr_{i}") for i in range(Requantizer.DEEP_LATENCY)]
-        last_pipe = [Signal(name=f"wlast_{i}") for i in range(Requantizer.DEEP_LATENCY)]
-        m.d.sync += [addr_pipe[0].eq(dr_addr), last_pipe[0].eq(last_col)]
-        for a0, a1 in zip(addr_pipe, addr_pipe[1:]):
-            m.d.sync += a1.eq(a0)
-        for l0, l1 in zip(last_pipe, last_pipe[1:]):
-            m.d.sync += l1.eq(l0)
+        w_addr = delayed(m, dr_addr, Requantizer.DEEP_LATENCY, "waddr")
+        w_last = delayed(m, last_col, Requantizer.DEEP_LATENCY, "wlast")
         lanes = [Signal(OUT_BITS, name=f"lane_{c}") for c in range(p.cols - 1)]   # lanes 0 .. cols-2 of the row
         with m.If(rq.o_valid):
             m.d.sync += [a.eq(b) for a, b in zip(lanes, lanes[1:] + [rq.y])]
-        m.d.comb += [self.out_addr.eq(addr_pipe[-1]), self.out_data.eq(Cat(*lanes, rq.y)),
-                     self.out_en.eq(rq.o_valid & last_pipe[-1])]
+        m.d.comb += [self.out_addr.eq(w_addr), self.out_data.eq(Cat(*lanes, rq.y)),
+                     self.out_en.eq(rq.o_valid & w_last)]
 
     def _done(self, m, ag):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""

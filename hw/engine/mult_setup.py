@@ -8,6 +8,7 @@ from rootshift.sw import contract as C
 
 from ..params import BIAS_BITS, M_BITS, ArrayParams
 from .beta_mult import BetaMultiplier
+from .pipe_mult import delayed
 from .conv_unit import const_word_bits
 
 
@@ -54,10 +55,12 @@ class MultSetup(wiring.Component):
         ch, total = Signal(16), Signal(24)
         issue, v1 = Signal(), Signal()
         extra = 1 if self.registered_reads else 0    # the read word a cycle later
-        bias_pipe = [Signal(BIAS_BITS, name=f"bias_{i}") for i in range(BetaMultiplier.LATENCY)]
-        real_pipe = [Signal(name=f"real_{i}") for i in range(BetaMultiplier.LATENCY + 1 + extra)]
         m.d.comb += self.ch_addr.eq(self.m_addr + ch)
-        m.d.sync += [v1.eq(issue), real_pipe[0].eq(issue & (ch < self.cout))]
+        m.d.sync += v1.eq(issue)
+        # a channel beyond cout (the last column tile's padding) writes zeros; the flag and the bias travel
+        # beside the beta multipliers
+        real = delayed(m, issue & (ch < self.cout), BetaMultiplier.LATENCY + 1 + extra, "real")
+        bias = delayed(m, self.ch_data[n_acc * M_BITS:], BetaMultiplier.LATENCY, "bias")
         if extra:                                    # the data-valid of the word on ch_data
             v2 = Signal()
             m.d.sync += v2.eq(v1)
@@ -71,16 +74,10 @@ class MultSetup(wiring.Component):
             m.d.comb += [bm.m_base.eq(self.ch_data[i * M_BITS:i * M_BITS + C.M_BASE_BITS].as_signed()),
                          bm.beta.eq(self.beta), bm.beta_en.eq(issue | (self.start if i == 0 else started)),
                          bm.i_valid.eq(v1)]
-        m.d.sync += bias_pipe[0].eq(self.ch_data[n_acc * M_BITS:])
-        for a, b in zip(bias_pipe, bias_pipe[1:]):
-            m.d.sync += b.eq(a)
-        for a, b in zip(real_pipe, real_pipe[1:]):
-            m.d.sync += b.eq(a)
         # assemble: channel words shift in at the top, a full word every cols channels
         lanes = [Signal(n_acc * M_BITS + BIAS_BITS, name=f"lane{c}") for c in range(cols)]
         fill, word_n = Signal(range(cols + 1)), Signal(16)
-        real = real_pipe[-1]
-        value = Cat(*[bm.m.as_unsigned() for bm in mults], bias_pipe[-1])
+        value = Cat(*[bm.m.as_unsigned() for bm in mults], bias)
         with m.If(mults[0].o_valid):
             m.d.sync += [lanes[-1].eq(Mux(real, value, 0)), fill.eq(fill + 1)]
             m.d.sync += [a.eq(b) for a, b in zip(lanes, lanes[1:])]
