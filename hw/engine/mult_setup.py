@@ -52,7 +52,7 @@ class MultSetup(wiring.Component):
         mults = [BetaMultiplier() for _ in range(n_acc)]
         for i, bm in enumerate(mults):
             m.submodules[f"bm{i}"] = bm
-        ch, total = Signal(16), Signal(24)
+        ch = Signal(16)
         issue, v1 = Signal(), Signal()
         extra = 1 if self.registered_reads else 0    # the read word a cycle later
         m.d.comb += self.ch_addr.eq(self.m_addr + ch)
@@ -77,6 +77,9 @@ class MultSetup(wiring.Component):
         # assemble: channel words shift in at the top, a full word every cols channels
         lanes = [Signal(n_acc * M_BITS + BIAS_BITS, name=f"lane{c}") for c in range(cols)]
         fill, word_n = Signal(range(cols + 1)), Signal(16)
+        # ``word_n == tiles_c``, kept in a flip-flop beside word_n (tiles_c holds still from ``start`` on):
+        # ``done`` was that 16-bit compare, and it led the engine's worst ECP5 path into the conv unit
+        at_end = Signal()
         value = Cat(*[bm.m.as_unsigned() for bm in mults], bias)
         with m.If(mults[0].o_valid):
             m.d.sync += [lanes[-1].eq(Mux(real, value, 0)), fill.eq(fill + 1)]
@@ -86,11 +89,13 @@ class MultSetup(wiring.Component):
         m.d.comb += [self.rq_addr.eq(self.c_addr + word_n), self.rq_data.eq(Cat(*lanes))]
         with m.If(fill == cols):
             m.d.comb += self.rq_en.eq(1)
-            m.d.sync += [fill.eq(mults[0].o_valid), word_n.eq(word_n + 1)]   # a channel may shift in now
+            m.d.sync += [fill.eq(mults[0].o_valid), word_n.eq(word_n + 1),   # a channel may shift in now
+                         at_end.eq(word_n + 1 == self.tiles_c)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [ch.eq(0), total.eq(0), fill.eq(0), word_n.eq(0), self.overflow.eq(0)]
+                    m.d.sync += [ch.eq(0), fill.eq(0), word_n.eq(0), self.overflow.eq(0),
+                                 at_end.eq(self.tiles_c == 0)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [issue.eq(1), self.busy.eq(1)]
@@ -99,7 +104,7 @@ class MultSetup(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(word_n == self.tiles_c):
+                with m.If(at_end):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
         return m
