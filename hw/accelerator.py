@@ -71,7 +71,10 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
         # what has happened since the last good CONFIG (docs/hardware.md, "Flags"): the last LOAD_ACT and
         # LOAD_WGT each carried at least K words, a LOAD_REQ came, a START ran. START needs the first three
         # (else FLAG_NOT_LOADED), READ the last (else FLAG_STALE_READ)
-        act_ok, wgt_ok, req_ok, out_ok = Signal(), Signal(), Signal(), Signal()
+        act_ok = Signal()
+        wgt_ok = Signal()
+        req_ok = Signal()
+        out_ok = Signal()
         # a refused LOAD (n past the buffer) still takes its n words, writing none, so the words after it
         # are read as commands again (the host stays in step); a refused READ n > rows*cols still sends n
         # words, zeros past the buffer (the host never waits for words that never come)
@@ -82,7 +85,8 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
         wait = Signal(range(max(PE_LATENCY, Requantizer.LATENCY + 1) + 1))
         cnt = Signal(16)
         flags = Signal(8)
-        cycles, busy_cycles = Signal(32), Signal(32)
+        cycles = Signal(32)
+        busy_cycles = Signal(32)
         m.d.sync += cycles.eq(cycles + 1)
 
         # compute pipeline: memory read (1 cycle), then the PEs (PE_LATENCY)
@@ -97,7 +101,9 @@ never come (docs/hardware.md, "Flags"; proven in sim/formal/controller.py).
         rq_issue = Signal()
         idx_pipe = [Signal(range(n_out), name=f"idx_{i}") for i in range(Requantizer.LATENCY + 1)]
         m.d.comb += [arr.drain.eq(rq_issue), req_r.addr.eq(col)]
-        acc0_r, acc1_r, v_r = Signal.like(arr.acc0), Signal.like(arr.acc1), Signal()
+        acc0_r = Signal.like(arr.acc0)
+        acc1_r = Signal.like(arr.acc1)
+        v_r = Signal()
         m.d.sync += [acc0_r.eq(arr.acc0), acc1_r.eq(arr.acc1), v_r.eq(rq_issue), idx_pipe[0].eq(cnt)]
         for a, b in zip(idx_pipe, idx_pipe[1:]):
             m.d.sync += b.eq(a)

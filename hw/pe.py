@@ -133,7 +133,8 @@ class ProcessingElement(wiring.Component):
             L = [lo == j for j in range(4)]
             H = [hi == h for h in range(e_total // 4 + 1)]
             term = Signal(signed(e_total + 2))
-            neg, nz = Signal(), Signal()
+            neg = Signal()
+            nz = Signal()
             bits = [(L[i % 4] & H[i // 4]) ^ dec.sign for i in range(e_total + 1)] + [dec.sign]
             if self.capture_next:
                 self._zeroed(m, self.valid & ~dec.zero & self.a.any(), [(term, Cat(*bits)), (neg, dec.sign)])
@@ -157,7 +158,9 @@ class ProcessingElement(wiring.Component):
             # front of the register, so stage 2 is a bare adder (measured -12 % LUT per PE, issue 9)
             mag = Signal(signed(width + p.shift_max + 1))
             term = Signal.like(mag)
-            neg, odd, nz = Signal(), Signal(), Signal()
+            neg = Signal()
+            odd = Signal()
+            nz = Signal()
             m.d.comb += mag.eq(sh.o)  # zero-extended: mag >= 0
             if self.capture_next:
                 self._stages_next(m, Mux(dec.sign, ~mag, mag), dec, acc_e, acc_o, mag)
@@ -177,12 +180,16 @@ class ProcessingElement(wiring.Component):
         ``acc + (mag ^ s) + s`` every cycle."""
         take = self.valid & ~dec.zero
         if self.p.pe == "dual":
-            term_e, term_o, neg_e, neg_o = Signal.like(mag), Signal.like(mag), Signal(), Signal()
+            term_e = Signal.like(mag)
+            term_o = Signal.like(mag)
+            neg_e = Signal()
+            neg_o = Signal()
             self._zeroed(m, take & ~dec.odd, [(term_e, ones), (neg_e, dec.sign)])
             self._zeroed(m, take & dec.odd, [(term_o, ones), (neg_o, dec.sign)])
             self._accumulate(m, acc_o, acc_o + term_o + neg_o, self.acc_odd_in, self.acc_odd_next)
         else:
-            term_e, neg_e = Signal.like(mag), Signal()
+            term_e = Signal.like(mag)
+            neg_e = Signal()
             self._zeroed(m, take, [(term_e, ones), (neg_e, dec.sign)])
         self._accumulate(m, acc_e, acc_e + term_e + neg_e, self.acc_in, self.acc_next)
 

@@ -34,8 +34,10 @@ class Framer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         tx = self.tx
-        status, count = Signal(8), Signal(16)
-        pending, pending_code = Signal(), Signal(8)
+        status = Signal(8)
+        count = Signal(16)
+        pending = Signal()
+        pending_code = Signal(8)
         crc = Signal(16)
         idx = Signal(2)
         word = Signal(32)

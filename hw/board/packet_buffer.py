@@ -35,7 +35,9 @@ class PacketBuffer(wiring.Component):
         wp_, rp_ = mem.write_port(), mem.read_port(transparent_for=())
         # one bit more than the address, so a buffer holding exactly ``depth`` bytes is not empty
         bits = (self.depth - 1).bit_length() + 1
-        wp, cp, rp = Signal(bits), Signal(bits), Signal(bits)
+        wp = Signal(bits)
+        cp = Signal(bits)
+        rp = Signal(bits)
         m.d.comb += [wp_.addr.eq(wp[:-1]), wp_.data.eq(self.w_data), wp_.en.eq(self.w_en)]
         with m.If(self.rollback):
             m.d.sync += wp.eq(cp)

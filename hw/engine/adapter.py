@@ -119,20 +119,32 @@ class AdapterUnit(wiring.Component):
         # the descriptor's fields, registered at start: its union shares bits with the ConvUnit's fields, and
         # a `channels - 1` read straight from it was merged with the address generator's `kw - 1` into
         # the 85F build's critical path (desc -> carry chain -> 2.5 ns of routing -> an adapter enable)
-        ch, ch_last, hid, hid_last = Signal(16), Signal(16), Signal(16), Signal(16)
-        f1, f2 = Signal(6), Signal(6)
+        ch = Signal(16)
+        ch_last = Signal(16)
+        hid = Signal(16)
+        hid_last = Signal(16)
+        f1 = Signal(6)
+        f2 = Signal(6)
         with m.If(self.start):
             m.d.sync += [ch.eq(self.channels), ch_last.eq(self.channels - 1), hid.eq(self.hidden),
                          hid_last.eq(self.hidden - 1), f1.eq(self.f1), f2.eq(self.f2)]
         cfg = ch, hid, hid_last
         layer2 = Signal()               # which path is issuing: the lanes (layer 1) or the single MAC
-        j, c, w_cnt = Signal(16), Signal(16), Signal(24)
+        j = Signal(16)
+        c = Signal(16)
+        w_cnt = Signal(24)
         wl = Signal(range(max(2, P)))   # the single MAC's weight lane in word w_cnt
         j0 = Signal(16)                 # layer 1: the block's first hidden output
-        n_out, n_in = Signal(16), Signal(16)          # outputs and terms (layer 1: cycles) per output
-        issuing, issuing1 = Signal(), Signal()
+        # outputs and terms (layer 1: cycles) per output
+        n_out = Signal(16)
+        n_in = Signal(16)
+        issuing = Signal()
+        issuing1 = Signal()
         # the drain of layer 1's captured lane sums: hidden output dbase + dk, dn of them
-        dact, dk, dn, dbase = Signal(), Signal(range(max(2, P))), Signal(range(P + 1)), Signal(16)
+        dact = Signal()
+        dk = Signal(range(max(2, P)))
+        dn = Signal(range(P + 1))
+        dbase = Signal(16)
         # stage A: issue
         m.d.comb += [self.g_addr.eq(c), h_rd.addr.eq(c), self.w_addr.eq(w_cnt),
                      self.b_addr.eq(Mux(layer2, hid, dbase + dk))]
@@ -142,7 +154,9 @@ class AdapterUnit(wiring.Component):
         vb, fb, lb, l2b, jb, wlb = (delayed(m, s, read, n) for s, n in (
             (issuing, "vb"), (first_a, "fb"), (c == n_in - 1, "lb"), (layer2, "l2b"), (j, "jb"), (wl, "wlb")))
         use_h = l2b & (hid != 0)
-        x_q, w_q, b_q = Signal(signed(H_BITS)), Signal(signed(W_BITS)), Signal(signed(64))
+        x_q = Signal(signed(H_BITS))
+        w_q = Signal(signed(W_BITS))
+        b_q = Signal(signed(64))
         ctl_q = Signal(19)
         w_lane = self.w_data.word_select(wlb, W_BITS) if P > 1 else self.w_data
         m.d.sync += [x_q.eq(Mux(use_h, h_rd.data, self.g_data)), w_q.eq(w_lane.as_signed()),
@@ -161,7 +175,9 @@ class AdapterUnit(wiring.Component):
         dv, dsum, dbias, dj = self._drained
         acc = Signal(signed(ACC_BITS))
         total = Mux(fc, bias_c, acc) + prod
-        done_sum, l2d, jd = Signal(), Signal(), Signal(16)
+        done_sum = Signal()
+        l2d = Signal()
+        jd = Signal(16)
         sum_d = Signal(signed(ACC_BITS))
         with m.If(vc):
             m.d.sync += acc.eq(total)
@@ -170,16 +186,30 @@ class AdapterUnit(wiring.Component):
         # stage D1: + the rounding half of the layer's shift; D2: the shift, ReLU (hidden) or the floor of
         # one LSB (beta); the hidden value is written, beta set, in the cycle after
         f = Mux(l2d, f2, f1)
-        s1, f_1, done1, l21, j1 = Signal(signed(ACC_BITS + 1)), Signal(6), Signal(), Signal(), Signal(16)
+        s1 = Signal(signed(ACC_BITS + 1))
+        f_1 = Signal(6)
+        done1 = Signal()
+        l21 = Signal()
+        j1 = Signal(16)
         m.d.sync += [s1.eq(sum_d + ((1 << f) >> 1)), f_1.eq(f), done1.eq(done_sum), l21.eq(l2d), j1.eq(jd)]
         # the shift by f & 0x38, then by f & 7, each in its own stage; then ReLU / the floor of one LSB
-        coarse, f_2, done_c, l2_c, j_c = Signal(signed(ACC_BITS + 1)), Signal(3), Signal(), Signal(), Signal(16)
+        coarse = Signal(signed(ACC_BITS + 1))
+        f_2 = Signal(3)
+        done_c = Signal()
+        l2_c = Signal()
+        j_c = Signal(16)
         m.d.sync += [coarse.eq(s1 >> Cat(Const(0, 3), f_1[3:])), f_2.eq(f_1[:3]), done_c.eq(done1), l2_c.eq(l21),
                      j_c.eq(j1)]
-        rounded, done_r, l2_r, j_r = Signal(signed(ACC_BITS + 1)), Signal(), Signal(), Signal(16)
+        rounded = Signal(signed(ACC_BITS + 1))
+        done_r = Signal()
+        l2_r = Signal()
+        j_r = Signal(16)
         m.d.sync += [rounded.eq(coarse >> f_2), done_r.eq(done_c), l2_r.eq(l2_c), j_r.eq(j_c)]
-        hval, bval = Signal(signed(H_BITS)), Signal(H_BITS)
-        done2, l22, j2 = Signal(), Signal(), Signal(16)
+        hval = Signal(signed(H_BITS))
+        bval = Signal(H_BITS)
+        done2 = Signal()
+        l22 = Signal()
+        j2 = Signal(16)
         neg, zero = rounded[-1], ~rounded.any()
         m.d.sync += [hval.eq(Mux(neg, 0, rounded)), bval.eq(Mux(neg | zero, 1, rounded)),
                      done2.eq(done_r), l22.eq(l2_r), j2.eq(j_r)]
@@ -226,11 +256,15 @@ class AdapterUnit(wiring.Component):
             m.d.sync += [dact.eq(1), dk.eq(0), dbase.eq(jc), dn.eq(Mux(rem < P, rem, P))]
         sel = Signal(signed(ACC_BITS))
         m.d.sync += sel.eq(Cat(*caps).word_select(dk, ACC_BITS).as_signed() if P > 1 else caps[0])
-        v0, j_0 = Signal(), Signal(16)
+        v0 = Signal()
+        j_0 = Signal(16)
         m.d.sync += [v0.eq(dact), j_0.eq(dbase + dk)]
         # the bias is on the port `read` cycles after its address; both into registers beside the adder
         v1, s1, jj1 = (delayed(m, s, read - 1, n) for s, n in ((v0, "dv"), (sel, "dsel"), (j_0, "dj")))
-        dv, dsum, dbias, dj = Signal(), Signal(signed(ACC_BITS)), Signal(signed(64)), Signal(16)
+        dv = Signal()
+        dsum = Signal(signed(ACC_BITS))
+        dbias = Signal(signed(64))
+        dj = Signal(16)
         m.d.sync += [dv.eq(v1), dsum.eq(s1), dbias.eq(self.b_data), dj.eq(jj1)]
         self._drained = dv, dsum, dbias, dj
 

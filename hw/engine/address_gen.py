@@ -60,10 +60,16 @@ class AddressGenerator(wiring.Component):
         bx = [Signal(signed(24), name=f"bx{r}") for r in range(R)]
         ab = [Signal(signed(32), name=f"ab{r}") for r in range(R)]
         pos = [Signal(24, name=f"pos{r}") for r in range(R)]
-        i, j = Signal(16), Signal(16)
-        lane, cpos = Signal(range(max(2, self.lanes))), Signal(17)
-        off, waddr = Signal(signed(32)), Signal(32)
-        tp, tc, setup, bubble = Signal(16), Signal(16), Signal(range(R + 1)), Signal(16)
+        i = Signal(16)
+        j = Signal(16)
+        lane = Signal(range(max(2, self.lanes)))
+        cpos = Signal(17)
+        off = Signal(signed(32))
+        waddr = Signal(32)
+        tp = Signal(16)
+        tc = Signal(16)
+        setup = Signal(range(R + 1))
+        bubble = Signal(16)
         first = Signal()
         k = self._constants(m, d)
         k["ox2"] = [Signal(17, name=f"ox2_{r}") for r in range(R)]

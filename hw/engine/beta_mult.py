@@ -40,7 +40,9 @@ class BetaMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # 0: the inputs registered (m_base comes from a block RAM's read port)
-        mb, beta, v0 = Signal(signed(C.M_BASE_BITS)), Signal(BETA_MUL_BITS), Signal()
+        mb = Signal(signed(C.M_BASE_BITS))
+        beta = Signal(BETA_MUL_BITS)
+        v0 = Signal()
         beta_hi = Signal()                      # beta >= 2^47
         m.d.sync += [mb.eq(self.m_base), v0.eq(self.i_valid)]
         with m.If(self.beta_en):
@@ -51,7 +53,8 @@ class BetaMultiplier(wiring.Component):
         m.d.comb += [mul.a.eq(mb), mul.b.eq(beta), mul.i_valid.eq(v0)]
         big = delayed(m, beta_hi & mb.any(), mul.latency + 1, "big")      # to the rounding stage's output
         # rounding: one carry chain
-        full, v_r = Signal(signed(C.M_BASE_BITS + BETA_MUL_BITS + 1)), Signal()
+        full = Signal(signed(C.M_BASE_BITS + BETA_MUL_BITS + 1))
+        v_r = Signal()
         m.d.sync += [full.eq((mul.p + (1 << (C.FINE_FRAC - 1))) >> C.FINE_FRAC), v_r.eq(mul.o_valid)]
         # |M| >= 2^31 by the bits above bit 30 (OR/AND trees, no magnitude compare): it fits 32 signed bits
         # iff they all equal the sign, and -2^31 (high bits all one, the rest zero) is out too

@@ -130,13 +130,19 @@ class ConvUnit(wiring.Component):
         """Issue (cycle t) -> memory answer (t + 1) -> operand register (``OPERAND_REG``), lane select
         (t + 2) -> the array: the block RAMs' outputs feed flip-flops only."""
         p = self.p
-        ok_d, lane_d, valid_d = Signal(p.rows), Signal.like(ag.lane), Signal()
+        ok_d = Signal(p.rows)
+        lane_d = Signal.like(ag.lane)
+        valid_d = Signal()
         m.d.sync += [ok_d.eq(ag.ok), lane_d.eq(ag.lane), valid_d.eq(ag.valid)]
         if self.registered_reads:        # the words a cycle later (the output register): the controls wait
-            ok_o, lane_o, valid_o = Signal.like(ok_d), Signal.like(lane_d), Signal()
+            ok_o = Signal.like(ok_d)
+            lane_o = Signal.like(lane_d)
+            valid_o = Signal()
             m.d.sync += [ok_o.eq(ok_d), lane_o.eq(lane_d), valid_o.eq(valid_d)]
             ok_d, lane_d, valid_d = ok_o, lane_o, valid_o
-        ok_q, lane_q, valid_q = Signal.like(ok_d), Signal.like(lane_d), Signal()
+        ok_q = Signal.like(ok_d)
+        lane_q = Signal.like(lane_d)
+        valid_q = Signal()
         code_q = [Signal(len(self.code_data[r]), name=f"code_q{r}") for r in range(p.rows)]
         w_q = Signal.like(self.wgt_data, name="w_q")
         m.d.sync += [ok_q.eq(ok_d), lane_q.eq(lane_d), valid_q.eq(valid_d)]
@@ -157,7 +163,9 @@ class ConvUnit(wiring.Component):
         p, d = self.p, self.desc
         # the tile being computed: its output base, column tile and live rows, kept until its capture
         ob = Signal(ADDR_BITS)                     # out_addr + tile_p * rows * tiles_c
-        pend_addr, pend_tc, pend_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
+        pend_addr = Signal(ADDR_BITS)
+        pend_tc = Signal(16)
+        pend_live = Signal(p.rows)
         # issue -> data -> presented -> capture (the last slice's stage 2)
         last_pipe = [Signal(name=f"last_{i}") for i in range(1 + self.operand_stages + CAPTURE_STAGE)]
         m.d.sync += last_pipe[0].eq(ag.valid & ag.last)
@@ -202,7 +210,10 @@ class ConvUnit(wiring.Component):
     def _drain_parallel(self, m, arr, capture, pend_addr, pend_tc, pend_live):
         """``rows`` cycles after the capture, one shadow row per cycle into ``cols`` requantizers."""
         p, d = self.p, self.desc
-        dr_addr, dr_tc, dr_live, dr_n = Signal(ADDR_BITS), Signal(16), Signal(p.rows), Signal(range(p.rows + 1))
+        dr_addr = Signal(ADDR_BITS)
+        dr_tc = Signal(16)
+        dr_live = Signal(p.rows)
+        dr_n = Signal(range(p.rows + 1))
         m.d.comb += [arr.capture.eq(capture), arr.shift.eq(dr_n != 0),
                      self.const_addr.eq(d.c_addr + Mux(capture, pend_tc, dr_tc))]
         with m.If(capture):
@@ -222,8 +233,11 @@ class ConvUnit(wiring.Component):
         """``rows * cols`` cycles after the capture: column ``c`` of shadow row 0 per cycle into one
         requantizer; the chain shifts after a row's last column; a row's word is written with its last lane."""
         p, d = self.p, self.desc
-        dr_addr, dr_tc, dr_live = Signal(ADDR_BITS), Signal(16), Signal(p.rows)
-        dr_n, col = Signal(range(p.rows + 1)), Signal(range(p.cols))
+        dr_addr = Signal(ADDR_BITS)
+        dr_tc = Signal(16)
+        dr_live = Signal(p.rows)
+        dr_n = Signal(range(p.rows + 1))
+        col = Signal(range(p.cols))
         last_col = col == p.cols - 1
         m.d.comb += [arr.capture.eq(capture), arr.shift.eq((dr_n != 0) & last_col),
                      self.const_addr.eq(d.c_addr + Mux(capture, pend_tc, dr_tc))]
@@ -251,7 +265,8 @@ class ConvUnit(wiring.Component):
         """done: the generator finished, and the last capture, drain and requantizer pipeline are through."""
         flush = 2 + self.operand_stages + CAPTURE_STAGE + self.drain_cycles + self.rq_latency   # from the (issue-registered) done
         count = Signal(range(flush + 1))
-        running, cycles = Signal(), Signal(32)
+        running = Signal()
+        cycles = Signal(32)
         m.d.comb += [self.busy.eq(running), self.busy_cycles.eq(cycles)]
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), cycles.eq(0), count.eq(0)]

@@ -336,7 +336,9 @@ class Engine(wiring.Component):
             # FETCH three cycles, cycles.DESC_OUTREG)
             rdata = mem["desc"].rdata[:StepDesc.size]
             if self.registered_reads():
-                desc_q, f1, fetched = Signal(StepDesc.size), Signal(), Signal()
+                desc_q = Signal(StepDesc.size)
+                f1 = Signal()
+                fetched = Signal()
                 m.d.sync += [desc_q.eq(rdata), f1.eq(seq.fetching & ~f1 & ~fetched), fetched.eq(f1)]
                 rdata = desc_q
             else:

@@ -173,7 +173,8 @@ class HostPort(wiring.Component):
                      self.pix_data.eq(unp.w_data), self.pix_en.eq(unp.w_en),
                      self.rd_addr.eq(addr), self.ld_sel.eq(sel), self.ld_data.eq(ist.payload[:CHUNK])]
         # the read words registered before the lane multiplexer (block RAM outputs): a read takes two cycles
-        fine_q, code_q = Signal.like(self.fine_data), Signal.like(self.code_data)
+        fine_q = Signal.like(self.fine_data)
+        code_q = Signal.like(self.code_data)
         dom = m.d.comb if self.registered_reads else m.d.sync
         dom += [fine_q.eq(self.fine_data), code_q.eq(self.code_data)]
         word_lanes = Array(fine_q[32 * c:32 * (c + 1)] for c in range(L))

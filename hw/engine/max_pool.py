@@ -55,13 +55,21 @@ class MaxPoolUnit(wiring.Component):
         ``base + off`` (``base`` the window's corner word of group ``g``, ``off = (i*W + j) * G``) and the
         word is real where ``0 <= by + i < H`` and ``0 <= bx + j < W``. Returns the issue controls."""
         d = self.desc
-        i, j, g = Signal(4), Signal(4), Signal(16)
-        ox, n = Signal(16), Signal(24)
-        by, bx = Signal(signed(18)), Signal(signed(18))
-        base, off = Signal(signed(32)), Signal(signed(32))
-        y, x = Signal(signed(19)), Signal(signed(19))
+        i = Signal(4)
+        j = Signal(4)
+        g = Signal(16)
+        ox = Signal(16)
+        n = Signal(24)
+        by = Signal(signed(18))
+        bx = Signal(signed(18))
+        base = Signal(signed(32))
+        off = Signal(signed(32))
+        y = Signal(signed(19))
+        x = Signal(signed(19))
         m.d.comb += [y.eq(by + i), x.eq(bx + j), self.rd_addr.eq(base + off)]
-        ok, first, last = Signal(), Signal(), Signal()
+        ok = Signal()
+        first = Signal()
+        last = Signal()
         m.d.comb += [first.eq((i == 0) & (j == 0)), last.eq((i == d.k - 1) & (j == d.k - 1)),
                      ok.eq((y >= 0) & (y < d.h) & (x >= 0) & (x < d.w))]
         issue = Signal()
@@ -112,7 +120,8 @@ class MaxPoolUnit(wiring.Component):
         for c in range(L):
             cur = Mux(first_q, C.FINE_MIN, best[c])
             m.d.sync += best[c].eq(Mux(ok_q & (word[c] > cur), word[c], cur))
-        out_en, out_n = Signal(), Signal(24)
+        out_en = Signal()
+        out_n = Signal(24)
         m.d.sync += out_en.eq(last_q)
         with m.If(self.start):
             m.d.sync += out_n.eq(0)

@@ -53,7 +53,8 @@ class MultSetup(wiring.Component):
         for i, bm in enumerate(mults):
             m.submodules[f"bm{i}"] = bm
         ch = Signal(16)
-        issue, v1 = Signal(), Signal()
+        issue = Signal()
+        v1 = Signal()
         extra = 1 if self.registered_reads else 0    # the read word a cycle later
         m.d.comb += self.ch_addr.eq(self.m_addr + ch)
         m.d.sync += v1.eq(issue)
@@ -76,7 +77,8 @@ class MultSetup(wiring.Component):
                          bm.i_valid.eq(v1)]
         # assemble: channel words shift in at the top, a full word every cols channels
         lanes = [Signal(n_acc * M_BITS + BIAS_BITS, name=f"lane{c}") for c in range(cols)]
-        fill, word_n = Signal(range(cols + 1)), Signal(16)
+        fill = Signal(range(cols + 1))
+        word_n = Signal(16)
         # ``word_n == tiles_c``, kept in a flip-flop beside word_n (tiles_c holds still from ``start`` on):
         # ``done`` was that 16-bit compare, and it led the engine's worst ECP5 path into the conv unit
         at_end = Signal()

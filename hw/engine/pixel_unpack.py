@@ -108,7 +108,8 @@ class PixelUnpacker(wiring.Component):
         held = Signal()                                       # a word whose codes 1.. are not all used
         rest = Signal(max(1, self.data_bits - ab))            # its unused codes, the next one lowest
         i = Signal(range(max(2, per)))                        # the next held code's index in its word
-        j, g = Signal(range(max(2, L))), Signal(range(max(2, self.groups)))
+        j = Signal(range(max(2, L)))
+        g = Signal(range(max(2, self.groups)))
         acc = [Signal(ab, name=f"acc{k}") for k in range(L - 1)]   # lanes 0 .. j-1 of the group so far
         addr = self.w_addr
         code = Signal(ab)

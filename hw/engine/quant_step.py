@@ -100,14 +100,19 @@ class QuantStep(wiring.Component):
 
     def _sequence(self, m, ad, dv, gdv, q, g_wr):
         d, L = self.desc, self.lanes
-        pos, grp, lane, idx = Signal(24), Signal(16), Signal(range(max(2, L))), Signal(24)
+        pos = Signal(24)
+        grp = Signal(16)
+        lane = Signal(range(max(2, L)))
+        idx = Signal(24)
         rd_addr = Signal(16)
         linear = "linear" in self.schemes
         sums = [Signal(signed(SUM_BITS), name=f"sum{c}") for c in range(L)] if linear else []
-        acc_v, acc_q = Signal(), Signal()    # a fine word for the GAP is on the read port / in x_q
+        # a fine word for the GAP is on the read port / in x_q
+        acc_v = Signal()
+        acc_q = Signal()
         x_q = [Signal(signed(32), name=f"gx{c}") for c in range(L)] if linear else []
         # with registered reads the word reaches the port a cycle later (acc_o), then x_q next to the sums
-        acc_o = Signal() if self.registered_reads else acc_v
+        acc_o = Signal(name="acc_o") if self.registered_reads else acc_v
         if self.registered_reads:
             m.d.sync += acc_o.eq(acc_v)
         m.d.sync += [acc_v.eq(0), acc_q.eq(acc_o)]
@@ -135,7 +140,9 @@ class QuantStep(wiring.Component):
         # registers, a cycle after its lane is selected
         half = Signal(SUM_BITS)
         m.d.sync += half.eq((1 << d.gap_shift) >> 1)
-        g_en, g_addr, g_data = Signal(), Signal(16), Signal(32)
+        g_en = Signal()
+        g_addr = Signal(16)
+        g_data = Signal(32)
         m.d.sync += g_en.eq(0)
         if linear:
             sel = sums[0]

@@ -47,24 +47,37 @@ class VectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d, L = self.desc, self.lanes
-        idx, pos, grp = Signal(24), Signal(24), Signal(16)
-        ra, rb = Signal(16), Signal(16)
+        idx = Signal(24)
+        pos = Signal(24)
+        grp = Signal(16)
+        ra = Signal(16)
+        rb = Signal(16)
         m.d.comb += [self.a_addr.eq(ra), self.b_addr.eq(rb)]
         # the read words are registered before any arithmetic (block RAM outputs), and the written word
         # leaves from registers: read (t) -> data (t+1) -> a_q, b_q (t+2) -> out (t+3)
         a_q = [Signal(signed(32), name=f"a_q{c}") for c in range(L)]
         b_q = [Signal(signed(32), name=f"b_q{c}") for c in range(L)]
         m.d.sync += [x.eq(self.a_data[c]) for c, x in enumerate(a_q)] + [x.eq(self.b_data[c]) for c, x in enumerate(b_q)]
-        add_v, sum_v = Signal(), Signal()                 # data on the read ports (read at t: t+1)
-        add_q, sum_q = Signal(), Signal()                 # in a_q / b_q
-        addr_v, addr_q = Signal(16), Signal(16)
+        # data on the read ports (read at t: t+1)
+        add_v = Signal()
+        sum_v = Signal()
+        # in a_q / b_q
+        add_q = Signal()
+        sum_q = Signal()
+        addr_v = Signal(16)
+        addr_q = Signal(16)
         m.d.sync += [add_v.eq(0), sum_v.eq(0), addr_v.eq(d.out_addr + idx)]
         # with registered reads the words reach the ports a cycle later: add_o, sum_o, addr_o wait for them
-        add_o, sum_o, addr_o = (Signal(), Signal(), Signal(16)) if self.registered_reads else (add_v, sum_v, addr_v)
+        add_o, sum_o, addr_o = add_v, sum_v, addr_v
         if self.registered_reads:
+            add_o = Signal()
+            sum_o = Signal()
+            addr_o = Signal(16)
             m.d.sync += [add_o.eq(add_v), sum_o.eq(sum_v), addr_o.eq(addr_v)]
         m.d.sync += [add_q.eq(add_o), sum_q.eq(sum_o), addr_q.eq(addr_o)]
-        out_en, out_addr, out_data = Signal(), Signal(16), Signal(L * 32)
+        out_en = Signal()
+        out_addr = Signal(16)
+        out_data = Signal(L * 32)
         m.d.comb += [self.out_en.eq(out_en), self.out_addr.eq(out_addr), self.out_data.eq(out_data)]
         m.d.sync += out_en.eq(0)
         with m.If(add_q):                                 # add_relu: clamp(a + b, 0, 2^31 - 1)
