@@ -81,8 +81,14 @@ class AddressGenerator(wiring.Component):
         k["tc_last"], k["tp_last"] = Signal(name="tc_last"), Signal(name="tp_last")
         m.d.sync += [k["tc_last"].eq(tc == k["tiles_c_m1"]), k["tp_last"].eq(tp == k["tiles_p_m1"])]
 
-        tap_end = cpos == k["cin_m1"]                      # the tap's last real channel
-        last = tap_end & (j == k["kw_m1"]) & (i == k["kh_m1"])
+        # cpos == cin - 1 (the tap's last real channel), j == kw - 1 and i == kh - 1, each kept in a
+        # flip-flop and set a cycle ahead from the counter's next value: the tile's last k-slice then is
+        # an AND of three flip-flops, not three 16-bit compares in front of every row's enable
+        c_last = Signal()
+        j_last = Signal()
+        i_last = Signal()
+        tap_end = c_last
+        last = tap_end & j_last & i_last
         m.d.comb += [self.lane.eq(lane), self.waddr.eq(waddr), self.first.eq(first), self.last.eq(last),
                      self.tile_p.eq(tp), self.tile_c.eq(tc), self.pos0.eq(pos[0])]
         for r in range(R):
@@ -97,7 +103,8 @@ class AddressGenerator(wiring.Component):
                     for r in range(R):
                         m.d.sync += [ox[r].eq(0), by[r].eq(-d.pad), bx[r].eq(-d.pad), ab[r].eq(d.ab0), pos[r].eq(0)]
                     m.d.sync += [i.eq(0), j.eq(0), lane.eq(0), cpos.eq(0), off.eq(0), waddr.eq(0),
-                                 tp.eq(0), tc.eq(0), setup.eq(1), first.eq(1)]
+                                 tp.eq(0), tc.eq(0), setup.eq(1), first.eq(1),
+                                 c_last.eq(d.cin == 1), j_last.eq(d.kw == 1), i_last.eq(d.kh == 1)]
                     m.next = "SETUP" if R > 1 else "RUN"
             if R > 1:
                 with m.State("SETUP"):
@@ -111,15 +118,17 @@ class AddressGenerator(wiring.Component):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.valid.eq(1)]
-                m.d.sync += [waddr.eq(waddr + 1), first.eq(0), lane.eq(lane + 1), cpos.eq(cpos + 1)]
+                m.d.sync += [waddr.eq(waddr + 1), first.eq(0), lane.eq(lane + 1), cpos.eq(cpos + 1),
+                             c_last.eq(cpos + 1 == k["cin_m1"])]
                 with m.If((lane == self.lanes - 1) | tap_end):     # the word's last lane: next word
                     m.d.sync += [lane.eq(0), off.eq(off + 1)]
                     with m.If(tap_end):
-                        m.d.sync += [cpos.eq(0), j.eq(j + 1)]
-                        with m.If(j == k["kw_m1"]):
-                            m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1)]
-                            with m.If(i == k["kh_m1"]):     # the tile's last k-slice
-                                m.d.sync += [i.eq(0), off.eq(0), bubble.eq(1)]
+                        m.d.sync += [cpos.eq(0), j.eq(j + 1), c_last.eq(k["cin1"]), j_last.eq(j + 1 == k["kw_m1"])]
+                        with m.If(j_last):
+                            m.d.sync += [j.eq(0), off.eq(off + d.row_skip), i.eq(i + 1), j_last.eq(k["kw1"]),
+                                         i_last.eq(i + 1 == k["kh_m1"])]
+                            with m.If(i_last):     # the tile's last k-slice
+                                m.d.sync += [i.eq(0), off.eq(0), bubble.eq(1), i_last.eq(k["kh1"])]
                                 with m.If(k["gap0"]):
                                     self._next_tile(m, d, k, tc, tp, waddr, first, ox, by, bx, ab, pos)
                                 with m.Else():
@@ -161,9 +170,10 @@ class AddressGenerator(wiring.Component):
             k[name] = Signal(signed(len(value) + 1) if value.shape().signed else len(value), name=f"k_{name}")
             with m.If(self.start & ~self.busy):
                 m.d.sync += k[name].eq(value)
-        k["gap0"] = Signal(name="k_gap0")
-        with m.If(self.start & ~self.busy):
-            m.d.sync += k["gap0"].eq(d.gap == 0)
+        for name, value in (("gap0", d.gap == 0), ("cin1", d.cin == 1), ("kw1", d.kw == 1), ("kh1", d.kh == 1)):
+            k[name] = Signal(name=f"k_{name}")
+            with m.If(self.start & ~self.busy):
+                m.d.sync += k[name].eq(value)
         return k
 
     def _advance_one(self, m, d, k, r, ox, by, bx, ab, pos):
