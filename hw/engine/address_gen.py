@@ -166,12 +166,9 @@ class AddressGenerator(wiring.Component):
         for name, value in (("cin_m1", d.cin - 1), ("kw_m1", d.kw - 1), ("kh_m1", d.kh - 1),
                             ("tiles_c_m1", d.tiles_c - 1), ("tiles_p_m1", d.tiles_p - 1), ("wo_m1", d.wo - 1),
                             ("by_wrap", d.adv_by + d.stride), ("bx_wrap", d.adv_bx - d.wo_s),
-                            ("ab_wrap", d.ab_adv + d.ab_wrap)):
+                            ("ab_wrap", d.ab_adv + d.ab_wrap), ("gap0", d.gap == 0), ("cin1", d.cin == 1),
+                            ("kw1", d.kw == 1), ("kh1", d.kh == 1)):
             k[name] = Signal(signed(len(value) + 1) if value.shape().signed else len(value), name=f"k_{name}")
-            with m.If(self.start & ~self.busy):
-                m.d.sync += k[name].eq(value)
-        for name, value in (("gap0", d.gap == 0), ("cin1", d.cin == 1), ("kw1", d.kw == 1), ("kh1", d.kh == 1)):
-            k[name] = Signal(name=f"k_{name}")
             with m.If(self.start & ~self.busy):
                 m.d.sync += k[name].eq(value)
         return k
