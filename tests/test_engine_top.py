@@ -132,6 +132,25 @@ def test_engine_converts_to_verilog_with_every_signal_named(mode, drain, fetch):
     assert sorted(set(re.findall(r"\\\$signal\S*", v))) == []
 
 
+@pytest.mark.parametrize("pe", ["dual", "lut", "mult", "shift", "shift2"])
+def test_tile_engine_converts_to_verilog_with_every_signal_named(pe):
+    """The same for the tile engine (``Accelerator``), which the iCEBreaker and the Tang boards carry, in
+    the same board core: every PE kind."""
+    import re
+
+    from amaranth.back import verilog
+
+    from rootshift.hw.accelerator import Accelerator
+    from rootshift.hw.board.core import BoardCore
+    from rootshift.hw.params import ArrayParams
+
+    p = ArrayParams(wbits=4, abits=4, rows=2, cols=2, max_k=12, max_shift=3, pe=pe,
+                    base="2" if pe.startswith("shift") else "sqrt2")
+    v = verilog.convert(BoardCore(Accelerator(p), 12_000_000, 3_000_000, 512, 400), name="rootshift_board")
+    assert "module rootshift_board" in v and "requant" in v
+    assert sorted(set(re.findall(r"\\\$signal\S*", v))) == []
+
+
 def test_rtl_fuzz_runs_random_networks_exactly(capsys):
     """``python -m rootshift.sim.engine_fuzz --rtl`` (sim/engine_fuzz.py): random networks on H x W mostly not
     powers of two, with max pools, every tensor, the logits and the cycles; the summary line and exit 0."""
