@@ -100,6 +100,22 @@ def build(program, buffer_bytes, cache=None):
     return runner, bdir, man, time.perf_counter() - t0
 
 
+def _check_faults(faults, infer_words, max_words, word_bytes):
+    """A ConfigError for a request fault whose byte is not in its frame of the ``INFER`` (``infer_words``
+    words sent in frames of ``max_words``), before the simulator is built: the frame sizes follow from the
+    array (a word is ``max(32, cols * abits)`` bits), so a fault list written for one array can miss on another."""
+    from rootshift.hw.board import framing as F
+
+    sizes = [F.REQUEST_HEADER + word_bytes * min(max_words, infer_words - i) + F.CRC_BYTES
+             for i in range(0, infer_words, max_words)]
+    for f in faults:
+        if f["where"] == "request" and not (f["frame"] < len(sizes) and 0 <= f["offset"] < sizes[f["frame"]]):
+            have = f"{sizes[f['frame']]} bytes" if f["frame"] < len(sizes) else "no such frame"
+            raise ConfigError(f"request fault {f['kind']} at byte {f['offset']} of INFER frame {f['frame']}: the "
+                              f"INFER is {infer_words} words of {word_bytes} bytes in frames of {max_words} "
+                              f"words ({', '.join(map(str, sizes))} bytes); frame {f['frame']}: {have}")
+
+
 def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, buffer_bytes=512, max_words=8,
                 faults=DEFAULT_FAULTS, overlap=True, data=None, cache=None):
     """Run ``images`` test images of ``model_path`` through the pin-level simulation of ``board``'s core.
@@ -142,6 +158,7 @@ def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, b
             raise ConfigError(f"a fault after image {f['after']} needs more than {n} images")
     program = engine_program(im, b, rows or b.rows, cols or b.cols)
     pixel_words = port_config(program).pix_words       # one INFER's packed pixel words (host protocol v4)
+    _check_faults(faults, 1 + pixel_words, max_words, port_config(program).data_bits // 8)
     runner, bdir, man, built = build(program, buffer_bytes, cache)
     if not 1 <= max_words <= man["max_words"]:
         raise ConfigError(f"max_words must be in 1..{man['max_words']} (the device buffer), not {max_words}")

@@ -41,3 +41,15 @@ def test_only_a_network_engine_board_is_simulated_here(tmp_path):
 
     with pytest.raises(ConfigError, match="icebreaker carries the tile engine"):
         board_cosim(tmp_path / "none.rsq", board="icebreaker")
+
+
+def test_a_request_fault_past_its_frame_is_refused_before_the_build(exported, tmp_path):
+    """On a 4x8 array a word is 8 bytes: the INFER of a digits image is 9 words, frames of 8 and 1, so a
+    fault list written for 4x4 (byte 20 of the second frame) names a byte that frame does not have."""
+    from rootshift.sim.board_cosim import DEFAULT_FAULTS, board_cosim
+    from rootshift.sw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"byte 20 of INFER frame 1: the INFER is 9 words of 8 bytes in frames "
+                                          r"of 8 words \(71, 15 bytes\)"):
+        board_cosim(exported, board="ulx3s-85f", images=2, rows=4, cols=8, faults=DEFAULT_FAULTS, cache=tmp_path)
+    assert not any(tmp_path.iterdir())          # refused before any RTL was generated
