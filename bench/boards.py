@@ -180,7 +180,9 @@ def network_estimate(model, board, sizes=((2, 2), (4, 4))):
 
     from rootshift.sw import rsq
 
-    b = dataclasses.replace(get_board(board), engine_memory=get_board("ulx3s-85f").engine_memory)
+    # the 85F's memory plan (its limits in KiB), with the default (parallel) drain NETWORK_ENGINE_MEASURED holds
+    b = dataclasses.replace(get_board(board), engine_options={k: v for k, v in get_board("ulx3s-85f").engine_options.items()
+                                                              if k.endswith("_kib")})
     im = rsq.load(model)
     out = []
     from rootshift.hw.tools import ToolError
@@ -210,8 +212,9 @@ def _beyond_memory(model, board):
     from rootshift.sw.errors import ConfigError
 
     im = rsq.load(model)
-    big = dataclasses.replace(board, engine_memory={k: 1 << 20 for k in board.engine_memory})
-    prog = compile_model(im, EngineParams(hardware_for(im, big.rows, big.cols), **big.engine_memory))
+    big = dataclasses.replace(board, engine_options={k: 1 << 20 if k.endswith("_kib") else v
+                                                  for k, v in board.engine_options.items()})
+    prog = compile_model(im, EngineParams(hardware_for(im, big.rows, big.cols), **big.engine_options))
     try:
         rtl_check(prog)
         rtl = None
@@ -281,8 +284,12 @@ def main(argv=None):
             elif design.engine == "network":
                 from rootshift.hw.board.boards import network_measured
 
-                row["fmax"] = network_measured(b)["4x4"]["fmax_mhz"]
-                row["fmax_from"] = "the engine alone, bench/engine_cost.py"
+                size = f"{b.rows}x{b.cols}"
+                m = network_measured(b)
+                m = m.get(size) if size in m and "fmax_mhz" in m[size] else m["4x4"]
+                row["fmax"] = m["fmax_mhz"]
+                row["fmax_from"] = (f"the {size} board build of the table (hw/board/boards.py)" if m is not network_measured(b)["4x4"]
+                                    else "the 4x4 engine alone, bench/engine_cost.py")
             if row.get("fmax"):
                 row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]
             # a reused build of an older engine or compiler: its program is not today's (sim/board.py run refuses it)

@@ -125,7 +125,7 @@ def compile(model, out=None, rows=None, cols=None, board=None, **memory_kib):
         b = get_board(board)
         if network_engine_refusal(b):
             raise ConfigError(network_engine_refusal(b))
-        memory, default_size = dict(b.engine_memory), (b.rows, b.cols)
+        memory, default_size = dict(b.engine_options), (b.rows, b.cols)
     from rootshift.sim.board import array_size
 
     rows, cols = array_size(rows, cols, *default_size)

