@@ -180,9 +180,8 @@ def network_estimate(model, board, sizes=((2, 2), (4, 4))):
 
     from rootshift.sw import rsq
 
-    # the 85F's memory plan (its limits in KiB), with the default (parallel) drain NETWORK_ENGINE_MEASURED holds
-    b = dataclasses.replace(get_board(board), engine_options={k: v for k, v in get_board("ulx3s-85f").engine_options.items()
-                                                              if k.endswith("_kib")})
+    # the 85F's memory plan, with the default (parallel) drain NETWORK_ENGINE_MEASURED holds
+    b = dataclasses.replace(get_board(board), engine_options=get_board("ulx3s-85f").engine_memory_kib())
     im = rsq.load(model)
     out = []
     from rootshift.hw.tools import ToolError
@@ -212,8 +211,8 @@ def _beyond_memory(model, board):
     from rootshift.sw.errors import ConfigError
 
     im = rsq.load(model)
-    big = dataclasses.replace(board, engine_options={k: 1 << 20 if k.endswith("_kib") else v
-                                                  for k, v in board.engine_options.items()})
+    big = dataclasses.replace(board, engine_options=board.engine_options
+                              | {k: 1 << 20 for k in board.engine_memory_kib()})
     prog = compile_model(im, EngineParams(hardware_for(im, big.rows, big.cols), **big.engine_options))
     try:
         rtl_check(prog)
@@ -284,12 +283,10 @@ def main(argv=None):
             elif design.engine == "network":
                 from rootshift.hw.board.boards import network_measured
 
-                size = f"{b.rows}x{b.cols}"
-                m = network_measured(b)
-                m = m.get(size) if size in m and "fmax_mhz" in m[size] else m["4x4"]
-                row["fmax"] = m["fmax_mhz"]
-                row["fmax_from"] = (f"the {size} board build of the table (hw/board/boards.py)" if m is not network_measured(b)["4x4"]
-                                    else "the 4x4 engine alone, bench/engine_cost.py")
+                size, measured = f"{b.rows}x{b.cols}", network_measured(b)
+                own = measured.get(size, {}).get("fmax_mhz")
+                row["fmax"], row["fmax_from"] = ((own, f"the {size} board build of the table (hw/board/boards.py)") if own
+                                                 else (measured["4x4"]["fmax_mhz"], "the 4x4 engine alone, bench/engine_cost.py"))
             if row.get("fmax"):
                 row["fmax_ips"] = row["fmax"] * 1e6 / rep["device_cycles_per_image"]
             # a reused build of an older engine or compiler: its program is not today's (sim/board.py run refuses it)

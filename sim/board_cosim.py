@@ -157,8 +157,9 @@ def board_cosim(model_path, board="ulx3s-85f", images=2, rows=None, cols=None, b
         if not 0 <= f["after"] < n:
             raise ConfigError(f"a fault after image {f['after']} needs more than {n} images")
     program = engine_program(im, b, rows or b.rows, cols or b.cols)
-    pixel_words = port_config(program).pix_words       # one INFER's packed pixel words (host protocol v4)
-    _check_faults(faults, 1 + pixel_words, max_words, port_config(program).data_bits // 8)
+    port = port_config(program)
+    pixel_words = port.pix_words       # one INFER's packed pixel words (host protocol v4)
+    _check_faults(faults, 1 + pixel_words, max_words, port.data_bits // 8)
     runner, bdir, man, built = build(program, buffer_bytes, cache)
     if not 1 <= max_words <= man["max_words"]:
         raise ConfigError(f"max_words must be in 1..{man['max_words']} (the device buffer), not {max_words}")

@@ -112,6 +112,13 @@ def test_engine_refuses_what_it_cannot_run():
         Engine(prog)
 
 
+def _unnamed_signals(verilog_text):
+    """The ``$signal`` names Amaranth gives a signal it could not name after a variable."""
+    import re
+
+    return sorted(set(re.findall(r"\\\$signal\S*", verilog_text)))
+
+
 @pytest.mark.parametrize("mode,drain,fetch", [("dual", "parallel", "parallel"), ("mult", "serial", "serial"),
                                               ("shift2", "parallel", "parallel")])
 def test_engine_converts_to_verilog_with_every_signal_named(mode, drain, fetch):
@@ -119,8 +126,6 @@ def test_engine_converts_to_verilog_with_every_signal_named(mode, drain, fetch):
     a name: Amaranth names a signal after the variable of a lone assignment only (``a, b = Signal(),
     Signal()`` gives two ``$signal``), and a critical path or a waveform that says ``$signal`` tells the
     user nothing (the ECP5 engine's worst path read ``engine.conv.signal -> engine.conv.signal``)."""
-    import re
-
     from amaranth.back import verilog
 
     from rootshift.hw.board.core import BoardCore
@@ -129,15 +134,13 @@ def test_engine_converts_to_verilog_with_every_signal_named(mode, drain, fetch):
     assert prog.params.array.pe == mode
     v = verilog.convert(BoardCore(Engine(prog), 12_000_000, 3_000_000, 512, 400), name="rootshift_board")
     assert "module rootshift_board" in v and "bank1" in v
-    assert sorted(set(re.findall(r"\\\$signal\S*", v))) == []
+    assert _unnamed_signals(v) == []
 
 
 @pytest.mark.parametrize("pe", ["dual", "lut", "mult", "shift", "shift2"])
 def test_tile_engine_converts_to_verilog_with_every_signal_named(pe):
     """The same for the tile engine (``Accelerator``), which the iCEBreaker and the Tang boards carry, in
     the same board core: every PE kind."""
-    import re
-
     from amaranth.back import verilog
 
     from rootshift.hw.accelerator import Accelerator
@@ -148,7 +151,7 @@ def test_tile_engine_converts_to_verilog_with_every_signal_named(pe):
                     base="2" if pe.startswith("shift") else "sqrt2")
     v = verilog.convert(BoardCore(Accelerator(p), 12_000_000, 3_000_000, 512, 400), name="rootshift_board")
     assert "module rootshift_board" in v and "requant" in v
-    assert sorted(set(re.findall(r"\\\$signal\S*", v))) == []
+    assert _unnamed_signals(v) == []
 
 
 def test_rtl_fuzz_runs_random_networks_exactly(capsys):

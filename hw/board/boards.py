@@ -52,6 +52,10 @@ class Board:
     # Yosys 0.70's ABC9 stops on the 8x8 network engine with an internal assertion, and synth_lattice has no -noabc9
     lut_map: str = "abc9"
 
+    def engine_memory_kib(self):
+        """The memory limits among ``engine_options`` (``weights_kib`` ...), without the drain."""
+        return {k: v for k, v in self.engine_options.items() if k.endswith("_kib")}
+
     def __post_init__(self):
         if self.lut_map not in ("abc9", "abc") or (self.lut_map == "abc" and self.family != "ecp5"):
             raise ConfigError(f"lut_map must be 'abc9', or 'abc' on ECP5, not {self.lut_map!r} ({self.family})")
@@ -187,22 +191,28 @@ _ECP5_ENGINE = {"45f": {"weights_kib": 128, "fine_kib": 32, "codes_kib": 16, "co
                 "85f": {"weights_kib": 256, "fine_kib": 64, "codes_kib": 32, "consts_kib": 32, "drain": "serial"}}
 
 
+# the 4x8 engine's clock: 25 / 5 * 12 (20 clocks per bit), the fastest exact 3 Mbaud clock below its 67.5 MHz
+_WIDE_MHZ = 60
+
+
 def _ulx3s(size):
     lut, bram, dsp = _ECP5_CAPACITY[size]
     m, m8 = NETWORK_ENGINE_MEASURED["ecp5"]["4x4"], NETWORK_ENGINE_MEASURED["ecp5"]["8x8"]
     m48 = NETWORK_ENGINE_MEASURED["ecp5"]["4x8"]
-    network = size in _ECP5_ENGINE and m["LUT"] <= lut and m["BRAM"] <= bram and m["DSP"] <= dsp
-    # 4x8 with the serial drain where it was built and fits (the 85F): 29,562 cycles against 4x4's 54,930, at
-    # 60 MHz (25 / 5 * 12, 20 clocks per bit), the fastest exact 3 Mbaud clock below its 67.5 MHz
-    wide = network and _ECP5_ENGINE[size].get("drain") == "serial" and m48["LUT"] <= lut and m48["BRAM"] <= bram \
-        and m48["DSP"] <= dsp and m48["fmax_mhz"] > 60
+
+    def fits(need):
+        return need["LUT"] <= lut and need["BRAM"] <= bram and need["DSP"] <= dsp
+
+    network = size in _ECP5_ENGINE and fits(m)
+    # 4x8 with the serial drain where it was built and fits (the 85F): 29,562 cycles against 4x4's 54,930
+    wide = network and _ECP5_ENGINE[size].get("drain") == "serial" and fits(m48) and m48["fmax_mhz"] > _WIDE_MHZ
     big = False        # 8x8 would fit the 85F (m8), but does not synthesize today: see the comment above
     why = (f"the network engine at 4x4 needs {m['DSP']} MULT18 and {m['BRAM']} DP16KD, {m['LUT']:,} LUT (measured, "
            f"bench/engine_cost.py), at 8x8 {m8['DSP']} MULT18, {m8['BRAM']} DP16KD and {m8['LUT']:,} LUT (measured, "
            f"the 85F board build); the {size.upper()} has {dsp} MULT18, {bram} DP16KD, {lut:,} LUT")
     return Board(
         name=f"ulx3s-{size}", platform=f"amaranth_boards.ulx3s:ULX3S_{size.upper()}_Platform", family="ecp5",
-        osc_mhz=25, clock_mhz=(60 if wide else 75) if network else 45, baud=3_000_000,
+        osc_mhz=25, clock_mhz=(_WIDE_MHZ if wide else 75) if network else 45, baud=3_000_000,
         rows=4 if network and not big else 8, cols=8 if wide or not network else 4, buffer_bytes=4096,
         link_timeout_ms=50,
         synth_opts="", nextpnr_opts="", bitstream_ext="bit",
